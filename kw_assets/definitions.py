@@ -1,0 +1,24 @@
+"""The one Definitions object: assets by layer, their checks, resources and jobs."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from kw_assets.defs.raw import raw_assets
+from kw_assets.defs.resources import default_resources
+from kw_assets.partitions import city_day_partitions
+
+raw_job = dg.define_asset_job(
+    "raw_job", selection=dg.AssetSelection.groups("raw"), partitions_def=city_day_partitions,
+    description="Fetch and store every raw table for the selected city x climate-day partitions.",
+)
+all_job = dg.define_asset_job(
+    "all_assets_job", selection=dg.AssetSelection.all(), partitions_def=city_day_partitions,
+    description="The whole graph for the selected partitions (the demo runs this).",
+)
+
+defs = dg.Definitions(
+    assets=[*raw_assets],
+    resources=default_resources(),
+    jobs=[raw_job, all_job],
+)

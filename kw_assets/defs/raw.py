@@ -1,0 +1,181 @@
+"""Raw layer: what Kalshi and Visual Crossing say about each city x climate day, as received
+(sparse candles stay sparse), validated, in DuckDB. Every row carries its ``source``."""
+
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from kw_assets.errors import DataError
+from kw_assets.partitions import city_day_partitions
+from kw_assets.defs.materialize import PartitionWriter, partition_pairs, schema_check
+from kw_assets.defs.resources import MarketDataResource, WarehouseResource
+from kw_assets.schemas import rows_outside
+from kw_assets.sources.kalshi.fetch import fetch_candles, fetch_markets, fetch_trades
+from kw_assets.sources.price_history import export_path, read_export
+from kw_assets.sources.visual_crossing import fetch_weather_forecasts, fetch_weather_obs
+
+RAW = dict(
+    partitions_def=city_day_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="raw",
+    pool="duckdb",
+    owners=["team:kw-data"],
+)
+
+
+def _writer(context, warehouse: WarehouseResource, table: str, source: str) -> tuple[PartitionWriter, list]:
+    pairs = partition_pairs(context)
+    return PartitionWriter(context, warehouse.get(), table, source, len(pairs)), pairs
+
+
+def _file_export(market_data: MarketDataResource, city, day):
+    if not market_data.price_history_dir:
+        raise DataError("kalshi_markets", "price_history_dir", "source 'file' needs price_history_dir")
+    path = export_path(market_data.price_history_dir, city, day)
+    if path is None:
+        raise DataError("kalshi_markets", "file", f"no price-history export for {city.key} {day} in {market_data.price_history_dir}")
+    return read_export(path, city, day)
+
+
+@dg.asset(**RAW, kinds={"python", "duckdb"}, check_specs=[schema_check("kalshi_markets")],
+          description="One row per bracket market of the day's event: strikes, whole-degree bracket bounds, "
+                      "times, status, result, settled value and the series' fee settings.")
+def kalshi_markets(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
+    writer, pairs = _writer(context, warehouse, "kalshi_markets", market_data.label())
+    if market_data.label() == "file":
+        for city, day, key in pairs:
+            writer.add(city, day, key, lambda: _file_export(market_data, city, day)[0], "open_time")
+        yield from writer.finish()
+        return
+    with market_data.kalshi_client() as client:
+        for city, day, key in pairs:
+            writer.add(city, day, key, lambda: fetch_markets(client, city, day), "open_time")
+        yield from writer.finish({"requests": dg.MetadataValue.int(client.http.stats["requests"]),
+                                  "retries": dg.MetadataValue.int(client.http.stats["retries"])})
+
+
+def _markets_for(warehouse, city, day) -> pd.DataFrame:
+    markets = warehouse.get().read("kalshi_markets", [(city.key, day)])
+    if markets.empty:
+        raise DataError("kalshi_markets", "market_ticker", f"no markets stored for {city.key} {day}: materialize kalshi_markets first")
+    return markets
+
+
+def _inside_window(frame: pd.DataFrame, markets: pd.DataFrame, column: str, table: str) -> pd.DataFrame:
+    outside = rows_outside(frame[column], markets["open_time"].min(), markets["close_time"].max())
+    if outside.any():
+        raise DataError(table, column, f"{int(outside.sum())} row(s) outside the trading window "
+                                       f"{markets['open_time'].min()} .. {markets['close_time'].max()}")
+    return frame
+
+
+@dg.asset(**RAW, kinds={"python", "duckdb"}, deps=["kalshi_markets"], check_specs=[schema_check("kalshi_candles")],
+          description="Sparse 1-minute candles per bracket (yes bid/ask OHLC, trade price OHLC/mean/previous, "
+                      "volume, open interest) as served: minutes without activity are absent.")
+def kalshi_candles(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
+    writer, pairs = _writer(context, warehouse, "kalshi_candles", market_data.label())
+    if market_data.label() == "file":
+        for city, day, key in pairs:
+            writer.add(city, day, key, lambda: _file_export(market_data, city, day)[1], "end_period_ts")
+        yield from writer.finish()
+        return
+    with market_data.kalshi_client() as client:
+        for city, day, key in pairs:
+            def produce():
+                markets = _markets_for(warehouse, city, day)
+                return _inside_window(fetch_candles(client, markets), markets, "end_period_ts", "kalshi_candles")
+            writer.add(city, day, key, produce, "end_period_ts")
+        yield from writer.finish({"requests": dg.MetadataValue.int(client.http.stats["requests"])})
+
+
+@dg.asset(**RAW, kinds={"python", "duckdb"}, deps=["kalshi_markets"], check_specs=[schema_check("kalshi_trades")],
+          description="Every print of the day's brackets (live and historical tiers), with taker side and the "
+                      "block-trade flag (block trades are kept here and excluded from fill simulation later).")
+def kalshi_trades(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
+    writer, pairs = _writer(context, warehouse, "kalshi_trades", market_data.label())
+    if market_data.label() == "file":
+        for city, day, key in pairs:  # website exports carry no trades
+            writer.add(city, day, key, lambda: pd.DataFrame(), None)
+        yield from writer.finish({"note": dg.MetadataValue.text("file source: exports carry no trades")})
+        return
+    with market_data.kalshi_client() as client:
+        for city, day, key in pairs:
+            def produce():
+                markets = _markets_for(warehouse, city, day)
+                return _inside_window(fetch_trades(client, markets), markets, "created_time", "kalshi_trades")
+            writer.add(city, day, key, produce, "created_time")
+        yield from writer.finish({"requests": dg.MetadataValue.int(client.http.stats["requests"])})
+
+
+@dg.asset(**RAW, kinds={"python", "duckdb"}, check_specs=[schema_check("weather_obs")],
+          description="5-minute observations at the settlement station (whole-C readings in F) inside the "
+                      "climate day (LST midnight to midnight). Empty when no weather source is configured.")
+def weather_obs(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
+    writer, pairs = _writer(context, warehouse, "weather_obs", market_data.weather_label())
+    client = market_data.weather_client()
+    for city, day, key in pairs:
+        writer.add(city, day, key, (lambda: fetch_weather_obs(client, city, day)) if client else pd.DataFrame,
+                   "valid_time")
+    yield from writer.finish()
+
+
+@dg.asset(**RAW, kinds={"python", "duckdb"}, check_specs=[schema_check("weather_forecasts")],
+          description="Point-in-time hourly forecasts for the climate day from every run up to two days before, "
+                      "each row stamped with the run's issued_at (only hours at or after issue are kept).")
+def weather_forecasts(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
+    writer, pairs = _writer(context, warehouse, "weather_forecasts", market_data.weather_label())
+    client = market_data.weather_client()
+    for city, day, key in pairs:
+        writer.add(city, day, key, (lambda: fetch_weather_forecasts(client, city, day)) if client else pd.DataFrame,
+                   "issued_at")
+    yield from writer.finish()
+
+
+def settlement_source_name(source: str, day) -> str:
+    if source == "simulated":
+        return "simulated (CLI semantics)"
+    if source == "file":
+        return "inferred from final website prices"
+    return "NWS Daily Climate Report" if day <= pd.Timestamp("2026-08-13").date() else "The Weather Company"
+
+
+def settlement_row(markets: pd.DataFrame, obs: pd.DataFrame, source: str, day) -> pd.DataFrame:
+    """The official high and the winning bracket once the event has settled (no row before)."""
+    winners = markets[markets["result"] == "yes"]
+    values = markets["expiration_value"].dropna().unique()
+    if len(values) > 1:
+        raise DataError("kalshi_markets", "expiration_value", f"markets disagree on the settled value: {sorted(values)}")
+    if winners.empty and len(values) == 0:
+        return pd.DataFrame()
+    high = float(values[0]) if len(values) else np.nan
+    if len(winners) == 1 and np.isfinite(high):
+        w = winners.iloc[0]
+        if not w["bracket_low_f"] <= high <= w["bracket_high_f"]:
+            raise DataError("settlement", "official_high_f", f"settled high {high:g} is outside the winning bracket "
+                                                              f"{w['market_ticker']} [{w['bracket_low_f']:g}, {w['bracket_high_f']:g}]")
+    return pd.DataFrame({
+        "event_ticker": [markets["event_ticker"].iloc[0]],
+        "official_high_f": [high],
+        "winning_market_ticker": [winners["market_ticker"].iloc[0] if len(winners) else None],
+        "winning_bracket_index": [int(winners["bracket_index"].iloc[0]) if len(winners) else -1],
+        "settlement_source": [settlement_source_name(source, day)],
+        "obs_max_f": [float(obs["temp_f"].max()) if len(obs) else np.nan],
+    })
+
+
+@dg.asset(**RAW, kinds={"python", "duckdb"}, deps=["kalshi_markets", "weather_obs"], check_specs=[schema_check("settlement")],
+          description="Ground truth per partition: the settled whole-degree high (market expiration_value), the "
+                      "winning bracket (result == yes), the settlement source, and the 5-minute obs max beside it.")
+def settlement(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
+    writer, pairs = _writer(context, warehouse, "settlement", market_data.label())
+    wh = warehouse.get()
+    for city, day, key in pairs:
+        def produce():
+            markets = _markets_for(warehouse, city, day)
+            return settlement_row(markets, wh.read("weather_obs", [(city.key, day)]), market_data.label(), day)
+        writer.add(city, day, key, produce, None)
+    yield from writer.finish()
+
+
+raw_assets = [kalshi_markets, kalshi_candles, kalshi_trades, weather_obs, weather_forecasts, settlement]

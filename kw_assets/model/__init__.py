@@ -1,0 +1,1 @@
+"""The functional core: pure numpy/pandas, no Dagster, no I/O."""

@@ -1,0 +1,240 @@
+"""One Pandera model per warehouse table: types, ranges, unique keys and cross-row rules.
+
+The DuckDB DDL is derived from these models (``sql_columns``), so a column is declared once.
+``validate`` runs every check lazily and raises ``TableInvalid`` carrying the failure cases, which
+the assets attach to a failed blocking asset check before anything is written.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from kw_assets.cities import city_keys
+from kw_assets.model.brackets import STRIKE_TYPES, tiling_problems
+
+UTC = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
+SOURCES = ("simulated", "live", "file")
+PARTITION_COLUMNS = ["city", "climate_day"]
+
+
+class _Partitioned(pa.DataFrameModel):
+    city: Series[str] = pa.Field(isin=city_keys())
+    climate_day: Series[pa.typing.DateTime]
+    source: Series[str] = pa.Field(isin=SOURCES)
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+class KalshiMarkets(_Partitioned):
+    event_ticker: Series[str]
+    market_ticker: Series[str]
+    series_ticker: Series[str]
+    strike_type: Series[str] = pa.Field(isin=STRIKE_TYPES)
+    floor_strike: Series[float] = pa.Field(nullable=True)
+    cap_strike: Series[float] = pa.Field(nullable=True)
+    bracket_low_f: Series[float]
+    bracket_high_f: Series[float]
+    bracket_index: Series[int] = pa.Field(ge=0)
+    yes_sub_title: Series[str]
+    open_time: Series[UTC]
+    close_time: Series[UTC]
+    expected_expiration_time: Series[UTC] = pa.Field(nullable=True)
+    status: Series[str]
+    result: Series[str] = pa.Field(isin=["", "yes", "no", "scalar"])
+    expiration_value: Series[float] = pa.Field(nullable=True)
+    fee_type: Series[str] = pa.Field(isin=["quadratic", "quadratic_with_maker_fees", "quadratic_with_combo_maker_fees", "flat"])
+    fee_multiplier: Series[float] = pa.Field(ge=0)
+    tier: Series[str] = pa.Field(isin=["live", "historical", "file"])
+
+    class Config:
+        unique = ["city", "climate_day", "market_ticker"]
+
+    @pa.dataframe_check(error="bracket_low_f/bracket_high_f: brackets of an event must tile the line without gaps or overlaps")
+    def brackets_tile(cls, df: pd.DataFrame) -> Series[bool]:
+        bad = {ev for ev, g in df.groupby("event_ticker") if tiling_problems(g["bracket_low_f"].to_numpy(), g["bracket_high_f"].to_numpy())}
+        return ~df["event_ticker"].isin(bad)
+
+    @pa.dataframe_check(error="open_time must be before close_time")
+    def opens_before_close(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["open_time"] < df["close_time"]
+
+    @pa.dataframe_check(error="result: at most one bracket of an event resolves yes")
+    def one_winner(cls, df: pd.DataFrame) -> Series[bool]:
+        yes = df["result"].eq("yes").groupby(df["event_ticker"]).transform("sum")
+        return yes <= 1
+
+    @pa.dataframe_check(error="event_ticker: one event per partition")
+    def one_event(cls, df: pd.DataFrame) -> Series[bool]:
+        return df.groupby(PARTITION_COLUMNS)["event_ticker"].transform("nunique") == 1
+
+
+_PRICE = dict(ge=0.0, le=1.0, nullable=True)
+
+
+class KalshiCandles(_Partitioned):
+    market_ticker: Series[str]
+    end_period_ts: Series[UTC]
+    yes_bid_open: Series[float] = pa.Field(**_PRICE)
+    yes_bid_high: Series[float] = pa.Field(**_PRICE)
+    yes_bid_low: Series[float] = pa.Field(**_PRICE)
+    yes_bid_close: Series[float] = pa.Field(**_PRICE)
+    yes_ask_open: Series[float] = pa.Field(**_PRICE)
+    yes_ask_high: Series[float] = pa.Field(**_PRICE)
+    yes_ask_low: Series[float] = pa.Field(**_PRICE)
+    yes_ask_close: Series[float] = pa.Field(**_PRICE)
+    price_open: Series[float] = pa.Field(**_PRICE)
+    price_high: Series[float] = pa.Field(**_PRICE)
+    price_low: Series[float] = pa.Field(**_PRICE)
+    price_close: Series[float] = pa.Field(**_PRICE)
+    price_mean: Series[float] = pa.Field(**_PRICE)
+    price_previous: Series[float] = pa.Field(**_PRICE)
+    volume: Series[float] = pa.Field(ge=0, nullable=True)
+    open_interest: Series[float] = pa.Field(ge=0, nullable=True)
+
+    class Config:
+        unique = ["city", "climate_day", "market_ticker", "end_period_ts"]
+
+    @pa.dataframe_check(error="end_period_ts: candles of a market must arrive in strictly increasing time order")
+    def increasing_time(cls, df: pd.DataFrame) -> Series[bool]:
+        step = df.groupby(["city", "climate_day", "market_ticker"], sort=False)["end_period_ts"].diff()
+        return step.isna() | (step > pd.Timedelta(0))
+
+    @pa.dataframe_check(error="low <= open, close <= high within every OHLC group")
+    def ohlc_consistent(cls, df: pd.DataFrame) -> Series[bool]:
+        ok = pd.Series(True, index=df.index)
+        for g in ("yes_bid", "yes_ask", "price"):
+            lo, hi = df[f"{g}_low"], df[f"{g}_high"]
+            for k in ("open", "close"):
+                v = df[f"{g}_{k}"]
+                ok &= ~((v < lo - 1e-9) | (v > hi + 1e-9))
+            ok &= ~(lo > hi + 1e-9)
+        return ok
+
+
+class KalshiTrades(_Partitioned):
+    trade_id: Series[str]
+    market_ticker: Series[str]
+    created_time: Series[UTC]
+    count: Series[float] = pa.Field(gt=0)
+    yes_price: Series[float] = pa.Field(ge=0, le=1)
+    no_price: Series[float] = pa.Field(ge=0, le=1)
+    taker_outcome_side: Series[str] = pa.Field(isin=["yes", "no"])
+    is_block_trade: Series[bool]
+
+    class Config:
+        unique = ["city", "climate_day", "trade_id"]
+
+    @pa.dataframe_check(error="yes_price + no_price must equal 1")
+    def prices_complement(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["yes_price"] + df["no_price"] - 1).abs() < 1e-6
+
+
+class WeatherObs(_Partitioned):
+    station: Series[str]
+    valid_time: Series[UTC]
+    temp_f: Series[float] = pa.Field(ge=-80, le=140)
+    source_kind: Series[str] = pa.Field(isin=["obs", "comb"])
+
+    class Config:
+        unique = ["city", "climate_day", "valid_time"]
+
+
+class WeatherForecasts(_Partitioned):
+    station: Series[str]
+    issued_at: Series[UTC]
+    valid_time: Series[UTC]
+    temp_f: Series[float] = pa.Field(ge=-80, le=140)
+
+    class Config:
+        unique = ["city", "climate_day", "issued_at", "valid_time"]
+
+    @pa.dataframe_check(error="issued_at must not be after valid_time: a forecast comes before what it forecasts")
+    def issued_before_valid(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["issued_at"] <= df["valid_time"]
+
+
+class Settlement(_Partitioned):
+    event_ticker: Series[str]
+    official_high_f: Series[float] = pa.Field(nullable=True, ge=-80, le=140)
+    winning_market_ticker: Series[str] = pa.Field(nullable=True)
+    winning_bracket_index: Series[int] = pa.Field(ge=-1)
+    settlement_source: Series[str]
+    obs_max_f: Series[float] = pa.Field(nullable=True)
+
+    class Config:
+        unique = ["city", "climate_day"]
+
+
+TABLES: dict[str, type[pa.DataFrameModel]] = {
+    "kalshi_markets": KalshiMarkets,
+    "kalshi_candles": KalshiCandles,
+    "kalshi_trades": KalshiTrades,
+    "weather_obs": WeatherObs,
+    "weather_forecasts": WeatherForecasts,
+    "settlement": Settlement,
+}
+
+
+class TableInvalid(ValueError):
+    """A table that failed its schema; ``failures`` has one row per failing value or rule."""
+
+    def __init__(self, table: str, failures: pd.DataFrame, partition: str | None = None):
+        self.table, self.failures, self.partition = table, failures, partition
+        fields = sorted({str(c) for c in failures.get("column", pd.Series(dtype=str)).dropna()} - {"None"})
+        checks = sorted({str(c) for c in failures.get("check", pd.Series(dtype=str)).dropna()})
+        where = f"partition {partition}: " if partition else ""
+        super().__init__(f"{where}table {table} failed validation in field(s) {fields or ['<rows>']}: "
+                         f"{'; '.join(checks[:4])} ({len(failures)} failure(s))")
+
+
+def columns(table: str) -> list[str]:
+    return list(TABLES[table].to_schema().columns)
+
+
+def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Put a frame in the table's column order with the table's dtypes (types are still checked after)."""
+    schema = TABLES[table].to_schema()
+    out = df.reindex(columns=list(schema.columns)).copy()
+    for name, col in schema.columns.items():
+        dtype = str(col.dtype)
+        if dtype.startswith("datetime64[ns, UTC]"):
+            out[name] = pd.to_datetime(out[name], utc=True).astype("datetime64[ns, UTC]")
+        elif dtype.startswith("datetime64"):
+            out[name] = pd.to_datetime(out[name]).astype("datetime64[ns]")
+        elif dtype == "float64":
+            out[name] = pd.to_numeric(out[name], errors="coerce").astype("float64")
+        elif dtype == "int64" and out[name].notna().all():
+            out[name] = out[name].astype("int64")
+        elif dtype == "bool" and out[name].notna().all():
+            out[name] = out[name].astype(bool)
+    return out
+
+
+def validate(table: str, df: pd.DataFrame, partition: str | None = None) -> pd.DataFrame:
+    try:
+        return TABLES[table].validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        raise TableInvalid(table, exc.failure_cases, partition) from exc
+    except pa.errors.SchemaError as exc:
+        failures = pd.DataFrame({"column": [getattr(exc, "column_name", None)], "check": [str(exc)], "failure_case": [None]})
+        raise TableInvalid(table, failures, partition) from exc
+
+
+def rows_outside(times: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
+    """Mask of timestamps outside [start, end]."""
+    return ((times < start) | (times > end)).to_numpy()
+
+
+_SQL = {"float64": "DOUBLE", "int64": "BIGINT", "bool": "BOOLEAN", "str": "VARCHAR", "object": "VARCHAR",
+        "datetime64[ns]": "DATE", "datetime64[ns, UTC]": "TIMESTAMPTZ"}
+
+
+def sql_columns(table: str) -> list[tuple[str, str]]:
+    return [(name, _SQL[str(col.dtype)]) for name, col in TABLES[table].to_schema().columns.items()]

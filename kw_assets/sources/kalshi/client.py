@@ -1,0 +1,184 @@
+"""Kalshi Trade API v2 endpoints used by this project, with cursor loops.
+
+All market-data GETs are public; when a key is configured every request is signed anyway.
+Status FILTER values (unopened|open|closed|settled) differ from the status VALUES in market objects
+(initialized|active|closed|determined|finalized|...): the filter arguments here take the former.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Any, Callable, Iterator
+
+import httpx
+
+from kw_assets.sources.http import ApiError, JsonHttp, RetryPolicy, TokenBucket
+from kw_assets.sources.kalshi.signing import KalshiSigner
+
+PRODUCTION_URL = "https://external-api.kalshi.com/trade-api/v2"
+ELECTIONS_URL = "https://api.elections.kalshi.com/trade-api/v2"
+DEMO_URL = "https://demo-api.kalshi.co/trade-api/v2"
+
+CANDLE_PERIODS = (1, 60, 1440)
+MAX_CANDLES_PER_REQUEST = 5000
+TRADES_PAGE_LIMIT = 1000
+MARKETS_PAGE_LIMIT = 1000
+EVENTS_PAGE_LIMIT = 200
+EVENT_STATUS_FILTERS = ("unopened", "open", "closed", "settled")
+
+log = logging.getLogger("kw_assets.kalshi")
+
+
+class KalshiClient:
+    def __init__(
+        self,
+        base_url: str = PRODUCTION_URL,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        requests_per_second: float | None = 20.0,
+        retry: RetryPolicy | None = None,
+        signer: KalshiSigner | None = None,
+        timeout_s: float = 20.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.Client(base_url=self.base_url, transport=transport, auth=signer, timeout=timeout_s,
+                                    headers={"Accept": "application/json"})
+        bucket = TokenBucket(requests_per_second, clock=clock, sleep=sleep) if requests_per_second else None
+        self.http = JsonHttp(self._client, bucket, retry or RetryPolicy(), sleep=sleep, name="kalshi")
+        self._series_cache: dict[str, dict] = {}
+        self._cutoff: tuple[float, dict[str, dt.datetime]] | None = None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "KalshiClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- cursor loop -------------------------------------------------------------------------------
+    def _paged(self, path: str, params: dict[str, Any], key: str, max_pages: int = 10_000) -> Iterator[dict]:
+        """Yield items across pages until the cursor is empty (a page may be empty while the cursor is not)."""
+        cursor = None
+        seen: set[str] = set()
+        for _ in range(max_pages):
+            body = self.http.get(path, {**params, "cursor": cursor})
+            items = body.get(key)
+            if items is None:
+                raise ApiError(f"kalshi GET {path}", params, 200, f"response has no {key!r} list")
+            yield from items
+            cursor = body.get("cursor") or None
+            if cursor is None:
+                return
+            if cursor in seen:
+                raise ApiError(f"kalshi GET {path}", params, 200, f"cursor {cursor!r} repeated: pagination loop")
+            seen.add(cursor)
+        raise ApiError(f"kalshi GET {path}", params, 200, f"more than {max_pages} pages")
+
+    # --- reference data ----------------------------------------------------------------------------
+    def get_series(self, series_ticker: str) -> dict:
+        if series_ticker not in self._series_cache:
+            body = self.http.get(f"/series/{series_ticker}")
+            self._series_cache[series_ticker] = body["series"]
+        return self._series_cache[series_ticker]
+
+    def get_historical_cutoff(self, max_age_s: float = 300.0) -> dict[str, dt.datetime]:
+        """Live/historical boundaries (the API sends RFC3339 strings, not unix seconds)."""
+        now = time.monotonic()
+        if self._cutoff is None or now - self._cutoff[0] > max_age_s:
+            body = self.http.get("/historical/cutoff")
+            parsed = {k: _parse_rfc3339(v, k) for k, v in body.items() if k.endswith("_ts") and v}
+            for needed in ("market_settled_ts", "trades_created_ts"):
+                if needed not in parsed:
+                    raise ApiError("kalshi GET /historical/cutoff", {}, 200, f"missing field {needed!r}")
+            self._cutoff = (now, parsed)
+        return self._cutoff[1]
+
+    def iter_events(self, series_ticker: str, status: str | None = None, min_close_ts: int | None = None,
+                    with_nested_markets: bool = False) -> Iterator[dict]:
+        if status is not None and status not in EVENT_STATUS_FILTERS:
+            raise ValueError(f"event status filter must be one of {EVENT_STATUS_FILTERS}, got {status!r}")
+        params = {"series_ticker": series_ticker, "status": status, "min_close_ts": min_close_ts,
+                  "limit": EVENTS_PAGE_LIMIT, "with_nested_markets": "true" if with_nested_markets else None}
+        return self._paged("/events", params, "events")
+
+    def get_event(self, event_ticker: str) -> tuple[dict, list[dict]] | None:
+        """(event, markets) or None when no such event exists (404)."""
+        body = self.http.get(f"/events/{event_ticker}", allow_404=True)
+        if body is None:
+            return None
+        return body["event"], body.get("markets") or []
+
+    def get_markets(self, event_ticker: str, status: str | None = None) -> list[dict]:
+        params = {"event_ticker": event_ticker, "status": status, "limit": MARKETS_PAGE_LIMIT}
+        return list(self._paged("/markets", params, "markets"))
+
+    def get_historical_markets(self, event_ticker: str) -> list[dict]:
+        params = {"event_ticker": event_ticker, "limit": MARKETS_PAGE_LIMIT}
+        return list(self._paged("/historical/markets", params, "markets"))
+
+    def get_orderbook(self, ticker: str, depth: int | None = None) -> dict:
+        return self.http.get(f"/markets/{ticker}/orderbook", {"depth": depth})["orderbook_fp"]
+
+    # --- candles -----------------------------------------------------------------------------------
+    def get_event_candles(self, series_ticker: str, event_ticker: str, start_ts: int, end_ts: int,
+                          period: int = 1, n_markets: int = 6) -> dict[str, list[dict]]:
+        """All brackets' candles, chunked so markets x periods stays within the 5,000-candle cap."""
+        _check_period(period)
+        per_request = max(1, MAX_CANDLES_PER_REQUEST // max(1, n_markets))
+        out: dict[str, list[dict]] = {}
+        for s, e in _chunks(start_ts, end_ts, period, per_request):
+            while s <= e:
+                body = self.http.get(f"/series/{series_ticker}/events/{event_ticker}/candlesticks",
+                                     {"start_ts": s, "end_ts": e, "period_interval": period})
+                for ticker, candles in zip(body["market_tickers"], body["market_candlesticks"]):
+                    out.setdefault(ticker, []).extend(candles)
+                adjusted = int(body.get("adjusted_end_ts") or e)
+                if adjusted >= e or adjusted < s:
+                    break
+                s = adjusted + 1  # the server stopped short: continue after what it served
+        return out
+
+    def get_market_candles(self, series_ticker: str, ticker: str, start_ts: int, end_ts: int,
+                           period: int = 1, historical: bool = False) -> list[dict]:
+        _check_period(period)
+        path = (f"/historical/markets/{ticker}/candlesticks" if historical
+                else f"/series/{series_ticker}/markets/{ticker}/candlesticks")
+        out: list[dict] = []
+        for s, e in _chunks(start_ts, end_ts, period, MAX_CANDLES_PER_REQUEST):
+            out.extend(self.http.get(path, {"start_ts": s, "end_ts": e, "period_interval": period})["candlesticks"])
+        return out
+
+    # --- trades ------------------------------------------------------------------------------------
+    def get_trades(self, ticker: str, min_ts: int, max_ts: int, historical: bool = False) -> list[dict]:
+        path = "/historical/trades" if historical else "/markets/trades"
+        params = {"ticker": ticker, "min_ts": min_ts, "max_ts": max_ts, "limit": TRADES_PAGE_LIMIT}
+        return list(self._paged(path, params, "trades"))
+
+
+def _check_period(period: int) -> None:
+    if period not in CANDLE_PERIODS:
+        raise ValueError(f"candle period must be one of {CANDLE_PERIODS} minutes, got {period}")
+
+
+def _chunks(start_ts: int, end_ts: int, period: int, per_request: int) -> Iterator[tuple[int, int]]:
+    """[s, e] windows holding at most ``per_request`` periods each, counted as (e - s) / period + 1."""
+    step = period * 60
+    span = (per_request - 1) * step
+    s = int(start_ts)
+    while s <= end_ts:
+        e = min(int(end_ts), s + span)
+        yield s, e
+        s = e + 1
+
+
+def _parse_rfc3339(value: str, field: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+    except (TypeError, ValueError) as exc:
+        raise ApiError("kalshi GET /historical/cutoff", {}, 200, f"field {field!r} is not RFC3339: {value!r}") from exc

@@ -1,0 +1,119 @@
+"""Everything Kalshi knows about one city's climate day, as canonical frames.
+
+Plan: resolve the event ticker (KX form, then the legacy form), list its markets from the live tier
+and, when the event may have been archived, from the historical tier; then candles (event endpoint
+for live markets, per-market historical endpoint otherwise) and trades (split at the trades cutoff).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from kw_assets.cities import City
+from kw_assets.errors import DataError
+from kw_assets.model.brackets import BracketError, add_bracket_columns
+from kw_assets.sources.kalshi.client import KalshiClient
+from kw_assets.sources.kalshi.parse import candles_frame, markets_frame, trades_frame
+
+ARCHIVE_MARGIN = dt.timedelta(days=3)
+
+
+class EventNotFound(DataError):
+    def __init__(self, city: City, day: dt.date, tried: list[str]):
+        super().__init__("kalshi_markets", "event_ticker", f"no Kalshi event for {city.key} {day}: tried {tried}")
+
+
+def resolve_event(client: KalshiClient, city: City, day: dt.date) -> tuple[dict, list[dict]]:
+    tried = city.event_ticker_candidates(day)
+    for ticker in tried:
+        found = client.get_event(ticker)
+        if found is not None:
+            return found
+    raise EventNotFound(city, day, tried)
+
+
+def fetch_markets(client: KalshiClient, city: City, day: dt.date) -> pd.DataFrame:
+    """One row per bracket, with bracket bounds, fee settings and the tier that serves its data."""
+    event, nested = resolve_event(client, city, day)
+    event_ticker = event["event_ticker"]
+    series_ticker = event.get("series_ticker") or event_ticker.split("-")[0]
+    live = client.get_markets(event_ticker) or nested
+    historical: list[dict] = []
+    cutoff = client.get_historical_cutoff()["market_settled_ts"]
+    _, day_end = city.climate_day_window(day)
+    if len(live) == 0 or day_end < cutoff + ARCHIVE_MARGIN:
+        historical = client.get_historical_markets(event_ticker)
+    live_tickers = {m["ticker"] for m in live}
+    records = live + [m for m in historical if m["ticker"] not in live_tickers]
+    if not records:
+        raise DataError("kalshi_markets", "markets", f"event {event_ticker} has zero markets")
+    frame = markets_frame(records)
+    wrong = frame.loc[frame["event_ticker"] != event_ticker, "market_ticker"].tolist()
+    if wrong:
+        raise DataError("kalshi_markets", "event_ticker", f"markets {wrong} do not belong to event {event_ticker}")
+    frame["tier"] = ["live" if t in live_tickers else "historical" for t in frame["market_ticker"]]
+    series = client.get_series(series_ticker)
+    frame["series_ticker"] = series_ticker
+    frame["fee_type"] = series.get("fee_type", "quadratic")
+    frame["fee_multiplier"] = float(series.get("fee_multiplier", 1.0))
+    try:
+        frame = add_bracket_columns(frame)
+    except BracketError as exc:
+        raise DataError("kalshi_markets", "strike_type", str(exc)) from exc
+    frame.insert(0, "climate_day", day)
+    frame.insert(0, "city", city.key)
+    return frame.sort_values("bracket_index", kind="stable").reset_index(drop=True)
+
+
+def trading_window(markets: pd.DataFrame, now: dt.datetime | None = None) -> tuple[int, int]:
+    """Unix seconds [first open, last close], capped at ``now`` for events still trading."""
+    start = markets["open_time"].min()
+    end = markets["close_time"].max()
+    if now is not None:
+        end = min(end, pd.Timestamp(now))
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def fetch_candles(client: KalshiClient, markets: pd.DataFrame, now: dt.datetime | None = None) -> pd.DataFrame:
+    start, end = trading_window(markets, now)
+    series, event = markets["series_ticker"].iloc[0], markets["event_ticker"].iloc[0]
+    frames = []
+    if (markets["tier"] == "live").all():
+        by_ticker = client.get_event_candles(series, event, start, end, period=1, n_markets=len(markets))
+        frames = [candles_frame(t, c) for t, c in by_ticker.items()]
+    else:
+        for ticker, tier in zip(markets["market_ticker"], markets["tier"]):
+            hist = tier == "historical"
+            frames.append(candles_frame(ticker, client.get_market_candles(series, ticker, start, end, 1, hist), hist))
+    out = pd.concat(frames, ignore_index=True) if frames else candles_frame("", [])
+    known = set(markets["market_ticker"])
+    stray = sorted(set(out["market_ticker"]) - known)
+    if stray:
+        raise DataError("kalshi_candles", "market_ticker", f"candles for markets not in the event: {stray}")
+    # stable sort by market keeps the order the server sent, so out-of-order candles stay visible to the checks
+    return _with_partition(out, markets).sort_values("market_ticker", kind="stable").reset_index(drop=True)
+
+
+def fetch_trades(client: KalshiClient, markets: pd.DataFrame, now: dt.datetime | None = None) -> pd.DataFrame:
+    start, end = trading_window(markets, now)
+    cut = int(client.get_historical_cutoff()["trades_created_ts"].timestamp())
+    records: list[dict] = []
+    for ticker in markets["market_ticker"]:
+        if start < cut:
+            records += client.get_trades(ticker, start, min(end, cut - 1), historical=True)
+        if end >= cut:
+            records += client.get_trades(ticker, max(start, cut), end, historical=False)
+    out = trades_frame(records)
+    stray = sorted(set(out["market_ticker"]) - set(markets["market_ticker"]))
+    if stray:
+        raise DataError("kalshi_trades", "ticker", f"trades for markets not in the event: {stray}")
+    return _with_partition(out, markets).sort_values(["created_time", "trade_id"], kind="stable")
+
+
+def _with_partition(frame: pd.DataFrame, markets: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.insert(0, "climate_day", markets["climate_day"].iloc[0])
+    frame.insert(0, "city", markets["city"].iloc[0])
+    return frame.reset_index(drop=True)

@@ -1,0 +1,419 @@
+"""A simulated Kalshi Trade API v2 behind an httpx transport: same paths, JSON shapes (dollar strings,
+``_fp`` counts, sparse candles, historical suffix-less candles), cursors (newest-first trades), the
+5,000-candle 400, the live/historical split at a cutoff, and 429s past its rate limit.
+
+Time is the exchange's ``now`` (wall clock by default): events list, open, close and settle as it
+passes, and nothing stamped after ``now`` is ever served.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from typing import Any, Callable
+
+import httpx
+import numpy as np
+
+from kw_assets.cities import City, all_cities, city_for_series, event_ticker as make_event_ticker, parse_event_ticker
+from kw_assets.sources.simulator.faults import FaultConfig, FaultInjector, ServerRateLimit
+from kw_assets.sources.simulator.world import LEGACY_SERIES_BEFORE, SUBSTEP_S, SUBSTEPS_PER_MIN, World, build_world
+
+PREFIX = "/trade-api/v2"
+TOO_MANY = json.dumps({"error": {"code": "too_many_requests", "message": "too many requests"}}).encode()
+LISTED_BEFORE_OPEN_S = 10 * 3600
+ARCHIVE_AFTER = dt.timedelta(days=90)
+SIM_FIRST_DAY = dt.date(2024, 1, 1)
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _d(x: float | None) -> str | None:
+    return None if x is None or not np.isfinite(x) else f"{x:.4f}"
+
+
+def _fp(x: float) -> str:
+    return f"{x:.2f}"
+
+
+class KalshiApiError(Exception):
+    def __init__(self, status: int, message: str):
+        self.status, self.message = status, message
+
+
+class SimulatedExchange:
+    def __init__(self, seed: int = 7, now: Callable[[], dt.datetime] | None = None,
+                 rate_limit: float | None = None, faults: FaultConfig | None = None,
+                 cities: tuple[City, ...] | None = None, first_day: dt.date = SIM_FIRST_DAY):
+        self.seed = seed
+        self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.limit = ServerRateLimit(rate_limit) if rate_limit else None
+        self.faults = FaultInjector(faults or FaultConfig())
+        self.cities = cities or all_cities()
+        self.first_day = first_day
+        self.requests = 0
+
+    # --- plumbing ----------------------------------------------------------------------------------
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def now_ts(self) -> float:
+        return self._now().timestamp()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        injected = self.faults.before(request, TOO_MANY)
+        if injected is not None:
+            return injected
+        if self.limit is not None and not self.limit.allow():
+            return httpx.Response(429, content=TOO_MANY, headers={"content-type": "application/json"})
+        path = request.url.path
+        if not path.startswith(PREFIX):
+            return _error(404, "not found")
+        q = {k: v for k, v in request.url.params.items()}
+        try:
+            body = self._route(path[len(PREFIX):], q)
+        except KalshiApiError as exc:
+            return _error(exc.status, exc.message)
+        return httpx.Response(200, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+
+    def _route(self, path: str, q: dict[str, str]) -> Any:
+        routes: list[tuple[str, Callable[..., Any]]] = [
+            (r"/historical/cutoff", self.cutoff),
+            (r"/historical/markets", self.historical_markets),
+            (r"/historical/markets/(?P<ticker>[^/]+)/candlesticks", self.historical_candles),
+            (r"/historical/trades", lambda q: self.trades(q, historical=True)),
+            (r"/series/(?P<series>[^/]+)", self.series),
+            (r"/series/(?P<series>[^/]+)/events/(?P<event>[^/]+)/candlesticks", self.event_candles),
+            (r"/series/(?P<series>[^/]+)/markets/(?P<ticker>[^/]+)/candlesticks", self.market_candles),
+            (r"/events", self.events),
+            (r"/events/(?P<event>[^/]+)", self.event),
+            (r"/markets", self.markets),
+            (r"/markets/trades", lambda q: self.trades(q, historical=False)),
+            (r"/markets/(?P<ticker>[^/]+)/orderbook", self.orderbook),
+        ]
+        for pattern, fn in routes:
+            m = re.fullmatch(pattern, path)
+            if m:
+                return fn(q, **m.groupdict())
+        raise KalshiApiError(404, f"no route for {path}")
+
+    # --- the simulated world as the API sees it ------------------------------------------------------
+    def _cutoff_ts(self) -> float:
+        now = self._now()
+        day = (now - ARCHIVE_AFTER).date()
+        return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()
+
+    def _world_for_event(self, ticker: str) -> World:
+        try:
+            series, day = parse_event_ticker(ticker)
+            city = city_for_series(series)
+        except (ValueError, KeyError):
+            raise KalshiApiError(404, f"event {ticker} not found")
+        if day < self.first_day:
+            raise KalshiApiError(404, f"event {ticker} not found")
+        w = build_world(city, day, self.seed)
+        if w.event_ticker != ticker or self.now_ts() < w.open_time - LISTED_BEFORE_OPEN_S:
+            raise KalshiApiError(404, f"event {ticker} not found")
+        return w
+
+    def _world_for_market(self, ticker: str) -> tuple[World, int]:
+        w = self._world_for_event(ticker.rsplit("-", 1)[0])
+        for i, b in enumerate(w.brackets):
+            if b.ticker == ticker:
+                return w, i
+        raise KalshiApiError(404, f"market {ticker} not found")
+
+    def _archived(self, w: World) -> bool:
+        return w.settlement_ts < self._cutoff_ts()
+
+    def _status(self, w: World) -> tuple[str, str]:
+        """(market status value, event status filter value) at now."""
+        now = self.now_ts()
+        if now < w.open_time:
+            return "initialized", "unopened"
+        if now < w.close_time:
+            return "active", "open"
+        if now < w.settlement_ts:
+            return "closed", "closed"
+        return "finalized", "settled"
+
+    def _substep_now(self, w: World) -> int:
+        return int(np.clip((self.now_ts() - w.open_time) // SUBSTEP_S, 0, w.bid.shape[0] - 1))
+
+    def _market_json(self, w: World, i: int, historical: bool = False) -> dict:
+        b = w.brackets[i]
+        status, _ = self._status(w)
+        settled = status == "finalized"
+        s = self._substep_now(w)
+        live_trades = (w.trade_bracket == i) & (w.trade_ts <= self.now_ts() * 1e6)
+        volume = float(w.trade_count[live_trades].sum())
+        last = w.trade_price[live_trades][-1] if live_trades.any() else None
+        strike = (lambda x: None if x is None else (f"{x:g}" if historical else x))
+        m = {
+            "ticker": b.ticker, "event_ticker": w.event_ticker, "market_type": "binary",
+            "title": f"Will the high temp in {w.city.name} be {b.sub_title} on {w.day:%b %d, %Y}?",
+            "yes_sub_title": b.sub_title, "no_sub_title": b.sub_title, "strike_type": b.strike_type,
+            "open_time": _iso(w.open_time), "close_time": _iso(w.close_time),
+            "expected_expiration_time": _iso(w.expected_expiration), "latest_expiration_time": _iso(w.expected_expiration + 7 * 86400),
+            "status": status, "result": ("yes" if i == w.winner else "no") if settled else "",
+            "expiration_value": f"{w.official_high:.2f}" if settled else "",
+            "settlement_value_dollars": _d(1.0 if i == w.winner else 0.0) if settled else None,
+            "yes_bid_dollars": _d(w.bid[s, i]), "yes_ask_dollars": _d(w.ask[s, i]),
+            "last_price_dollars": _d(last if last is not None else 0.0),
+            "volume_fp": _fp(volume), "open_interest_fp": _fp(volume * 0.55),
+            "price_level_structure": "linear_cent",
+            "rules_primary": f"If the highest temperature recorded at {w.city.station} for {w.day:%b %d, %Y} is {b.sub_title}, "
+                             "then the market resolves to Yes. (simulated)",
+        }
+        if b.floor is not None:
+            m["floor_strike"] = strike(b.floor)
+        if b.cap is not None:
+            m["cap_strike"] = strike(b.cap)
+        if settled:
+            m["settlement_ts"] = _iso(w.settlement_ts)
+        return m
+
+    def _event_json(self, w: World) -> dict:
+        return {"event_ticker": w.event_ticker, "series_ticker": w.series_ticker,
+                "title": f"Highest temperature in {w.city.name} on {w.day:%b %d, %Y}",
+                "sub_title": f"On {w.day:%b %d, %Y}", "collateral_return_type": "MECNET", "mutually_exclusive": True,
+                "strike_date": _iso(w.close_time), "settlement_sources": [{"name": "simulated", "url": ""}]}
+
+    # --- endpoints ---------------------------------------------------------------------------------
+    def cutoff(self, q):
+        c = _iso(self._cutoff_ts())
+        return {"market_settled_ts": c, "trades_created_ts": c, "orders_updated_ts": c,
+                "market_positions_last_updated_ts": c}
+
+    def series(self, q, series):
+        try:
+            city = city_for_series(series)
+        except KeyError:
+            raise KalshiApiError(404, f"series {series} not found")
+        return {"series": {"ticker": series, "title": f"Highest temperature in {city.name}", "frequency": "daily",
+                           "category": "Climate and Weather", "fee_type": "quadratic", "fee_multiplier": 1,
+                           "settlement_sources": [{"name": "simulated", "url": ""}], "contract_terms_url": ""}}
+
+    def _event_days(self, series: str) -> list[tuple[City, dt.date]]:
+        try:
+            city = city_for_series(series)
+        except KeyError:
+            return []
+        legacy = series == city.legacy_series_ticker
+        last = (self._now() + dt.timedelta(days=2)).date()
+        first = self.first_day if legacy else max(self.first_day, LEGACY_SERIES_BEFORE)
+        if legacy:
+            last = min(last, LEGACY_SERIES_BEFORE - dt.timedelta(days=1))
+        days = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
+        return [(city, d) for d in days]
+
+    def events(self, q):
+        limit = _limit(q, 200)
+        status, min_close = q.get("status"), int(q.get("min_close_ts") or 0)
+        now = self.now_ts()
+        rows = []
+        for city, day in reversed(self._event_days(q.get("series_ticker", ""))):
+            start, end = city.climate_day_window(day)
+            close = end.timestamp() - 60
+            if close < min_close:
+                continue
+            open_time = start.timestamp() - start.timestamp() % 86400 - 86400 + 14 * 3600
+            if now < open_time - LISTED_BEFORE_OPEN_S:
+                continue
+            w = build_world(city, day, self.seed)
+            if status and self._status(w)[1] != status:
+                continue
+            ev = self._event_json(w)
+            if q.get("with_nested_markets") == "true" and not self._archived(w):
+                ev["markets"] = [self._market_json(w, i) for i in range(len(w.brackets))]
+            rows.append(ev)
+        return self._page(rows, q, limit, "events")
+
+    def event(self, q, event):
+        w = self._world_for_event(event)
+        markets = [] if self._archived(w) else [self._market_json(w, i) for i in range(len(w.brackets))]
+        return {"event": self._event_json(w), "markets": markets}
+
+    def markets(self, q):
+        if "event_ticker" not in q:
+            raise KalshiApiError(400, "the simulator serves /markets by event_ticker only")
+        try:
+            w = self._world_for_event(q["event_ticker"])
+        except KalshiApiError:
+            return {"markets": [], "cursor": ""}
+        rows = [] if self._archived(w) else [self._market_json(w, i) for i in range(len(w.brackets))]
+        return self._page(rows, q, _limit(q, 1000), "markets")
+
+    def historical_markets(self, q):
+        if "event_ticker" not in q:
+            raise KalshiApiError(400, "the simulator serves /historical/markets by event_ticker only")
+        try:
+            w = self._world_for_event(q["event_ticker"])
+        except KalshiApiError:
+            return {"markets": [], "cursor": ""}
+        rows = [self._market_json(w, i, historical=True) for i in range(len(w.brackets))] if self._archived(w) else []
+        return self._page(rows, q, _limit(q, 1000), "markets")
+
+    def orderbook(self, q, ticker):
+        w, i = self._world_for_market(ticker)
+        s = self._substep_now(w)
+        bid, ask = w.bid[s, i], w.ask[s, i]
+        yes = [[_d(bid), "25.00"]] if bid > 0 else []
+        no = [[_d(1 - ask), "25.00"]] if ask < 1 else []
+        return {"orderbook_fp": {"yes_dollars": yes, "no_dollars": no}}
+
+    def _candle_window(self, q, n_markets: int) -> tuple[int, int, int]:
+        try:
+            start, end, period = int(q["start_ts"]), int(q["end_ts"]), int(q["period_interval"])
+        except (KeyError, ValueError):
+            raise KalshiApiError(400, "start_ts, end_ts and period_interval are required integers")
+        if period not in (1, 60, 1440):
+            raise KalshiApiError(400, "period_interval must be 1, 60 or 1440")
+        if period != 1:
+            raise KalshiApiError(400, "the simulator serves 1-minute candles only")
+        n = ((end - start) // (period * 60)) * n_markets
+        if n > 5000:
+            raise KalshiApiError(400, f"requested time range with candlesticks: {n}, max candlesticks: 5000")
+        return start, min(end, int(self.now_ts())), period
+
+    def event_candles(self, q, series, event):
+        w = self._world_for_event(event)
+        if self._archived(w):
+            raise KalshiApiError(404, f"event {event} candlesticks are archived: use /historical")
+        start, end, _ = self._candle_window(q, len(w.brackets))
+        return {"market_tickers": [b.ticker for b in w.brackets],
+                "market_candlesticks": [self._candles(w, i, start, end, False) for i in range(len(w.brackets))],
+                "adjusted_end_ts": int(q["end_ts"])}
+
+    def market_candles(self, q, series, ticker):
+        w, i = self._world_for_market(ticker)
+        if self._archived(w):
+            raise KalshiApiError(404, f"market {ticker} is archived: use /historical")
+        start, end, _ = self._candle_window(q, 1)
+        return {"ticker": ticker, "candlesticks": self._candles(w, i, start, end, False)}
+
+    def historical_candles(self, q, ticker):
+        w, i = self._world_for_market(ticker)
+        if not self._archived(w):
+            raise KalshiApiError(404, f"market {ticker} is not archived")
+        start, end, _ = self._candle_window(q, 1)
+        return {"ticker": ticker, "candlesticks": self._candles(w, i, start, end, True)}
+
+    def _candles(self, w: World, i: int, start: int, end: int, historical: bool) -> list[dict]:
+        """Sparse 1-minute candles of one bracket: only minutes whose quotes changed or that traded."""
+        n_min = w.bid.shape[0] // SUBSTEPS_PER_MIN
+        bid = w.bid[: n_min * SUBSTEPS_PER_MIN, i].reshape(n_min, SUBSTEPS_PER_MIN)
+        ask = w.ask[: n_min * SUBSTEPS_PER_MIN, i].reshape(n_min, SUBSTEPS_PER_MIN)
+        end_ts = w.open_time + 60 * (np.arange(n_min) + 1)
+        sel = w.trade_bracket == i
+        t_min = ((w.trade_ts[sel] // 1_000_000 - w.open_time) // 60).astype(int)
+        t_px, t_ct = w.trade_price[sel], w.trade_count[sel]
+        traded = np.bincount(t_min, minlength=n_min)[:n_min] > 0
+        prev_close_bid = np.concatenate([[np.nan], bid[:-1, -1]])
+        prev_close_ask = np.concatenate([[np.nan], ask[:-1, -1]])
+        changed = (bid.min(1) != bid.max(1)) | (ask.min(1) != ask.max(1)) | (bid[:, 0] != prev_close_bid) | (ask[:, 0] != prev_close_ask)
+        active = (changed | traded) & (end_ts >= start) & (end_ts <= end)
+        vol = np.bincount(t_min, weights=t_ct, minlength=n_min)[:n_min]
+        oi = np.cumsum(vol) * 0.55
+        first_idx = np.searchsorted(t_min, np.arange(n_min), side="left")
+        last_idx = np.searchsorted(t_min, np.arange(n_min), side="right") - 1
+        hi = np.full(n_min, np.nan)
+        lo = np.full(n_min, np.nan)
+        np.fmax.at(hi, t_min, t_px)
+        np.fmin.at(lo, t_min, t_px)
+        notional = np.bincount(t_min, weights=t_px * t_ct, minlength=n_min)[:n_min]
+        sfx = "" if historical else "_dollars"
+        out = []
+        for m in np.nonzero(active)[0]:
+            c: dict[str, Any] = {"end_period_ts": int(end_ts[m])}
+            c["yes_bid"] = {f"{k}{sfx}": _d(v) for k, v in zip(("open", "low", "high", "close"),
+                                                                (bid[m, 0], bid[m].min(), bid[m].max(), bid[m, -1]))}
+            c["yes_ask"] = {f"{k}{sfx}": _d(v) for k, v in zip(("open", "low", "high", "close"),
+                                                                (ask[m, 0], ask[m].min(), ask[m].max(), ask[m, -1]))}
+            previous = _d(t_px[last_idx[m - 1]]) if m > 0 and last_idx[m - 1] >= 0 else None
+            if traded[m]:
+                c["price"] = {f"open{sfx}": _d(t_px[first_idx[m]]), f"low{sfx}": _d(lo[m]), f"high{sfx}": _d(hi[m]),
+                              f"close{sfx}": _d(t_px[last_idx[m]]), f"mean{sfx}": _d(notional[m] / vol[m]),
+                              f"previous{sfx}": previous}
+            elif historical:
+                c["price"] = {k: None for k in ("open", "low", "high", "close", "mean")} | {"previous": previous}
+            else:
+                c["price"] = {"previous_dollars": previous} if previous is not None else {}
+            if historical:
+                c["volume"], c["open_interest"] = _fp(vol[m]), _fp(oi[m])
+            else:
+                c["volume_fp"], c["open_interest_fp"] = _fp(vol[m]), _fp(oi[m])
+            out.append(c)
+        return out
+
+    def trades(self, q, historical: bool):
+        limit = _limit(q, 1000, default=100)
+        ticker = q.get("ticker")
+        if not ticker:
+            raise KalshiApiError(400, "the simulator serves trades by ticker only")
+        try:
+            w, i = self._world_for_market(ticker)
+        except KalshiApiError:
+            return {"trades": [], "cursor": ""}
+        lo = int(q.get("min_ts") or 0) * 1_000_000
+        hi = min(int(q.get("max_ts") or 2**40), int(self.now_ts())) * 1_000_000 + 999_999
+        cut = self._cutoff_ts() * 1_000_000
+        sel = (w.trade_bracket == i) & (w.trade_ts >= lo) & (w.trade_ts <= hi)
+        sel &= (w.trade_ts < cut) if historical else (w.trade_ts >= cut)
+        idx = np.nonzero(sel)[0][::-1]  # newest first
+        rows = [{
+            "trade_id": w.trade_id[k], "ticker": ticker,
+            "created_time": dt.datetime.fromtimestamp(w.trade_ts[k] / 1e6, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "count_fp": _fp(w.trade_count[k]), "yes_price_dollars": _d(w.trade_price[k]),
+            "no_price_dollars": _d(1 - w.trade_price[k]),
+            "taker_outcome_side": "yes" if w.trade_yes[k] else "no", "taker_side": "yes" if w.trade_yes[k] else "no",
+            "taker_book_side": "bid" if w.trade_yes[k] else "ask", "is_block_trade": bool(w.trade_block[k]),
+        } for k in idx]
+        return self._page(rows, q, limit, "trades")
+
+    def _page(self, rows: list, q: dict, limit: int, key: str) -> dict:
+        offset = _decode_cursor(q.get("cursor"))
+        if offset and self.faults.empty_page():
+            return {key: [], "cursor": _encode_cursor(offset, nonce=self.requests)}
+        page = rows[offset: offset + limit]
+        nxt = offset + limit
+        return {key: page, "cursor": _encode_cursor(nxt) if nxt < len(rows) else ""}
+
+    # --- used by the sensor tests and benchmarks -----------------------------------------------------
+    def event_ticker_for(self, city: City, day: dt.date) -> str:
+        series = city.series_ticker if day >= LEGACY_SERIES_BEFORE else (city.legacy_series_ticker or city.series_ticker)
+        return make_event_ticker(series, day)
+
+
+def _limit(q: dict, maximum: int, default: int | None = None) -> int:
+    try:
+        limit = int(q.get("limit") or default or maximum)
+    except ValueError:
+        raise KalshiApiError(400, "limit must be an integer")
+    if not 1 <= limit <= maximum:
+        raise KalshiApiError(400, f"limit must be between 1 and {maximum}")
+    return limit
+
+
+def _encode_cursor(offset: int, nonce: int = 0) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset, "n": nonce}).encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["o"])
+    except (ValueError, KeyError):
+        raise KalshiApiError(400, "invalid cursor")
+
+
+def _error(status: int, message: str) -> httpx.Response:
+    return httpx.Response(status, content=json.dumps({"error": {"code": "bad_request" if status == 400 else "error",
+                                                                 "message": message}}).encode(),
+                          headers={"content-type": "application/json"})

@@ -1,0 +1,270 @@
+"""One simulated city x climate day, seeded by (seed, city, day): weather truth, observations,
+forecast runs, the bracket event, and a market of agents who see the weather with noise and lag.
+
+Priors (stated so they can be argued with): normal highs by city and season; day-to-day anomaly SD
+2.5-8 F; daily high near 14:30 LST, jittered; frontal days (cool season) that peak near midnight;
+forecast error for the daily high with SD^2 = 5.6 + 0.07 * lead_hours (MAE 1.9 F same morning,
+2.15 F previous evening, 2.4 F two days out, matching the NWS figures in the reference) and a 0.3 F
+cold bias; 5-minute obs read in whole C and converted to F; the official high is the rounded max of
+2-minute means.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy.signal import lfilter
+from scipy.special import expit, logit, ndtr
+
+from kw_assets.cities import City, event_ticker
+
+SUBSTEP_S = 15
+SUBSTEPS_PER_MIN = 60 // SUBSTEP_S
+RUN_EVERY_H = 6
+LEGACY_SERIES_BEFORE = dt.date(2024, 11, 15)
+
+
+@dataclass(frozen=True)
+class Climate:
+    normal_high_jan: float
+    normal_high_jul: float
+    diurnal_range: float
+    anomaly_sd: float
+    front_rate: float
+    liquidity: float  # trades per bracket-minute at calm prices
+
+
+CLIMATES = {
+    "ny": Climate(39, 85, 14, 6.0, 0.10, 0.20),
+    "chi": Climate(32, 84, 15, 7.0, 0.12, 0.18),
+    "mia": Climate(76, 91, 11, 2.5, 0.04, 0.25),
+    "aus": Climate(62, 97, 20, 5.0, 0.08, 0.15),
+    "den": Climate(45, 89, 26, 8.0, 0.12, 0.12),
+    "phil": Climate(41, 87, 15, 6.0, 0.10, 0.12),
+    "lax": Climate(68, 76, 12, 3.0, 0.03, 0.15),
+}
+DEFAULT_CLIMATE = Climate(50, 85, 16, 6.0, 0.08, 0.12)
+
+
+@dataclass
+class Bracket:
+    ticker: str
+    strike_type: str
+    floor: float | None
+    cap: float | None
+    low: float
+    high: float
+    sub_title: str
+
+
+@dataclass
+class World:
+    city: City
+    day: dt.date
+    event_ticker: str
+    series_ticker: str
+    day_start: int  # unix s, LST midnight
+    temp_true: np.ndarray  # per minute of the climate day, F
+    official_high: int
+    obs_epoch: np.ndarray
+    obs_temp_f: np.ndarray
+    run_times: np.ndarray  # unix s of forecast runs covering this day
+    run_error: np.ndarray  # F, one per run
+    smooth_hourly: np.ndarray  # 24 hourly smooth temps at day_start + h*3600 (+ the noise-free path)
+    fcst_noise: np.ndarray  # runs x 24
+    brackets: list[Bracket]
+    open_time: int
+    close_time: int
+    expected_expiration: int
+    settlement_ts: int
+    # market, per substep from open_time
+    bid: np.ndarray  # substeps x brackets
+    ask: np.ndarray
+    # trades
+    trade_ts: np.ndarray  # unix microseconds
+    trade_bracket: np.ndarray
+    trade_price: np.ndarray  # yes price, dollars
+    trade_count: np.ndarray
+    trade_yes: np.ndarray  # taker outcome side == yes
+    trade_block: np.ndarray
+    trade_id: list[str]
+
+    @property
+    def winner(self) -> int:
+        return next(i for i, b in enumerate(self.brackets) if b.low <= self.official_high <= b.high)
+
+    def forecast_hourly(self, run_index: int) -> np.ndarray:
+        return self.smooth_hourly + self.run_error[run_index] + self.fcst_noise[run_index]
+
+
+def _rng(seed: int, city: City, day: dt.date, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(city.key.encode()), day.toordinal(), stream]))
+
+
+def _diurnal_shape(hour_lst: np.ndarray, h_min: float, h_max: float) -> np.ndarray:
+    """0 at the morning minimum, 1 at the afternoon peak, cosine rise and a slow overnight fall."""
+    h = np.asarray(hour_lst, float)
+    rising = (h >= h_min) & (h <= h_max)
+    after = np.where(h > h_max, h - h_max, h + 24 - h_max)
+    fall_len = 24 + h_min - h_max
+    shape = np.where(rising, 0.5 - 0.5 * np.cos(np.pi * (h - h_min) / (h_max - h_min)),
+                     0.5 + 0.5 * np.cos(np.pi * np.clip(after, 0, fall_len) / fall_len))
+    return shape
+
+
+def forecast_error_sd(lead_h: np.ndarray) -> np.ndarray:
+    """SD of the daily-high forecast error by lead to the afternoon peak; small once the peak is past."""
+    lead = np.asarray(lead_h, float)
+    return np.where(lead >= 0, np.sqrt(5.6 + 0.07 * np.maximum(lead, 0)), 1.2)
+
+
+@lru_cache(maxsize=256)
+def build_world(city: City, day: dt.date, seed: int = 7) -> World:
+    clim = CLIMATES.get(city.key, DEFAULT_CLIMATE)
+    rng = _rng(seed, city, day, 0)
+    start, _ = city.climate_day_window(day)
+    day_start = int(start.timestamp())
+
+    # --- weather truth ------------------------------------------------------------------------------
+    doy = day.timetuple().tm_yday
+    mid, amp = (clim.normal_high_jan + clim.normal_high_jul) / 2, (clim.normal_high_jul - clim.normal_high_jan) / 2
+    normal = mid - amp * np.cos(2 * np.pi * (doy - 15) / 365.25)
+    high0 = normal + rng.normal(0, clim.anomaly_sd)
+    cool = 0.5 + 0.5 * np.cos(2 * np.pi * (doy - 15) / 365.25)  # 1 in January, 0 in July
+    frontal = rng.random() < clim.front_rate * (0.3 + 1.4 * cool)
+    h_max = float(np.clip(rng.normal(14.5, 0.8), 12.0, 17.0))
+    h_min = float(np.clip(rng.normal(6.0, 0.6), 4.0, 8.0))
+    minutes = np.arange(1440)
+    hours = minutes / 60.0
+    smooth = high0 - clim.diurnal_range * (1 - _diurnal_shape(hours, h_min, h_max))
+    if frontal:
+        drop = rng.uniform(8, 18)
+        smooth = smooth + drop * (0.5 - hours / 24) + drop * 0.15
+    ar = lfilter([1.0], [1.0, -np.exp(-1 / 30)], rng.normal(0, 0.7 * np.sqrt(1 - np.exp(-2 / 30)), 1440))
+    temp_true = smooth + ar
+    two_min = np.convolve(temp_true, np.ones(2) / 2, mode="valid")
+    official_high = int(np.floor(two_min.max() + 0.5))
+
+    obs_min = minutes[::5]
+    obs_c = np.round((temp_true[obs_min] - 32) / 1.8)
+    obs_f = np.round(obs_c * 1.8 + 32, 1)
+    keep = rng.random(obs_min.size) > 0.02
+    obs_epoch = day_start + obs_min[keep] * 60
+    obs_temp = obs_f[keep]
+
+    # --- forecast runs: every 6 h from two days before until the day ends -----------------------------
+    first_run = (day_start - 48 * 3600) // (RUN_EVERY_H * 3600) * (RUN_EVERY_H * 3600)
+    run_times = np.arange(first_run, day_start + 86400, RUN_EVERY_H * 3600)
+    peak_epoch = day_start + h_max * 3600
+    lead = (peak_epoch - run_times) / 3600.0
+    rho = 0.8
+    # AR(1) across runs, started at its stationary distribution
+    z = lfilter([np.sqrt(1 - rho**2)], [1.0, -rho], rng.normal(size=run_times.size), zi=[rho * rng.normal()])[0]
+    run_error = -0.3 + forecast_error_sd(lead) * z
+    smooth_hourly = smooth[::60]
+    fcst_noise = rng.normal(0, 0.5, (run_times.size, 24))
+
+    # --- the event ------------------------------------------------------------------------------------
+    open_time = day_start - (day_start % 86400) - 86400 + 14 * 3600  # 14:00 UTC the day before
+    listing_run = int(np.searchsorted(run_times, open_time - 2 * 3600, side="right") - 1)
+    fc_high = float((smooth_hourly + run_error[max(listing_run, 0)]).max())
+    b0 = int(np.round(fc_high)) - 3
+    series = city.series_ticker if day >= LEGACY_SERIES_BEFORE or not city.legacy_series_ticker else city.legacy_series_ticker
+    ev = event_ticker(series, day)
+    brackets = [Bracket(f"{ev}-T{b0}", "less", None, float(b0), -np.inf, float(b0 - 1), f"{b0 - 1}° or below")]
+    for k in range(4):
+        lo = b0 + 2 * k
+        brackets.append(Bracket(f"{ev}-B{lo + 0.5:g}", "between", float(lo), float(lo + 1), float(lo), float(lo + 1),
+                                f"{lo}° to {lo + 1}°"))
+    brackets.append(Bracket(f"{ev}-T{b0 + 7}", "greater", float(b0 + 7), None, float(b0 + 8), np.inf, f"{b0 + 8}° or above"))
+    close_time = day_start + 86400 - 60
+    expected_exp = day_start - (day_start % 86400) + 86400 + 15 * 3600
+    settlement_ts = expected_exp + int(rng.integers(0, 7200))
+
+    bid, ask, mid = _simulate_quotes(rng, brackets, open_time, close_time, day_start, h_max, two_min,
+                                     run_times, run_error, smooth_hourly)
+    trades = _simulate_trades(_rng(seed, city, day, 1), mid, bid, ask, open_time, clim.liquidity)
+
+    return World(city=city, day=day, event_ticker=ev, series_ticker=series, day_start=day_start,
+                 temp_true=temp_true, official_high=official_high, obs_epoch=obs_epoch, obs_temp_f=obs_temp,
+                 run_times=run_times, run_error=run_error, smooth_hourly=smooth_hourly, fcst_noise=fcst_noise,
+                 brackets=brackets, open_time=open_time, close_time=close_time, expected_expiration=expected_exp,
+                 settlement_ts=settlement_ts, bid=bid, ask=ask, **trades)
+
+
+def _simulate_quotes(rng, brackets, open_time, close_time, day_start, h_max, two_min, run_times, run_error,
+                     smooth_hourly):
+    """Informed bracket probabilities per 15 s, seen by the market through lag and logit noise."""
+    t = np.arange(open_time, close_time + 1, SUBSTEP_S)
+    lows = np.array([b.low for b in brackets])
+    highs = np.array([b.high for b in brackets])
+    minute_of_day = np.clip((t - day_start) // 60, -1, 1438)
+    running_true = np.maximum.accumulate(np.where(minute_of_day >= 0, two_min[np.maximum(minute_of_day, 0)], -np.inf))
+    # the latest forecast run issued by t, and its max over the hours still to come
+    run_idx = np.clip(np.searchsorted(run_times, t, side="right") - 1, 0, run_times.size - 1)
+    fc = smooth_hourly[None, :] + run_error[:, None]
+    suffix_max = np.maximum.accumulate(fc[:, ::-1], axis=1)[:, ::-1]
+    hour_idx = np.clip((t - day_start) // 3600, 0, 23)
+    mu = suffix_max[run_idx, hour_idx]
+    lead_h = (day_start + h_max * 3600 - t) / 3600.0
+    remaining_h = np.clip((day_start + 86400 - t) / 3600.0, 0, 24)
+    sigma = np.where(lead_h >= 0, forecast_error_sd(lead_h), np.maximum(0.3, 0.9 * np.sqrt(remaining_h / 10)))
+    r_sd = 0.4
+    edges_lo, edges_hi = lows - 0.5, highs + 0.5
+
+    def cdf(x):
+        with np.errstate(invalid="ignore"):
+            pr = np.where(np.isfinite(running_true)[:, None], ndtr((x[None, :] - running_true[:, None]) / r_sd), 1.0)
+            px = ndtr((x[None, :] - mu[:, None]) / sigma[:, None])
+        out = pr * px
+        return np.where(np.isneginf(x)[None, :], 0.0, np.where(np.isposinf(x)[None, :], 1.0, out))
+
+    p_inf = np.clip(cdf(edges_hi) - cdf(edges_lo), 1e-4, 1 - 1e-4)
+    # agents: lagged (EWM, half-life ~8 min) and noisy (AR(1) in logit space)
+    alpha = 1 - 0.5 ** (1 / (8 * SUBSTEPS_PER_MIN))
+    lagged = lfilter([alpha], [1, -(1 - alpha)], logit(p_inf), axis=0, zi=(1 - alpha) * logit(p_inf[:1]))[0]
+    phi = 0.998
+    noise = lfilter([np.sqrt(1 - phi**2)], [1, -phi], rng.normal(0, 0.35, p_inf.shape), axis=0)
+    mid = expit(lagged + noise)
+    half_spread = 0.006 + 0.03 * 4 * mid * (1 - mid) * rng.uniform(0.6, 1.4, (1, len(brackets)))
+    bid = np.clip(np.floor((mid - half_spread) * 100 + 1e-9) / 100, 0.0, 0.99)
+    ask = np.clip(np.ceil((mid + half_spread) * 100 - 1e-9) / 100, 0.01, 1.0)
+    ask = np.maximum(ask, bid + 0.01)
+    return bid, ask, mid
+
+
+def _simulate_trades(rng, mid, bid, ask, open_time, liquidity):
+    """Poisson prints per bracket-minute, busier when prices move; takers lift the ask or hit the bid."""
+    n_sub, n_br = mid.shape
+    n_min = n_sub // SUBSTEPS_PER_MIN
+    m = mid[: n_min * SUBSTEPS_PER_MIN].reshape(n_min, SUBSTEPS_PER_MIN, n_br)
+    move = m[:, -1, :] - m[:, 0, :]
+    lam = liquidity * (1 + 400 * np.abs(move)) * (0.3 + 4 * m[:, -1, :] * (1 - m[:, -1, :]))
+    counts = rng.poisson(lam)
+    mi, bi = np.nonzero(counts)
+    reps = counts[mi, bi]
+    mi, bi = np.repeat(mi, reps), np.repeat(bi, reps)
+    n = mi.size
+    offset_us = rng.integers(0, 60_000_000, n)
+    sub = mi * SUBSTEPS_PER_MIN + offset_us // (SUBSTEP_S * 1_000_000)
+    yes = rng.random(n) < expit(move[mi, bi] * 300)
+    price = np.where(yes, ask[sub, bi], bid[sub, bi])
+    block = rng.random(n) < 0.004
+    count = np.round(np.exp(rng.normal(np.log(8), 1.1, n)), 2).clip(1.0)
+    count = np.where(block, np.round(count * 25, 2), count)
+    price = np.where(block, np.round(mid[sub, bi], 2), price)
+    ok = (price > 0) & (price < 1)
+    ts = (open_time * 1_000_000 + mi.astype("int64") * 60_000_000 + offset_us)[ok]
+    order = np.argsort(ts, kind="stable")
+    ids_raw = rng.bytes(16 * int(ok.sum()))
+    ids = [str(uuid.UUID(bytes=ids_raw[16 * i:16 * i + 16])) for i in range(int(ok.sum()))]
+    return {
+        "trade_ts": ts[order], "trade_bracket": bi[ok][order], "trade_price": price[ok][order],
+        "trade_count": count[ok][order], "trade_yes": yes[ok][order], "trade_block": block[ok][order],
+        "trade_id": [ids[i] for i in order],
+    }
