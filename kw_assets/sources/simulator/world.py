@@ -214,7 +214,7 @@ def _simulate_quotes(rng, brackets, open_time, close_time, day_start, h_max, two
     lead_h = (day_start + h_max * 3600 - t) / 3600.0
     remaining_h = np.clip((day_start + 86400 - t) / 3600.0, 0, 24)
     sigma = np.where(lead_h >= 0, forecast_error_sd(lead_h), np.maximum(0.3, 0.9 * np.sqrt(remaining_h / 10)))
-    r_sd = 0.4
+    r_sd = 0.3  # traders watch the running high closely; what they cannot see is the official rounding
     edges_lo, edges_hi = lows - 0.5, highs + 0.5
 
     def cdf(x):
@@ -230,6 +230,7 @@ def _simulate_quotes(rng, brackets, open_time, close_time, day_start, h_max, two
     lagged = lfilter([alpha], [1, -(1 - alpha)], logit(p_inf), axis=0, zi=(1 - alpha) * logit(p_inf[:1]))[0]
     phi = 0.998
     noise = lfilter([np.sqrt(1 - phi**2)], [1, -phi], rng.normal(0, 0.35, p_inf.shape), axis=0)
+    noise *= (0.25 + 0.75 * remaining_h / 24)[:, None]  # disagreement fades as the day runs out
     mid = expit(lagged + noise)
     half_spread = 0.006 + 0.03 * 4 * mid * (1 - mid) * rng.uniform(0.6, 1.4, (1, len(brackets)))
     bid = np.clip(np.floor((mid - half_spread) * 100 + 1e-9) / 100, 0.0, 0.99)
