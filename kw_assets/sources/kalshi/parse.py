@@ -32,6 +32,11 @@ MARKET_COLUMNS = ["market_ticker", "event_ticker", "strike_type", "floor_strike"
 
 def numbers(values: Iterable[Any], table: str, field: str) -> np.ndarray:
     """Decimal strings (or None) -> float64, raising a DataError that quotes the first unreadable value."""
+    items = [("nan" if v is None or v == "" else v) for v in values]
+    try:  # fast path: numpy parses decimal strings in C; the slow path below only explains a failure
+        return np.asarray(items, dtype=object).astype("float64") if items else np.empty(0)
+    except (TypeError, ValueError):
+        pass
     raw = pd.Series(list(values), dtype=object)
     out = pd.to_numeric(raw, errors="coerce")
     bad = out.isna() & raw.notna() & (raw.astype(str).str.strip() != "")

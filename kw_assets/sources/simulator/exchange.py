@@ -40,6 +40,22 @@ def _fp(x: float) -> str:
     return f"{x:.2f}"
 
 
+_CENT_TEXT = np.array([f"{i / 100:.4f}" for i in range(101)], dtype=object)
+
+
+def _prices(values: np.ndarray) -> list:
+    """Dollar strings for many prices at once (cent prices from a table, others formatted)."""
+    v = np.asarray(values, float)
+    out = np.full(v.shape, None, dtype=object)
+    finite = np.isfinite(v)
+    cents = np.rint(np.where(finite, v, 0) * 100)
+    on_cent = finite & (np.abs(v * 100 - cents) < 1e-7) & (cents >= 0) & (cents <= 100)
+    out[on_cent] = _CENT_TEXT[cents[on_cent].astype(int)]
+    other = finite & ~on_cent
+    out[other] = [f"{x:.4f}" for x in v[other]]
+    return out.tolist()
+
+
 class KalshiApiError(Exception):
     def __init__(self, status: int, message: str):
         self.status, self.message = status, message
@@ -328,26 +344,37 @@ class SimulatedExchange:
         np.fmin.at(lo, t_min, t_px)
         notional = np.bincount(t_min, weights=t_px * t_ct, minlength=n_min)[:n_min]
         sfx = "" if historical else "_dollars"
+        act = np.nonzero(active)[0]
+        prev_idx = np.where(act > 0, last_idx[np.maximum(act - 1, 0)], -1)
+        cols = {
+            "bo": bid[act, 0], "bl": bid[act].min(1), "bh": bid[act].max(1), "bc": bid[act, -1],
+            "ao": ask[act, 0], "al": ask[act].min(1), "ah": ask[act].max(1), "ac": ask[act, -1],
+            "po": np.where(traded[act], t_px[np.clip(first_idx[act], 0, max(len(t_px) - 1, 0))] if len(t_px) else np.nan, np.nan),
+            "pl": lo[act], "ph": hi[act],
+            "pc": np.where(traded[act], t_px[np.clip(last_idx[act], 0, max(len(t_px) - 1, 0))] if len(t_px) else np.nan, np.nan),
+            "pm": np.where(traded[act], notional[act] / np.where(vol[act] > 0, vol[act], 1), np.nan),
+            "pp": np.where(prev_idx >= 0, t_px[np.maximum(prev_idx, 0)] if len(t_px) else np.nan, np.nan),
+        }
+        text = {k: _prices(v) for k, v in cols.items()}
+        vol_text = [f"{x:.2f}" for x in vol[act]]
+        oi_text = [f"{x:.2f}" for x in oi[act]]
+        vkey, oikey = ("volume", "open_interest") if historical else ("volume_fp", "open_interest_fp")
         out = []
-        for m in np.nonzero(active)[0]:
-            c: dict[str, Any] = {"end_period_ts": int(end_ts[m])}
-            c["yes_bid"] = {f"{k}{sfx}": _d(v) for k, v in zip(("open", "low", "high", "close"),
-                                                                (bid[m, 0], bid[m].min(), bid[m].max(), bid[m, -1]))}
-            c["yes_ask"] = {f"{k}{sfx}": _d(v) for k, v in zip(("open", "low", "high", "close"),
-                                                                (ask[m, 0], ask[m].min(), ask[m].max(), ask[m, -1]))}
-            previous = _d(t_px[last_idx[m - 1]]) if m > 0 and last_idx[m - 1] >= 0 else None
+        for j, m in enumerate(act.tolist()):
+            c: dict[str, Any] = {
+                "end_period_ts": int(end_ts[m]),
+                "yes_bid": {f"open{sfx}": text["bo"][j], f"low{sfx}": text["bl"][j], f"high{sfx}": text["bh"][j], f"close{sfx}": text["bc"][j]},
+                "yes_ask": {f"open{sfx}": text["ao"][j], f"low{sfx}": text["al"][j], f"high{sfx}": text["ah"][j], f"close{sfx}": text["ac"][j]},
+            }
+            previous = text["pp"][j]
             if traded[m]:
-                c["price"] = {f"open{sfx}": _d(t_px[first_idx[m]]), f"low{sfx}": _d(lo[m]), f"high{sfx}": _d(hi[m]),
-                              f"close{sfx}": _d(t_px[last_idx[m]]), f"mean{sfx}": _d(notional[m] / vol[m]),
-                              f"previous{sfx}": previous}
+                c["price"] = {f"open{sfx}": text["po"][j], f"low{sfx}": text["pl"][j], f"high{sfx}": text["ph"][j],
+                              f"close{sfx}": text["pc"][j], f"mean{sfx}": text["pm"][j], f"previous{sfx}": previous}
             elif historical:
-                c["price"] = {k: None for k in ("open", "low", "high", "close", "mean")} | {"previous": previous}
+                c["price"] = {"open": None, "low": None, "high": None, "close": None, "mean": None, "previous": previous}
             else:
                 c["price"] = {"previous_dollars": previous} if previous is not None else {}
-            if historical:
-                c["volume"], c["open_interest"] = _fp(vol[m]), _fp(oi[m])
-            else:
-                c["volume_fp"], c["open_interest_fp"] = _fp(vol[m]), _fp(oi[m])
+            c[vkey], c[oikey] = vol_text[j], oi_text[j]
             out.append(c)
         return out
 
