@@ -38,19 +38,18 @@ def _file_export(market_data: MarketDataResource, city, day):
     return read_export(path, city, day)
 
 
-@dg.asset(**RAW, kinds={"python", "duckdb"}, check_specs=[schema_check("kalshi_markets")],
-          description="One row per bracket market of the day's event: strikes, whole-degree bracket bounds, "
-                      "times, status, result, settled value and the series' fee settings.")
-def kalshi_markets(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
-    writer, pairs = _writer(context, warehouse, "kalshi_markets", market_data.label())
+def _kalshi_table(context, market_data: MarketDataResource, warehouse: WarehouseResource, table: str,
+                  time_column: str | None, from_api, from_file):
+    """The Kalshi assets' loop: each partition from the API client, or from a website export."""
+    writer, pairs = _writer(context, warehouse, table, market_data.label())
     if market_data.label() == "file":
         for city, day, key in pairs:
-            writer.add(city, day, key, lambda: _file_export(market_data, city, day)[0], "open_time")
+            writer.add(city, day, key, lambda: from_file(city, day), time_column)
         yield from writer.finish()
         return
     with market_data.kalshi_client() as client:
         for city, day, key in pairs:
-            writer.add(city, day, key, lambda: fetch_markets(client, city, day), "open_time")
+            writer.add(city, day, key, lambda: from_api(client, city, day), time_column)
         yield from writer.finish({"requests": dg.MetadataValue.int(client.http.stats["requests"]),
                                   "retries": dg.MetadataValue.int(client.http.stats["retries"])})
 
@@ -62,6 +61,14 @@ def _markets_for(warehouse, city, day) -> pd.DataFrame:
     return markets
 
 
+def _per_event(warehouse, fetch, column: str, table: str):
+    """A fetch of the stored event's markets' data, kept to their trading window."""
+    def from_api(client, city, day):
+        markets = _markets_for(warehouse, city, day)
+        return _inside_window(fetch(client, markets), markets, column, table)
+    return from_api
+
+
 def _inside_window(frame: pd.DataFrame, markets: pd.DataFrame, column: str, table: str) -> pd.DataFrame:
     outside = rows_outside(frame[column], markets["open_time"].min(), markets["close_time"].max())
     if outside.any():
@@ -70,65 +77,59 @@ def _inside_window(frame: pd.DataFrame, markets: pd.DataFrame, column: str, tabl
     return frame
 
 
+@dg.asset(**RAW, kinds={"python", "duckdb"}, check_specs=[schema_check("kalshi_markets")],
+          description="One row per bracket market of the day's event: strikes, whole-degree bracket bounds, "
+                      "times, status, result, settled value and the series' fee settings.")
+def kalshi_markets(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
+    yield from _kalshi_table(context, market_data, warehouse, "kalshi_markets", "open_time",
+                             lambda client, city, day: fetch_markets(client, city, day),
+                             lambda city, day: _file_export(market_data, city, day)[0])
+
+
 @dg.asset(**RAW, kinds={"python", "duckdb"}, deps=["kalshi_markets"], check_specs=[schema_check("kalshi_candles")],
           description="Sparse 1-minute candles per bracket (yes bid/ask OHLC, trade price OHLC/mean/previous, "
                       "volume, open interest) as served: minutes without activity are absent.")
 def kalshi_candles(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
-    writer, pairs = _writer(context, warehouse, "kalshi_candles", market_data.label())
-    if market_data.label() == "file":
-        for city, day, key in pairs:
-            writer.add(city, day, key, lambda: _file_export(market_data, city, day)[1], "end_period_ts")
-        yield from writer.finish()
-        return
-    with market_data.kalshi_client() as client:
-        for city, day, key in pairs:
-            def produce():
-                markets = _markets_for(warehouse, city, day)
-                return _inside_window(fetch_candles(client, markets), markets, "end_period_ts", "kalshi_candles")
-            writer.add(city, day, key, produce, "end_period_ts")
-        yield from writer.finish({"requests": dg.MetadataValue.int(client.http.stats["requests"])})
+    yield from _kalshi_table(context, market_data, warehouse, "kalshi_candles", "end_period_ts",
+                             _per_event(warehouse, fetch_candles, "end_period_ts", "kalshi_candles"),
+                             lambda city, day: _file_export(market_data, city, day)[1])
 
 
 @dg.asset(**RAW, kinds={"python", "duckdb"}, deps=["kalshi_markets"], check_specs=[schema_check("kalshi_trades")],
           description="Every print of the day's brackets (live and historical tiers), with taker side and the "
-                      "block-trade flag (block trades are kept here and excluded from fill simulation later).")
+                      "block-trade flag (block trades are kept here and excluded from fill simulation later). "
+                      "Website exports carry no trades: empty for the file source.")
 def kalshi_trades(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
-    writer, pairs = _writer(context, warehouse, "kalshi_trades", market_data.label())
-    if market_data.label() == "file":
-        for city, day, key in pairs:  # website exports carry no trades
-            writer.add(city, day, key, lambda: pd.DataFrame(), None)
-        yield from writer.finish({"note": dg.MetadataValue.text("file source: exports carry no trades")})
-        return
-    with market_data.kalshi_client() as client:
-        for city, day, key in pairs:
-            def produce():
-                markets = _markets_for(warehouse, city, day)
-                return _inside_window(fetch_trades(client, markets), markets, "created_time", "kalshi_trades")
-            writer.add(city, day, key, produce, "created_time")
-        yield from writer.finish({"requests": dg.MetadataValue.int(client.http.stats["requests"])})
+    yield from _kalshi_table(context, market_data, warehouse, "kalshi_trades", "created_time",
+                             _per_event(warehouse, fetch_trades, "created_time", "kalshi_trades"),
+                             lambda city, day: pd.DataFrame())
 
 
 @dg.asset(**RAW, kinds={"python", "duckdb"}, check_specs=[schema_check("weather_obs")],
           description="5-minute observations at the settlement station (whole-C readings in F) inside the "
                       "climate day (LST midnight to midnight). Empty when no weather source is configured.")
 def weather_obs(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
-    writer, pairs = _writer(context, warehouse, "weather_obs", market_data.weather_label())
-    client = market_data.weather_client()
-    for city, day, key in pairs:
-        writer.add(city, day, key, (lambda: fetch_weather_obs(client, city, day)) if client else pd.DataFrame,
-                   "valid_time")
-    yield from writer.finish()
+    yield from _weather_table(context, market_data, warehouse, "weather_obs", "valid_time", fetch_weather_obs)
 
 
 @dg.asset(**RAW, kinds={"python", "duckdb"}, check_specs=[schema_check("weather_forecasts")],
           description="Point-in-time hourly forecasts for the climate day from every run up to two days before, "
                       "each row stamped with the run's issued_at (only hours at or after issue are kept).")
 def weather_forecasts(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
-    writer, pairs = _writer(context, warehouse, "weather_forecasts", market_data.weather_label())
+    yield from _weather_table(context, market_data, warehouse, "weather_forecasts", "issued_at", fetch_weather_forecasts)
+
+
+def _weather_table(context, market_data: MarketDataResource, warehouse: WarehouseResource, table: str,
+                   time_column: str, fetch):
+    """The weather assets' loop; with no weather source every partition is written empty (market-only)."""
+    writer, pairs = _writer(context, warehouse, table, market_data.weather_label())
     client = market_data.weather_client()
-    for city, day, key in pairs:
-        writer.add(city, day, key, (lambda: fetch_weather_forecasts(client, city, day)) if client else pd.DataFrame,
-                   "issued_at")
+    try:
+        for city, day, key in pairs:
+            writer.add(city, day, key, (lambda: fetch(client, city, day)) if client else pd.DataFrame, time_column)
+    finally:
+        if client is not None:
+            client.close()
     yield from writer.finish()
 
 
