@@ -172,6 +172,43 @@ class Settlement(_Partitioned):
         unique = ["city", "climate_day"]
 
 
+_PROB = dict(ge=0.0, le=1.0, nullable=True)
+
+
+class MinutePanel(_Partitioned):
+    minute_ts: Series[UTC]
+    market_ticker: Series[str]
+    bracket_index: Series[int] = pa.Field(ge=0)
+    yes_bid: Series[float] = pa.Field(**_PROB)
+    yes_ask: Series[float] = pa.Field(**_PROB)
+    last_price: Series[float] = pa.Field(**_PROB)
+    mid: Series[float] = pa.Field(**_PROB)
+    spread: Series[float] = pa.Field(ge=-1.0, le=1.0, nullable=True)
+    volume: Series[float] = pa.Field(ge=0, nullable=True)
+    velocity: Series[float] = pa.Field(nullable=True)
+    acceleration: Series[float] = pa.Field(nullable=True)
+    clv: Series[float] = pa.Field(**_PROB)
+    p_norm: Series[float] = pa.Field(**_PROB)
+    mid_sum: Series[float] = pa.Field(ge=0, nullable=True)
+    ras: Series[float] = pa.Field(nullable=True)
+    vwap: Series[float] = pa.Field(**_PROB)
+    signed_volume: Series[float] = pa.Field(nullable=True)
+    trade_count: Series[float] = pa.Field(ge=0)
+
+    class Config:
+        unique = ["city", "climate_day", "minute_ts", "market_ticker"]
+
+    @pa.dataframe_check(error="p_norm: renormalized bracket probabilities must sum to 1 (within 1e-9) each minute")
+    def p_norm_sums_to_one(cls, df: pd.DataFrame) -> Series[bool]:
+        total = df.groupby(["city", "climate_day", "minute_ts"])["p_norm"].transform(lambda s: s.sum(min_count=1))
+        return total.isna() | ((total - 1).abs() <= 1e-9)
+
+    @pa.dataframe_check(error="minute_ts: one regular minute grid, increasing, per bracket")
+    def monotone_minutes(cls, df: pd.DataFrame) -> Series[bool]:
+        step = df.groupby(["city", "climate_day", "market_ticker"], sort=False)["minute_ts"].diff()
+        return step.isna() | (step == pd.Timedelta(minutes=1))
+
+
 TABLES: dict[str, type[pa.DataFrameModel]] = {
     "kalshi_markets": KalshiMarkets,
     "kalshi_candles": KalshiCandles,
@@ -179,6 +216,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "weather_obs": WeatherObs,
     "weather_forecasts": WeatherForecasts,
     "settlement": Settlement,
+    "minute_panel": MinutePanel,
 }
 
 

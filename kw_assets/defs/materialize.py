@@ -59,11 +59,15 @@ class PartitionWriter:
     _started: float = field(default_factory=time.monotonic)
     _last_log: float = field(default_factory=time.monotonic)
     preview: pd.DataFrame | None = None
+    sources_seen: set = field(default_factory=set)
 
     def add(self, city: City, day: dt.date, key: str, produce: Callable[[], pd.DataFrame], time_column: str | None) -> None:
         try:
             frame = produce()
-            frame = frame.assign(city=city.key, climate_day=pd.Timestamp(day), source=self.source)
+            frame = frame.assign(city=city.key, climate_day=pd.Timestamp(day))
+            if "source" not in frame.columns:
+                frame["source"] = self.source
+            self.sources_seen.update(frame["source"].dropna().unique().tolist())
             frame = validate(self.table, conform(self.table, frame), partition=key)
         except BAD_INPUT as exc:
             self._fail(key, exc)
@@ -116,9 +120,10 @@ class PartitionWriter:
                             f"written for them. " + " | ".join(list(self.failures.values())[:3]),
                 metadata={"failed_partitions": dg.MetadataValue.json(self.failures)},
             )
+        shown = ", ".join(sorted(self.sources_seen)) or self.source
         meta: dict = {"rows": dg.MetadataValue.int(self.rows), "partitions": dg.MetadataValue.int(self.total),
-                      "source": dg.MetadataValue.text(self.source)}
-        if self.source == "simulated":
+                      "source": dg.MetadataValue.text(shown)}
+        if "simulated" in self.sources_seen or self.source == "simulated":
             meta["warning"] = dg.MetadataValue.text("SIMULATED DATA: a demonstration, not evidence of edge")
         if self.spans:
             meta["time_span"] = dg.MetadataValue.text(f"{min(s[0] for s in self.spans)} .. {max(s[1] for s in self.spans)}")

@@ -116,3 +116,16 @@ def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
     names = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"kalshi_markets", "kalshi_candles", "kalshi_trades", "weather_obs", "weather_forecasts", "settlement"} <= names
+
+
+def test_minute_panel_flows_from_the_raw_tables_and_is_idempotent(resources, warehouse_path, instance):
+    from kw_assets.defs.features import minute_panel
+    assert dg.materialize([*raw_assets, minute_panel], partition_key=KEY, resources=resources, instance=instance).success
+    wh = Warehouse(warehouse_path)
+    first = wh.read("minute_panel").sort_values(["minute_ts", "bracket_index"]).reset_index(drop=True)
+    markets = wh.read("kalshi_markets")
+    span = (markets["close_time"].max().ceil("min") - markets["open_time"].min().ceil("min")) / pd.Timedelta(minutes=1)
+    assert len(first) == int(span) * 6 and set(first["source"]) == {"simulated"}
+    assert dg.materialize([minute_panel], partition_key=KEY, resources=resources, instance=instance).success
+    second = wh.read("minute_panel").sort_values(["minute_ts", "bracket_index"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(first, second, check_exact=True)
