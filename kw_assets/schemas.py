@@ -200,8 +200,9 @@ class MinutePanel(_Partitioned):
 
     @pa.dataframe_check(error="p_norm: renormalized bracket probabilities must sum to 1 (within 1e-9) each minute")
     def p_norm_sums_to_one(cls, df: pd.DataFrame) -> Series[bool]:
-        total = df.groupby(["city", "climate_day", "minute_ts"])["p_norm"].transform(lambda s: s.sum(min_count=1))
-        return total.isna() | ((total - 1).abs() <= 1e-9)
+        groups = df.groupby(["city", "climate_day", "minute_ts"])["p_norm"]
+        total, known = groups.transform("sum"), groups.transform("count")
+        return (known == 0) | ((total - 1).abs() <= 1e-9)
 
     @pa.dataframe_check(error="minute_ts: one regular minute grid, increasing, per bracket")
     def monotone_minutes(cls, df: pd.DataFrame) -> Series[bool]:
