@@ -1,0 +1,120 @@
+"""Walk-forward calibration of bracket PMFs: Platt (sigmoid on logit p), isotonic, temperature
+scaling (one T on the multi-bracket log-probabilities), or none.
+
+Calibrators for climate day D are fit only on settled days < D (expanding, or a rolling window of
+``window_days``); below ``min_samples`` training rows the identity is used. Calibrated vectors are
+renormalized to sum to 1. ``describe()`` is the lineage kept on every calibrated row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+METHODS = ("none", "platt", "isotonic", "temperature")
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    method: str = "temperature"
+    window_days: int | None = None  # None: expanding
+    min_samples: int = 500  # training rows (minute x event, sampled) below which the identity is used
+    sample_every_min: int = 15
+
+
+@dataclass
+class Calibrator:
+    method: str
+    fit_start: dt.date | None = None
+    fit_end: dt.date | None = None
+    fit_days: int = 0
+    fit_samples: int = 0
+    model: object = None
+    temperature: float = 1.0
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(p, float), EPS, 1 - EPS)
+        if self.model is None:
+            q = p
+        elif self.method == "temperature":
+            z = np.log(p) / self.temperature
+            z -= z.max(axis=1, keepdims=True)
+            q = np.exp(z)
+        elif self.method == "platt":
+            logit = np.log(p / (1 - p)).reshape(-1, 1)
+            q = self.model.predict_proba(logit)[:, 1].reshape(p.shape)
+        else:
+            q = self.model.predict(p.ravel()).reshape(p.shape)
+        q = np.clip(q, 0, None)
+        total = q.sum(axis=1, keepdims=True)
+        return np.where(total > 0, q / np.where(total > 0, total, 1), p / p.sum(axis=1, keepdims=True))
+
+    def describe(self) -> dict:
+        effective = self.method if self.model is not None else "none"
+        return {"calibration_method": effective, "calibration_requested": self.method,
+                "fit_start": self.fit_start, "fit_end": self.fit_end, "fit_days": self.fit_days,
+                "fit_samples": self.fit_samples, "temperature": self.temperature if effective == "temperature" else np.nan}
+
+
+def fit_calibrator(method: str, p: np.ndarray, winner: np.ndarray, min_samples: int = 500) -> Calibrator:
+    """Fit on (rows x brackets) PMFs and the winning bracket index of each row."""
+    if method not in METHODS:
+        raise ValueError(f"calibration method must be one of {METHODS}, got {method!r}")
+    cal = Calibrator(method, fit_samples=int(len(p)))
+    if method == "none" or len(p) < min_samples:
+        return cal  # no fitted model: the identity
+    p = np.clip(np.asarray(p, float), EPS, 1 - EPS)
+    y = np.zeros_like(p)
+    y[np.arange(len(p)), winner] = 1
+    if method == "temperature":
+        logp = np.log(p)
+
+        def nll(log_t: float) -> float:
+            z = logp / np.exp(log_t)
+            z = z - z.max(axis=1, keepdims=True)
+            lse = np.log(np.exp(z).sum(axis=1))
+            return float(-(z[np.arange(len(z)), winner] - lse).mean())
+
+        cal.temperature = float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
+        cal.model = "temperature"
+    elif method == "platt":
+        x = np.log(p / (1 - p)).reshape(-1, 1)
+        cal.model = LogisticRegression(C=1e4, max_iter=500).fit(x, y.ravel())
+    else:
+        cal.model = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(p.ravel(), y.ravel())
+    return cal
+
+
+def training_window(days: np.ndarray, target: dt.date, window_days: int | None) -> np.ndarray:
+    """Mask of training days strictly before ``target`` (and within the rolling window, if any)."""
+    d = np.asarray([x if isinstance(x, dt.date) else pd.Timestamp(x).date() for x in days])
+    mask = d < target
+    if window_days is not None:
+        mask &= d >= target - dt.timedelta(days=window_days)
+    return mask
+
+
+def walk_forward_fit(history: pd.DataFrame, target: dt.date, cfg: CalibrationConfig) -> Calibrator:
+    """Fit on ``history`` rows (climate_day, p: list of bracket probs, winner) from days before ``target``."""
+    if history.empty:
+        return fit_calibrator(cfg.method, np.empty((0, 1)), np.empty(0, int), cfg.min_samples)
+    mask = training_window(history["climate_day"].to_numpy(), target, cfg.window_days)
+    train = history[mask]
+    if train.empty:
+        return fit_calibrator(cfg.method, np.empty((0, 1)), np.empty(0, int), cfg.min_samples)
+    width = train["n_brackets"].max()
+    train = train[train["n_brackets"] == width]
+    p = np.vstack(train["p"].to_numpy())
+    cal = fit_calibrator(cfg.method, p, train["winner"].to_numpy(int), cfg.min_samples)
+    days = pd.to_datetime(train["climate_day"])
+    cal.fit_start, cal.fit_end = days.min().date(), days.max().date()
+    cal.fit_days = int(days.dt.date.nunique())
+    cal.fit_samples = int(len(train))
+    return cal

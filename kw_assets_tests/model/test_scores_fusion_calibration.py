@@ -1,0 +1,101 @@
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import brier_score_loss
+
+from kw_assets.model.calibration import CalibrationConfig, fit_calibrator, walk_forward_fit
+from kw_assets.model.fusion import FusionConfig, log_pool, market_weight
+from kw_assets.model.scores import brier, ece, logloss, reliability, rps
+
+
+def test_rps_and_ece_against_hand_computed_values():
+    p = np.array([[0.1, 0.2, 0.7], [0.5, 0.3, 0.2]])
+    winner = np.array([2, 1])
+    # forecast 1: CDFs (0.1, 0.3) vs (0, 0): 0.01 + 0.09 = 0.10; forecast 2: (0.5, 0.8) vs (0, 1): 0.25 + 0.04 = 0.29
+    assert rps(p, winner) == pytest.approx((0.10 + 0.29) / 2 / 2)
+    # six bracket-level (p, hit) pairs: (0.1,0) (0.2,0) (0.7,1) (0.5,0) (0.3,1) (0.2,0); each bin adds share x |p - hit|:
+    # 0.1 -> 0.1; two at 0.2 -> 2 x 0.2; 0.3 hit -> 0.7; 0.5 -> 0.5; 0.7 hit -> 0.3
+    expected = (0.1 + 2 * 0.2 + 0.7 + 0.5 + 0.3) / 6
+    assert ece(p, winner) == pytest.approx(expected)
+    assert reliability(p, winner)["count"].sum() == 6
+
+
+def test_brier_and_log_loss_agree_with_scikit_learn():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(6), 200)
+    w = rng.integers(0, 6, 200)
+    y = np.zeros_like(p)
+    y[np.arange(200), w] = 1
+    assert brier(p, w) == pytest.approx(sum(brier_score_loss(y[:, k], p[:, k]) for k in range(6)))
+    assert logloss(p, w) == pytest.approx(-np.log(p[np.arange(200), w]).mean())
+
+
+def test_pool_weights_one_and_zero_return_each_side():
+    rng = np.random.default_rng(1)
+    pm, pw = rng.dirichlet(np.ones(6), 5), rng.dirichlet(np.ones(6), 5)
+    assert np.allclose(log_pool(pm, pw, np.ones(5)), np.clip(pm, 1e-4, 1) / np.clip(pm, 1e-4, 1).sum(1, keepdims=True))
+    assert np.allclose(log_pool(pm, pw, np.ones(5)), pm, atol=1e-3)
+    assert np.allclose(log_pool(pm, pw, np.zeros(5)), pw, atol=1e-3)
+    mixed = log_pool(pm, pw, np.full(5, 0.5))
+    assert np.allclose(mixed.sum(1), 1) and np.allclose(mixed, np.sqrt(pm * pw) / np.sqrt(pm * pw).sum(1, keepdims=True), atol=1e-3)
+
+
+def test_adaptive_weight_leans_on_a_busy_market_and_on_weather_when_quiet():
+    cfg = FusionConfig()
+    quiet = market_weight(np.zeros((60, 6)), np.zeros((60, 6)), cfg)
+    busy = market_weight(np.full((60, 6), 30.0), np.full((60, 6), 0.01), cfg)
+    assert quiet[-1] < cfg.w_base < busy[-1]
+    assert quiet.min() >= cfg.w_min and busy.max() <= cfg.w_max
+
+
+def _history(n_days=30, per_day=40, seed=0):
+    """Overconfident forecasts: the calibrator should soften them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for d in range(n_days):
+        day = dt.date(2025, 6, 1) + dt.timedelta(days=d)
+        for _ in range(per_day):
+            truth = rng.dirichlet(np.ones(6) * 2)
+            winner = rng.choice(6, p=truth)
+            sharp = truth**3 / (truth**3).sum()
+            rows.append({"climate_day": day, "p": sharp, "winner": winner, "n_brackets": 6})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic", "temperature"])
+def test_calibration_improves_overconfident_forecasts_out_of_sample(method):
+    h = _history()
+    cal = walk_forward_fit(h, dt.date(2025, 6, 21), CalibrationConfig(method=method, min_samples=100))
+    assert cal.fit_end == dt.date(2025, 6, 20) and cal.fit_days == 20 and cal.describe()["calibration_method"] == method
+    test = h[pd.to_datetime(h["climate_day"]).dt.date >= dt.date(2025, 6, 21)]
+    p, w = np.vstack(test["p"]), test["winner"].to_numpy()
+    q = cal.apply(p)
+    assert np.allclose(q.sum(1), 1)
+    assert logloss(q, w) < logloss(p, w)
+    if method == "temperature":
+        assert cal.temperature > 1.5  # softens sharpened forecasts
+
+
+def test_below_the_minimum_sample_the_identity_is_used():
+    h = _history(n_days=3, per_day=10)
+    cal = walk_forward_fit(h, dt.date(2025, 6, 4), CalibrationConfig(method="isotonic", min_samples=500))
+    p = np.vstack(h["p"])
+    assert np.allclose(cal.apply(p), p, atol=1e-5) and cal.describe()["calibration_method"] == "none"
+
+
+def test_walk_forward_changing_day_d_outcomes_changes_nothing_up_to_day_d():
+    h = _history()
+    target = dt.date(2025, 6, 15)
+    changed = h.copy()
+    on_or_after = pd.to_datetime(changed["climate_day"]).dt.date >= target
+    changed.loc[on_or_after, "winner"] = (changed.loc[on_or_after, "winner"] + 3) % 6
+    p = np.vstack(h["p"].iloc[:50])
+    for d in [dt.date(2025, 6, 10), target]:
+        for method in ("platt", "isotonic", "temperature"):
+            cfg = CalibrationConfig(method=method, min_samples=50)
+            assert np.array_equal(walk_forward_fit(h, d, cfg).apply(p), walk_forward_fit(changed, d, cfg).apply(p))
+    cfg = CalibrationConfig(method="temperature", min_samples=50)
+    later = dt.date(2025, 6, 20)
+    assert not np.array_equal(walk_forward_fit(h, later, cfg).apply(p), walk_forward_fit(changed, later, cfg).apply(p))
