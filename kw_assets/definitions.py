@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from kw_assets.defs.evaluation import evaluation_assets
 from kw_assets.defs.features import feature_assets
+from kw_assets.defs.probabilities import probability_assets
 from kw_assets.defs.raw import raw_assets
 from kw_assets.defs.resources import default_resources
 from kw_assets.partitions import city_day_partitions
@@ -19,7 +21,7 @@ all_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *feature_assets],
+    assets=[*raw_assets, *feature_assets, *probability_assets, *evaluation_assets],
     resources=default_resources(),
     jobs=[raw_job, all_job],
 )

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     cities = args.cities.split(",")
     start = dt.date.fromisoformat(args.start)
     end = start + dt.timedelta(days=args.days - 1)
-    job = defs.get_job_def("all_assets_job")
+    job = defs.resolve_job_def("all_assets_job")
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     t0 = time.perf_counter()
     result = job.execute_in_process(

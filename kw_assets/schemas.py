@@ -210,6 +210,88 @@ class MinutePanel(_Partitioned):
         return step.isna() | (step == pd.Timedelta(minutes=1))
 
 
+def _sums_to_one(df: pd.DataFrame, column: str, time_column: str) -> pd.Series:
+    groups = df.groupby(["city", "climate_day", time_column])[column]
+    return (groups.transform("sum") - 1).abs() <= 1e-9
+
+
+class WeatherPmf(_Partitioned):
+    decision_ts: Series[UTC]
+    market_ticker: Series[str]
+    bracket_index: Series[int] = pa.Field(ge=0)
+    p_weather: Series[float] = pa.Field(ge=0, le=1)
+    hazard: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    expected_high_f: Series[float]
+    high_sd_f: Series[float] = pa.Field(ge=0)
+    obs_max_f: Series[float] = pa.Field(nullable=True)
+    forecast_issued_at: Series[UTC] = pa.Field(nullable=True)
+    n_paths: Series[int] = pa.Field(gt=0)
+
+    class Config:
+        unique = ["city", "climate_day", "decision_ts", "market_ticker"]
+
+    @pa.dataframe_check(error="p_weather: bracket PMF must sum to 1 (within 1e-9) at each decision time")
+    def pmf_sums_to_one(cls, df: pd.DataFrame) -> Series[bool]:
+        return _sums_to_one(df, "p_weather", "decision_ts")
+
+    @pa.dataframe_check(error="forecast_issued_at: a decision may only use a forecast issued at or before it")
+    def forecast_not_from_the_future(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["forecast_issued_at"].isna() | (df["forecast_issued_at"] <= df["decision_ts"])
+
+
+class FusedPmf(_Partitioned):
+    minute_ts: Series[UTC]
+    market_ticker: Series[str]
+    bracket_index: Series[int] = pa.Field(ge=0)
+    p_market: Series[float] = pa.Field(**_PROB)
+    p_weather: Series[float] = pa.Field(**_PROB)
+    w_market: Series[float] = pa.Field(ge=0, le=1)
+    p_fused: Series[float] = pa.Field(ge=0, le=1)
+    hazard: Series[float] = pa.Field(**_PROB)
+
+    class Config:
+        unique = ["city", "climate_day", "minute_ts", "market_ticker"]
+
+    @pa.dataframe_check(error="p_fused: fused PMF must sum to 1 (within 1e-9) each minute")
+    def pmf_sums_to_one(cls, df: pd.DataFrame) -> Series[bool]:
+        return _sums_to_one(df, "p_fused", "minute_ts")
+
+
+class CalibratedPmf(FusedPmf):
+    p_calibrated: Series[float] = pa.Field(ge=0, le=1)
+    calibration_method: Series[str] = pa.Field(isin=["none", "platt", "isotonic", "temperature"])
+    calibration_requested: Series[str]
+    fit_start: Series[pa.typing.DateTime] = pa.Field(nullable=True)
+    fit_end: Series[pa.typing.DateTime] = pa.Field(nullable=True)
+    fit_days: Series[int] = pa.Field(ge=0)
+    fit_samples: Series[int] = pa.Field(ge=0)
+    temperature: Series[float] = pa.Field(nullable=True, gt=0)
+
+    @pa.dataframe_check(error="p_calibrated: calibrated PMF must sum to 1 (within 1e-9) each minute")
+    def calibrated_sums_to_one(cls, df: pd.DataFrame) -> Series[bool]:
+        return _sums_to_one(df, "p_calibrated", "minute_ts")
+
+    @pa.dataframe_check(error="fit_end: a calibrator for day D is fit on days before D only")
+    def fit_before_the_day(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["fit_end"].isna() | (df["fit_end"] < df["climate_day"])
+
+
+class ForecastScores(pa.DataFrameModel):
+    source: Series[str]
+    model: Series[str] = pa.Field(isin=["market", "weather", "fused", "calibrated", "climatology"])
+    group_by: Series[str] = pa.Field(isin=["all", "city", "hour_lst"])
+    group_value: Series[str]
+    n: Series[int] = pa.Field(gt=0)
+    brier: Series[float] = pa.Field(ge=0, le=2)
+    log_loss: Series[float] = pa.Field(ge=0)
+    rps: Series[float] = pa.Field(ge=0, le=1)
+    ece: Series[float] = pa.Field(ge=0, le=1)
+
+    class Config:
+        strict = True
+        unique = ["source", "model", "group_by", "group_value"]
+
+
 TABLES: dict[str, type[pa.DataFrameModel]] = {
     "kalshi_markets": KalshiMarkets,
     "kalshi_candles": KalshiCandles,
@@ -218,6 +300,10 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "weather_forecasts": WeatherForecasts,
     "settlement": Settlement,
     "minute_panel": MinutePanel,
+    "weather_pmf": WeatherPmf,
+    "fused_pmf": FusedPmf,
+    "calibrated_pmf": CalibratedPmf,
+    "forecast_scores": ForecastScores,
 }
 
 

@@ -99,6 +99,33 @@ class Warehouse:
                                   "AND t.climate_day = CAST(k.climate_day AS DATE)").df()
         return conform(table, out)
 
+    def replace_table(self, table: str, frame: pd.DataFrame) -> int:
+        """Replace every row of an unpartitioned table (one transaction)."""
+        frame = conform(table, frame)
+        names = ", ".join(f'"{n}"' for n, _ in sql_columns(table))
+        with self.connect() as con:
+            self._ensure(con, table)
+            con.register("incoming_rows", frame)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(f"DELETE FROM {table}")
+                con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming_rows")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("incoming_rows")
+        return len(frame)
+
+    def query(self, sql: str, params: list | None = None, needs: Iterable[str] = ()) -> pd.DataFrame:
+        """A read-only query; empty if any table in ``needs`` was never written."""
+        with self.connect(read_only=True) as con:
+            for table in needs:
+                if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()[0][0]:
+                    return pd.DataFrame()
+            return con.execute(sql, params or []).df()
+
     def partitions(self, table: str) -> set[Partition]:
         with self.connect(read_only=True) as con:
             exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()[0][0]

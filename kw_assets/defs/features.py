@@ -1,11 +1,9 @@
 """Feature layer: the causal minute panel per city x climate day (group ``features``)."""
 
 import dagster as dg
-import pandas as pd
 
-from kw_assets.defs.materialize import PartitionWriter, partition_pairs, schema_check
+from kw_assets.defs.materialize import derive_partitions, schema_check, stored_markets
 from kw_assets.defs.resources import WarehouseResource
-from kw_assets.errors import DataError
 from kw_assets.model.panel import PanelConfig, build_panel
 from kw_assets.partitions import city_day_partitions
 
@@ -23,19 +21,15 @@ class PanelRunConfig(dg.Config):
                       "probability, relative acceleration vs strike neighbours, VWAP, signed volume, print count.")
 def minute_panel(context: dg.AssetExecutionContext, config: PanelRunConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
-    pairs = partition_pairs(context)
-    writer = PartitionWriter(context, wh, "minute_panel", "derived", len(pairs))
     settings = PanelConfig(velocity_span=config.velocity_span, acceleration_span=config.acceleration_span)
-    for city, day, key in pairs:
-        def produce():
-            part = [(city.key, day)]
-            markets = wh.read("kalshi_markets", part)
-            if markets.empty:
-                raise DataError("kalshi_markets", "market_ticker", f"no markets stored for {city.key} {day}")
-            panel = build_panel(markets, wh.read("kalshi_candles", part), wh.read("kalshi_trades", part), settings)
-            return panel.assign(source=markets["source"].iloc[0])
-        writer.add(city, day, key, produce, "minute_ts")
-    yield from writer.finish()
+
+    def produce(city, day):
+        part = [(city.key, day)]
+        markets = stored_markets(wh, city, day)
+        panel = build_panel(markets, wh.read("kalshi_candles", part), wh.read("kalshi_trades", part), settings)
+        return panel.assign(source=markets["source"].iloc[0])
+
+    yield from derive_partitions(context, wh, "minute_panel", "minute_ts", produce)
 
 
 feature_assets = [minute_panel]

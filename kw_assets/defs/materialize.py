@@ -143,3 +143,20 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 12) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in f.to_numpy(dtype=object).tolist()]
     return "\n".join(lines)
+
+
+def derive_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, table: str, time_column: str | None,
+                      produce: Callable[[City, dt.date], pd.DataFrame]) -> Iterable[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The loop of every derived asset: partitions in date order, each computed from stored upstream rows."""
+    pairs = sorted(partition_pairs(context), key=lambda p: (p[1], p[0].key))
+    writer = PartitionWriter(context, warehouse, table, "derived", len(pairs))
+    for city, day, key in pairs:
+        writer.add(city, day, key, lambda: produce(city, day), time_column)
+    yield from writer.finish()
+
+
+def stored_markets(warehouse: Warehouse, city: City, day: dt.date) -> pd.DataFrame:
+    markets = warehouse.read("kalshi_markets", [(city.key, day)])
+    if markets.empty:
+        raise DataError("kalshi_markets", "market_ticker", f"no markets stored for {city.key} {day}: materialize kalshi_markets first")
+    return markets

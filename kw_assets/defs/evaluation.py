@@ -1,0 +1,56 @@
+"""Evaluation (group ``evaluation``): proper scores of every probability source across all
+materialized partitions, before and after calibration, against the settled bracket."""
+
+import dagster as dg
+import pandas as pd
+
+from kw_assets.cities import all_cities
+from kw_assets.defs.materialize import markdown_table
+from kw_assets.defs.resources import SIMULATED_BANNER, WarehouseResource
+from kw_assets.model.evaluation import score_tables
+from kw_assets.model.scores import ECE_BINS
+from kw_assets.schemas import validate
+
+
+class ScoresConfig(dg.Config):
+    sample_every_min: int = 5
+
+
+@dg.asset(group_name="evaluation", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"},
+          deps=["calibrated_pmf", "settlement", "kalshi_markets"],
+          check_specs=[dg.AssetCheckSpec("forecast_scores_schema", asset="forecast_scores", blocking=True)],
+          description="Brier, log loss, RPS and ECE (10 equal-width bins on bracket probabilities) for the market, "
+                      "weather, fused and calibrated PMFs and a walk-forward climatology, overall, by city and by "
+                      "hour of the climate day (LST), over every settled partition in the warehouse.")
+def forecast_scores(context: dg.AssetExecutionContext, config: ScoresConfig, warehouse: WarehouseResource):
+    wh = warehouse.get()
+    rows = wh.query(
+        "SELECT c.*, s.winning_bracket_index AS winner FROM calibrated_pmf c JOIN settlement s "
+        "ON c.city = s.city AND c.climate_day = s.climate_day "
+        "WHERE s.winning_bracket_index >= 0 AND (epoch(c.minute_ts)::BIGINT / 60) % ? = 0",
+        [config.sample_every_min], needs=("calibrated_pmf", "settlement"))
+    if rows.empty:
+        raise dg.Failure("forecast_scores: no settled partitions with calibrated PMFs in the warehouse yet")
+    rows["minute_ts"] = pd.to_datetime(rows["minute_ts"], utc=True)
+    rows["climate_day"] = pd.to_datetime(rows["climate_day"])
+    markets = wh.read("kalshi_markets")
+    settled = wh.read("settlement")
+    offsets = {c.key: pd.Timedelta(hours=-c.lst_utc_offset_hours) for c in all_cities()}
+    scores, rel = score_tables(rows, markets, settled, offsets)
+    sources = sorted(rows["source"].unique())
+    scores.insert(0, "source", ", ".join(sources))
+    scores = validate("forecast_scores", scores)
+    wh.replace_table("forecast_scores", scores)
+    overall = scores[scores["group_by"] == "all"].drop(columns=["group_by", "group_value"])
+    meta = {"rows": dg.MetadataValue.int(len(scores)), "partitions": dg.MetadataValue.int(rows[["city", "climate_day"]].drop_duplicates().shape[0]),
+            "source": dg.MetadataValue.text(", ".join(sources)),
+            "ece_bins": dg.MetadataValue.text(f"{ECE_BINS} equal-width bins on [0, 1], bracket-level probabilities"),
+            "scores": dg.MetadataValue.md(markdown_table(overall)),
+            **{f"reliability_{k}": dg.MetadataValue.md(markdown_table(v)) for k, v in rel.items()}}
+    if "simulated" in sources:
+        meta["warning"] = dg.MetadataValue.text(SIMULATED_BANNER)
+    yield dg.MaterializeResult(metadata=meta)
+    yield dg.AssetCheckResult(check_name="forecast_scores_schema", passed=True)
+
+
+evaluation_assets = [forecast_scores]

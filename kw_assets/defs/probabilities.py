@@ -1,0 +1,135 @@
+"""Probability layer (group ``probabilities``): the weather PMF and hazard, the fused PMF, and the
+walk-forward calibrated PMF, per city x climate day."""
+
+import datetime as dt
+import zlib
+from typing import Optional
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from kw_assets.defs.materialize import derive_partitions, partition_pairs, schema_check, stored_markets
+from kw_assets.defs.resources import WarehouseResource
+from kw_assets.model.calibration import CalibrationConfig, walk_forward_fit
+from kw_assets.model.fusion import FusionConfig, fuse_panel
+from kw_assets.model.weather import WeatherModelConfig, weather_pmf_frame
+from kw_assets.partitions import city_day_partitions
+
+PROB = dict(partitions_def=city_day_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+            group_name="probabilities", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"})
+
+
+class WeatherPmfConfig(dg.Config):
+    n_paths: int = 5000
+    decision_every_min: int = 5
+    seed: int = 11
+    level_var_intercept: float = 5.45
+    level_var_per_hour: float = 0.131
+    forecast_bias: float = -0.25
+    residual_sd: float = 0.8
+    residual_tau_h: float = 1.0
+    kappa: float = 0.7
+    gap_mean: float = 0.4
+    gap_sd: float = 0.6
+
+
+@dg.asset(**PROB, deps=["kalshi_markets", "weather_obs", "weather_forecasts"], check_specs=[schema_check("weather_pmf")],
+          description="Monte Carlo of the rest of the day at every decision time (5 min): bracket PMF of the official "
+                      "high, new-high hazard, expected high and spread. Uses only obs and forecasts stamped at or "
+                      "before the decision. No rows when the partition has no weather data (downstream: market only).")
+def weather_pmf(context: dg.AssetExecutionContext, config: WeatherPmfConfig, warehouse: WarehouseResource):
+    wh = warehouse.get()
+    cfg = WeatherModelConfig(**config.model_dump(exclude={"seed"}))
+
+    def produce(city, day):
+        part = [(city.key, day)]
+        markets = stored_markets(wh, city, day)
+        rng = np.random.default_rng([config.seed, zlib.crc32(city.key.encode()), day.toordinal()])
+        start = pd.Timestamp(city.climate_day_window(day)[0])
+        frame = weather_pmf_frame(markets, wh.read("weather_obs", part), wh.read("weather_forecasts", part), start, rng, cfg)
+        return frame.assign(source=markets["source"].iloc[0]) if len(frame) else frame
+
+    yield from derive_partitions(context, wh, "weather_pmf", "decision_ts", produce)
+
+
+class FusionRunConfig(dg.Config):
+    w_base: float = 0.6
+    adaptive: bool = True
+    gain_volume: float = 0.2
+    gain_accel: float = 0.2
+    volume_scale: float = 20.0
+    accel_scale: float = 0.002
+    w_min: float = 0.2
+    w_max: float = 0.95
+
+
+@dg.asset(**PROB, deps=["minute_panel", "weather_pmf"], check_specs=[schema_check("fused_pmf")],
+          description="Per minute x bracket: logarithmic pool of the market PMF (renormalized mids) and the latest "
+                      "weather PMF at or before the minute, with the market weight used (adaptive by default).")
+def fused_pmf(context: dg.AssetExecutionContext, config: FusionRunConfig, warehouse: WarehouseResource):
+    wh = warehouse.get()
+    cfg = FusionConfig(**config.model_dump())
+
+    def produce(city, day):
+        part = [(city.key, day)]
+        panel = wh.read("minute_panel", part)
+        if panel.empty:
+            return panel
+        return fuse_panel(panel, wh.read("weather_pmf", part), cfg).assign(source=panel["source"].iloc[0])
+
+    yield from derive_partitions(context, wh, "fused_pmf", "minute_ts", produce)
+
+
+class CalibrationRunConfig(dg.Config):
+    method: str = "temperature"
+    window_days: Optional[int] = None
+    min_samples: int = 500
+    sample_every_min: int = 15
+
+
+def calibration_history(wh, before: dt.date, every_min: int) -> pd.DataFrame:
+    """Fused PMFs of settled partitions before ``before``, sampled every ``every_min`` minutes, with winners."""
+    rows = wh.query(
+        "SELECT f.city, f.climate_day, f.minute_ts, f.bracket_index, f.p_fused, s.winning_bracket_index AS winner "
+        "FROM fused_pmf f JOIN settlement s ON f.city = s.city AND f.climate_day = s.climate_day "
+        "WHERE f.climate_day < CAST(? AS DATE) AND s.winning_bracket_index >= 0 "
+        "AND (epoch(f.minute_ts)::BIGINT / 60) % ? = 0 ORDER BY f.city, f.climate_day, f.minute_ts, f.bracket_index",
+        [before.isoformat(), every_min], needs=("fused_pmf", "settlement"))
+    if rows.empty:
+        return pd.DataFrame(columns=["climate_day", "p", "winner", "n_brackets"])
+    keys = ["city", "climate_day", "minute_ts"]
+    grouped = rows.groupby(keys, sort=False)
+    out = grouped.agg(winner=("winner", "first"), n_brackets=("p_fused", "size")).reset_index()
+    sizes = out["n_brackets"].to_numpy()
+    out["p"] = np.split(rows["p_fused"].to_numpy(float), np.cumsum(sizes)[:-1])
+    out["climate_day"] = pd.to_datetime(out["climate_day"]).dt.date
+    return out
+
+
+@dg.asset(**PROB, deps=["fused_pmf", "settlement"], check_specs=[schema_check("calibrated_pmf")],
+          description="The fused PMF after walk-forward calibration (platt | isotonic | temperature | none): the "
+                      "calibrator for day D is fit only on settled days before D, pooled across cities; every row "
+                      "names its method, fit window and sample size.")
+def calibrated_pmf(context: dg.AssetExecutionContext, config: CalibrationRunConfig, warehouse: WarehouseResource):
+    wh = warehouse.get()
+    cfg = CalibrationConfig(method=config.method, window_days=config.window_days, min_samples=config.min_samples,
+                            sample_every_min=config.sample_every_min)
+    last_day = max(day for _, day, _ in partition_pairs(context))
+    history = calibration_history(wh, last_day, cfg.sample_every_min)  # once per run; filtered per day below
+
+    def produce(city, day):
+        fused = wh.read("fused_pmf", [(city.key, day)])
+        if fused.empty:
+            return fused
+        cal = walk_forward_fit(history, day, cfg)
+        fused = fused.sort_values(["minute_ts", "bracket_index"]).reset_index(drop=True)
+        n_br = fused["bracket_index"].nunique()
+        p = fused["p_fused"].to_numpy(float).reshape(-1, n_br)
+        lineage = cal.describe()
+        return fused.assign(p_calibrated=cal.apply(p).ravel(), **lineage)
+
+    yield from derive_partitions(context, wh, "calibrated_pmf", "minute_ts", produce)
+
+
+probability_assets = [weather_pmf, fused_pmf, calibrated_pmf]

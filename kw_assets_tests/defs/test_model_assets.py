@@ -1,0 +1,55 @@
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from kw_assets.definitions import defs
+from kw_assets.partitions import partition_key
+from kw_assets.warehouse import Warehouse
+
+RUN_CONFIG = {"ops": {"weather_pmf": {"config": {"n_paths": 400}},
+                      "calibrated_pmf": {"config": {"method": "temperature", "min_samples": 100}}}}
+
+
+def test_the_whole_graph_runs_walk_forward_and_scores(resources, warehouse_path, instance):
+    job = defs.resolve_job_def("all_assets_job")
+    tags = {"dagster/asset_partition_range_start": str(partition_key("ny", dt.date(2025, 6, 1))),
+            "dagster/asset_partition_range_end": str(partition_key("ny", dt.date(2025, 6, 3)))}
+    result = job.execute_in_process(instance=instance, resources=resources, tags=tags, run_config=RUN_CONFIG)
+    assert result.success
+    wh = Warehouse(warehouse_path)
+    cal = wh.read("calibrated_pmf")
+    lineage = cal.groupby("climate_day")[["calibration_method", "fit_end", "fit_days"]].first()
+    assert lineage.loc["2025-06-01", "calibration_method"] == "none"  # nothing settled before the first day
+    assert lineage.loc["2025-06-03", "calibration_method"] == "temperature"
+    assert lineage.loc["2025-06-03", "fit_end"] == pd.Timestamp("2025-06-02")  # days < D only
+    for table, col, t in [("weather_pmf", "p_weather", "decision_ts"), ("fused_pmf", "p_fused", "minute_ts"),
+                          ("calibrated_pmf", "p_calibrated", "minute_ts")]:
+        f = wh.read(table)
+        assert len(f) and np.allclose(f.groupby(["climate_day", t])[col].sum(), 1.0, atol=1e-9), table
+    scores = wh.read("forecast_scores")
+    overall = scores[scores["group_by"] == "all"].set_index("model")
+    assert {"market", "weather", "fused", "calibrated"} <= set(overall.index)
+    assert (overall["rps"] < 0.5).all() and set(scores["source"]) == {"simulated"}
+    hours = scores[(scores["group_by"] == "hour_lst") & (scores["model"] == "weather")]
+    late = hours[hours["group_value"].astype(int) >= 20]["brier"].mean()
+    early = hours[hours["group_value"].astype(int) < 0]["brier"].mean()
+    assert late < early  # the weather model sharpens as the day is observed
+
+
+def test_a_partition_without_weather_falls_back_to_the_market(tmp_path, instance):
+    from kw_assets.defs.resources import MarketDataResource, WarehouseResource
+    from kw_assets_tests.conftest import SIM_NOW
+    res = {"market_data": MarketDataResource(simulated_now=SIM_NOW, weather_source="none"),
+           "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb"))}
+    job = defs.resolve_job_def("all_assets_job")
+    sel = [k for k in job.asset_layer.executable_asset_keys if k.to_user_string() != "forecast_scores"]
+    result = dg.materialize([defs.get_assets_def(k) for k in sel], partition_key="chi|2025-06-05", resources=res,
+                            instance=instance, run_config=RUN_CONFIG)
+    assert result.success
+    wh = Warehouse(tmp_path / "w.duckdb")
+    assert wh.read("weather_pmf").empty
+    fused = wh.read("fused_pmf")
+    assert (fused["w_market"] == 1.0).all() and np.allclose(fused["p_fused"], fused["p_market"].clip(1e-4, 1 - 1e-4) /
+                                                            fused.groupby("minute_ts")["p_market"].transform(lambda s: s.clip(1e-4, 1 - 1e-4).sum()))
