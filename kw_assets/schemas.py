@@ -206,8 +206,13 @@ class MinutePanel(_Partitioned):
 
     @pa.dataframe_check(error="minute_ts: one regular minute grid, increasing, per bracket")
     def monotone_minutes(cls, df: pd.DataFrame) -> Series[bool]:
-        step = df.groupby(["city", "climate_day", "market_ticker"], sort=False)["minute_ts"].diff()
-        return step.isna() | (step == pd.Timedelta(minutes=1))
+        return _regular(df, "minute_ts", pd.Timedelta(minutes=1))
+
+
+def _regular(df: pd.DataFrame, time_column: str, step: pd.Timedelta | None = None) -> pd.Series:
+    """Times increase per bracket (by exactly ``step`` when given)."""
+    diff = df.groupby(["city", "climate_day", "market_ticker"], sort=False)[time_column].diff()
+    return diff.isna() | ((diff == step) if step is not None else (diff > pd.Timedelta(0)))
 
 
 def _sums_to_one(df: pd.DataFrame, column: str, time_column: str) -> pd.Series:
@@ -234,6 +239,10 @@ class WeatherPmf(_Partitioned):
     def pmf_sums_to_one(cls, df: pd.DataFrame) -> Series[bool]:
         return _sums_to_one(df, "p_weather", "decision_ts")
 
+    @pa.dataframe_check(error="decision_ts: increasing per bracket")
+    def monotone_decisions(cls, df: pd.DataFrame) -> Series[bool]:
+        return _regular(df, "decision_ts")
+
     @pa.dataframe_check(error="forecast_issued_at: a decision may only use a forecast issued at or before it")
     def forecast_not_from_the_future(cls, df: pd.DataFrame) -> Series[bool]:
         return df["forecast_issued_at"].isna() | (df["forecast_issued_at"] <= df["decision_ts"])
@@ -251,6 +260,10 @@ class FusedPmf(_Partitioned):
 
     class Config:
         unique = ["city", "climate_day", "minute_ts", "market_ticker"]
+
+    @pa.dataframe_check(error="minute_ts: increasing per bracket")
+    def monotone_minutes(cls, df: pd.DataFrame) -> Series[bool]:
+        return _regular(df, "minute_ts")
 
     @pa.dataframe_check(error="p_fused: fused PMF must sum to 1 (within 1e-9) each minute")
     def pmf_sums_to_one(cls, df: pd.DataFrame) -> Series[bool]:

@@ -62,23 +62,30 @@ class Warehouse:
         stray = frame.merge(keys, on=["city", "climate_day"], how="left", indicator=True)["_merge"].eq("left_only")
         if stray.any():
             raise ValueError(f"{table}: {int(stray.sum())} row(s) belong to partitions not being replaced")
+        delete = (f"DELETE FROM {table} t USING incoming_keys k "
+                  "WHERE t.city = k.city AND t.climate_day = CAST(k.climate_day AS DATE)")
+        return self._swap(table, frame, delete, keys)
+
+    def _swap(self, table: str, frame: pd.DataFrame, delete_sql: str, keys: pd.DataFrame | None = None) -> int:
+        """Delete and insert in one transaction: readers see the old rows or the new ones, never a mix."""
         names = ", ".join(f'"{n}"' for n, _ in sql_columns(table))
         with self.connect() as con:
             self._ensure(con, table)
-            con.register("incoming_keys", keys)
+            if keys is not None:
+                con.register("incoming_keys", keys)
             con.register("incoming_rows", frame)
             con.execute("BEGIN TRANSACTION")
             try:
-                con.execute(f"DELETE FROM {table} t USING incoming_keys k "
-                            "WHERE t.city = k.city AND t.climate_day = CAST(k.climate_day AS DATE)")
+                con.execute(delete_sql)
                 con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming_rows")
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
             finally:
-                con.unregister("incoming_keys")
                 con.unregister("incoming_rows")
+                if keys is not None:
+                    con.unregister("incoming_keys")
         return len(frame)
 
     def read(self, table: str, partitions: Iterable[Partition] | None = None) -> pd.DataFrame:
@@ -101,22 +108,7 @@ class Warehouse:
 
     def replace_table(self, table: str, frame: pd.DataFrame) -> int:
         """Replace every row of an unpartitioned table (one transaction)."""
-        frame = conform(table, frame)
-        names = ", ".join(f'"{n}"' for n, _ in sql_columns(table))
-        with self.connect() as con:
-            self._ensure(con, table)
-            con.register("incoming_rows", frame)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(f"DELETE FROM {table}")
-                con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming_rows")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.unregister("incoming_rows")
-        return len(frame)
+        return self._swap(table, conform(table, frame), f"DELETE FROM {table}")
 
     def query(self, sql: str, params: list | None = None, needs: Iterable[str] = ()) -> pd.DataFrame:
         """A read-only query; empty if any table in ``needs`` was never written."""

@@ -124,10 +124,12 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     groups = {r: np.nonzero(r_idx == r)[0] for r in np.unique(r_idx)}
     for r, cols in groups.items():  # one pass per forecast run
         curve = curves[r] if r >= 0 else np.zeros(k_steps)
-        y = curve[None, :] + resid
-        suffix = np.maximum.accumulate(y[:, ::-1], axis=1)[:, ::-1]  # suffix[:, k] = max_{j>=k} y[:, j]
-        suffix = np.concatenate([suffix, np.full((n, 1), -np.inf)], axis=1)
         ds = d_step[cols]
+        lo = int(min(ds.min(), k_steps - 1))  # steps before this run's first decision are never needed
+        y = np.full((n, k_steps), -np.inf)
+        y[:, lo:] = curve[None, lo:] + resid[:, lo:]
+        suffix = np.full((n, k_steps + 1), -np.inf)
+        suffix[:, lo:k_steps] = np.maximum.accumulate(y[:, lo:][:, ::-1], axis=1)[:, ::-1]  # max_{j>=k} y[:, j]
         shift = (b[cols] if r >= 0 else persistence[cols])[None, :] + level_sd[cols][None, :] * z[:, None]
         if r < 0:
             shift = np.where(np.isfinite(shift), shift, np.nan)
