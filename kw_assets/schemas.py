@@ -7,6 +7,7 @@ the assets attach to a failed blocking asset check before anything is written.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated
 
 import numpy as np
@@ -332,20 +333,31 @@ class TableInvalid(ValueError):
                          f"{'; '.join(checks[:4])} ({len(failures)} failure(s))")
 
 
+@lru_cache(maxsize=None)
+def schema(table: str) -> pa.DataFrameSchema:
+    return TABLES[table].to_schema()
+
+
 def columns(table: str) -> list[str]:
-    return list(TABLES[table].to_schema().columns)
+    return list(schema(table).columns)
 
 
 def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
     """Put a frame in the table's column order with the table's dtypes (types are still checked after)."""
-    schema = TABLES[table].to_schema()
-    out = df.reindex(columns=list(schema.columns)).copy()
-    for name, col in schema.columns.items():
-        dtype = str(col.dtype)
+    cols = schema(table).columns
+    out = df.reindex(columns=list(cols))
+    for name, col in cols.items():
+        dtype, have = str(col.dtype), str(out[name].dtype)
+        if have == dtype:
+            continue
+        is_dt = pd.api.types.is_datetime64_any_dtype(out[name])
         if dtype.startswith("datetime64[ns, UTC]"):
-            out[name] = pd.to_datetime(out[name], utc=True).astype("datetime64[ns, UTC]")
+            if is_dt and getattr(out[name].dtype, "tz", None) is not None:
+                out[name] = out[name].dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+            else:
+                out[name] = pd.to_datetime(out[name], utc=True).astype("datetime64[ns, UTC]")
         elif dtype.startswith("datetime64"):
-            out[name] = pd.to_datetime(out[name]).astype("datetime64[ns]")
+            out[name] = out[name].astype("datetime64[ns]") if is_dt else pd.to_datetime(out[name]).astype("datetime64[ns]")
         elif dtype == "float64":
             out[name] = pd.to_numeric(out[name], errors="coerce").astype("float64")
         elif dtype == "int64" and out[name].notna().all():
@@ -357,7 +369,7 @@ def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
 
 def validate(table: str, df: pd.DataFrame, partition: str | None = None) -> pd.DataFrame:
     try:
-        return TABLES[table].validate(df, lazy=True)
+        return schema(table).validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:
         raise TableInvalid(table, exc.failure_cases, partition) from exc
     except pa.errors.SchemaError as exc:
@@ -375,4 +387,4 @@ _SQL = {"float64": "DOUBLE", "int64": "BIGINT", "bool": "BOOLEAN", "str": "VARCH
 
 
 def sql_columns(table: str) -> list[tuple[str, str]]:
-    return [(name, _SQL[str(col.dtype)]) for name, col in TABLES[table].to_schema().columns.items()]
+    return [(name, _SQL[str(col.dtype)]) for name, col in schema(table).columns.items()]

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from kw_assets.defs.materialize import derive_partitions, schema_check, stored_markets
+from kw_assets.defs.materialize import derive_partitions, require_markets, schema_check
 from kw_assets.defs.resources import WarehouseResource
 from kw_assets.model.panel import PanelConfig, build_panel
 from kw_assets.partitions import city_day_partitions
@@ -23,13 +23,12 @@ def minute_panel(context: dg.AssetExecutionContext, config: PanelRunConfig, ware
     wh = warehouse.get()
     settings = PanelConfig(velocity_span=config.velocity_span, acceleration_span=config.acceleration_span)
 
-    def produce(city, day):
-        part = [(city.key, day)]
-        markets = stored_markets(wh, city, day)
-        panel = build_panel(markets, wh.read("kalshi_candles", part), wh.read("kalshi_trades", part), settings)
+    def produce(city, day, data):
+        markets = require_markets(data["kalshi_markets"], city, day)
+        panel = build_panel(markets, data["kalshi_candles"], data["kalshi_trades"], settings)
         return panel.assign(source=markets["source"].iloc[0])
 
-    yield from derive_partitions(context, wh, "minute_panel", "minute_ts", produce)
-
+    yield from derive_partitions(context, wh, "minute_panel", "minute_ts", produce,
+                                 inputs=("kalshi_markets", "kalshi_candles", "kalshi_trades"))
 
 feature_assets = [minute_panel]

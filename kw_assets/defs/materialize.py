@@ -145,18 +145,41 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 12) -> str:
     return "\n".join(lines)
 
 
+PREFETCH_CHUNK = 32
+
+
 def derive_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, table: str, time_column: str | None,
-                      produce: Callable[[City, dt.date], pd.DataFrame]) -> Iterable[dg.MaterializeResult | dg.AssetCheckResult]:
-    """The loop of every derived asset: partitions in date order, each computed from stored upstream rows."""
+                      produce: Callable[[City, dt.date, dict[str, pd.DataFrame]], pd.DataFrame],
+                      inputs: tuple[str, ...] = ()) -> Iterable[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The loop of every derived asset: partitions in date order, each computed from its stored upstream
+    rows. Inputs are read once per chunk of partitions (one query per table), not once per partition."""
     pairs = sorted(partition_pairs(context), key=lambda p: (p[1], p[0].key))
     writer = PartitionWriter(context, warehouse, table, "derived", len(pairs))
-    for city, day, key in pairs:
-        writer.add(city, day, key, lambda: produce(city, day), time_column)
+    for i in range(0, len(pairs), PREFETCH_CHUNK):
+        chunk = pairs[i:i + PREFETCH_CHUNK]
+        keys = [(city.key, day) for city, day, _ in chunk]
+        loaded = {t: warehouse.read(t, keys) for t in inputs}
+        split = {t: split_by_partition(f) for t, f in loaded.items()}
+        for city, day, key in chunk:
+            data = {t: split[t].get((city.key, day), loaded[t].iloc[:0]) for t in inputs}
+            writer.add(city, day, key, lambda: produce(city, day, data), time_column)
     yield from writer.finish()
 
 
-def stored_markets(warehouse: Warehouse, city: City, day: dt.date) -> pd.DataFrame:
-    markets = warehouse.read("kalshi_markets", [(city.key, day)])
+def split_by_partition(frame: pd.DataFrame) -> dict[tuple[str, dt.date], pd.DataFrame]:
+    """Rows of each (city, climate_day), grouped on one integer key (fast on large frames)."""
+    if frame.empty:
+        return {}
+    city_code, cities = pd.factorize(frame["city"])
+    day_num = frame["climate_day"].to_numpy("datetime64[D]").astype("int64")
+    key = city_code.astype("int64") * 1_000_000 + day_num
+    out = {}
+    for k, idx in pd.Series(key).groupby(key).indices.items():
+        out[(cities[k // 1_000_000], dt.date(1970, 1, 1) + dt.timedelta(days=int(k % 1_000_000)))] = frame.iloc[idx]
+    return out
+
+
+def require_markets(markets: pd.DataFrame, city: City, day: dt.date) -> pd.DataFrame:
     if markets.empty:
         raise DataError("kalshi_markets", "market_ticker", f"no markets stored for {city.key} {day}: materialize kalshi_markets first")
     return markets

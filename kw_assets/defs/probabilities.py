@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from kw_assets.defs.materialize import derive_partitions, partition_pairs, schema_check, stored_markets
+from kw_assets.defs.materialize import derive_partitions, partition_pairs, require_markets, schema_check
 from kw_assets.defs.resources import WarehouseResource
 from kw_assets.model.calibration import CalibrationConfig, walk_forward_fit
 from kw_assets.model.fusion import FusionConfig, fuse_panel
@@ -42,15 +42,15 @@ def weather_pmf(context: dg.AssetExecutionContext, config: WeatherPmfConfig, war
     wh = warehouse.get()
     cfg = WeatherModelConfig(**config.model_dump(exclude={"seed"}))
 
-    def produce(city, day):
-        part = [(city.key, day)]
-        markets = stored_markets(wh, city, day)
+    def produce(city, day, data):
+        markets = require_markets(data["kalshi_markets"], city, day)
         rng = np.random.default_rng([config.seed, zlib.crc32(city.key.encode()), day.toordinal()])
         start = pd.Timestamp(city.climate_day_window(day)[0])
-        frame = weather_pmf_frame(markets, wh.read("weather_obs", part), wh.read("weather_forecasts", part), start, rng, cfg)
+        frame = weather_pmf_frame(markets, data["weather_obs"], data["weather_forecasts"], start, rng, cfg)
         return frame.assign(source=markets["source"].iloc[0]) if len(frame) else frame
 
-    yield from derive_partitions(context, wh, "weather_pmf", "decision_ts", produce)
+    yield from derive_partitions(context, wh, "weather_pmf", "decision_ts", produce,
+                                 inputs=("kalshi_markets", "weather_obs", "weather_forecasts"))
 
 
 class FusionRunConfig(dg.Config):
@@ -71,14 +71,13 @@ def fused_pmf(context: dg.AssetExecutionContext, config: FusionRunConfig, wareho
     wh = warehouse.get()
     cfg = FusionConfig(**config.model_dump())
 
-    def produce(city, day):
-        part = [(city.key, day)]
-        panel = wh.read("minute_panel", part)
+    def produce(city, day, data):
+        panel = data["minute_panel"]
         if panel.empty:
             return panel
-        return fuse_panel(panel, wh.read("weather_pmf", part), cfg).assign(source=panel["source"].iloc[0])
+        return fuse_panel(panel, data["weather_pmf"], cfg).assign(source=panel["source"].iloc[0])
 
-    yield from derive_partitions(context, wh, "fused_pmf", "minute_ts", produce)
+    yield from derive_partitions(context, wh, "fused_pmf", "minute_ts", produce, inputs=("minute_panel", "weather_pmf"))
 
 
 class CalibrationRunConfig(dg.Config):
@@ -118,18 +117,17 @@ def calibrated_pmf(context: dg.AssetExecutionContext, config: CalibrationRunConf
     last_day = max(day for _, day, _ in partition_pairs(context))
     history = calibration_history(wh, last_day, cfg.sample_every_min)  # once per run; filtered per day below
 
-    def produce(city, day):
-        fused = wh.read("fused_pmf", [(city.key, day)])
+    def produce(city, day, data):
+        fused = data["fused_pmf"]
         if fused.empty:
             return fused
         cal = walk_forward_fit(history, day, cfg)
         fused = fused.sort_values(["minute_ts", "bracket_index"]).reset_index(drop=True)
         n_br = fused["bracket_index"].nunique()
         p = fused["p_fused"].to_numpy(float).reshape(-1, n_br)
-        lineage = cal.describe()
-        return fused.assign(p_calibrated=cal.apply(p).ravel(), **lineage)
+        return fused.assign(p_calibrated=cal.apply(p).ravel(), **cal.describe())
 
-    yield from derive_partitions(context, wh, "calibrated_pmf", "minute_ts", produce)
+    yield from derive_partitions(context, wh, "calibrated_pmf", "minute_ts", produce, inputs=("fused_pmf",))
 
 
 probability_assets = [weather_pmf, fused_pmf, calibrated_pmf]
