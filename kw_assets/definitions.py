@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from kw_assets.defs.backtest import backtest_assets
 from kw_assets.defs.evaluation import evaluation_assets
 from kw_assets.defs.features import feature_assets
 from kw_assets.defs.probabilities import probability_assets
@@ -21,7 +22,7 @@ all_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *feature_assets, *probability_assets, *evaluation_assets],
+    assets=[*raw_assets, *feature_assets, *probability_assets, *evaluation_assets, *backtest_assets],
     resources=default_resources(),
     jobs=[raw_job, all_job],
 )

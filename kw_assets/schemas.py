@@ -306,6 +306,43 @@ class ForecastScores(pa.DataFrameModel):
         unique = ["source", "model", "group_by", "group_value"]
 
 
+class BacktestFills(_Partitioned):
+    order_id: Series[str]
+    decided_ts: Series[UTC]
+    fill_ts: Series[UTC]
+    market_ticker: Series[str]
+    bracket_index: Series[int] = pa.Field(ge=0)
+    side: Series[str] = pa.Field(isin=["yes", "no"])
+    action: Series[str] = pa.Field(isin=["buy", "sell", "settle"])
+    liquidity: Series[str] = pa.Field(isin=["maker", "taker", "settlement"])
+    price: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    contracts: Series[float] = pa.Field(ge=0)
+    fee: Series[float] = pa.Field(ge=0)
+    cash_flow: Series[float]
+    edge: Series[float] = pa.Field(nullable=True)
+    reason: Series[str]
+
+    class Config:
+        unique = ["city", "climate_day", "order_id", "action", "fill_ts"]
+
+    @pa.dataframe_check(error="fill_ts: nothing fills on the minute it was decided (latency >= 1 minute)")
+    def no_fill_on_the_decision_minute(cls, df: pd.DataFrame) -> Series[bool]:
+        traded = (df["contracts"] > 0) & (df["action"] != "settle")
+        return ~traded | (df["fill_ts"] > df["decided_ts"])
+
+
+class BacktestPnl(_Partitioned):
+    minute_ts: Series[UTC]
+    cash: Series[float]
+    open_contracts: Series[float] = pa.Field(ge=-1e-9)
+    position_value: Series[float] = pa.Field(ge=-1e-9)
+    equity: Series[float]
+    fees_cum: Series[float] = pa.Field(ge=0)
+
+    class Config:
+        unique = ["city", "climate_day", "minute_ts"]
+
+
 TABLES: dict[str, type[pa.DataFrameModel]] = {
     "kalshi_markets": KalshiMarkets,
     "kalshi_candles": KalshiCandles,
@@ -318,6 +355,8 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "fused_pmf": FusedPmf,
     "calibrated_pmf": CalibratedPmf,
     "forecast_scores": ForecastScores,
+    "backtest_fills": BacktestFills,
+    "backtest_pnl": BacktestPnl,
 }
 
 

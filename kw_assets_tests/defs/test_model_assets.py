@@ -12,13 +12,21 @@ RUN_CONFIG = {"ops": {"weather_pmf": {"config": {"n_paths": 400}},
                       "calibrated_pmf": {"config": {"method": "temperature", "min_samples": 100}}}}
 
 
-def test_the_whole_graph_runs_walk_forward_and_scores(resources, warehouse_path, instance):
+def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehouse_path, instance, tmp_path):
     job = defs.resolve_job_def("all_assets_job")
+    run_config = {"ops": {**RUN_CONFIG["ops"], "backtest_report": {"config": {"folder": str(tmp_path / "reports")}}}}
     tags = {"dagster/asset_partition_range_start": str(partition_key("ny", dt.date(2025, 6, 1))),
             "dagster/asset_partition_range_end": str(partition_key("ny", dt.date(2025, 6, 3)))}
-    result = job.execute_in_process(instance=instance, resources=resources, tags=tags, run_config=RUN_CONFIG)
+    result = job.execute_in_process(instance=instance, resources=resources, tags=tags, run_config=run_config)
     assert result.success
     wh = Warehouse(warehouse_path)
+    page = (tmp_path / "reports" / "backtest_report.html").read_text()
+    assert "Data source: <b>simulated</b>" in page and "not evidence of edge" in page
+    assert {"equity.png", "drawdown.png", "pnl_by_hour.png", "reliability.png"} <= {p.name for p in (tmp_path / "reports").iterdir()}
+    fills, pnl = wh.read("backtest_fills"), wh.read("backtest_pnl")
+    assert len(fills) and set(fills["source"]) == {"simulated"}
+    final = pnl.sort_values("minute_ts").groupby("climate_day")["equity"].last()
+    assert np.allclose(final, fills.groupby("climate_day")["cash_flow"].sum().reindex(final.index), atol=1e-9)
     cal = wh.read("calibrated_pmf")
     lineage = cal.groupby("climate_day")[["calibration_method", "fit_end", "fit_days"]].first()
     assert lineage.loc["2025-06-01", "calibration_method"] == "none"  # nothing settled before the first day
@@ -44,7 +52,7 @@ def test_a_partition_without_weather_falls_back_to_the_market(tmp_path, instance
     res = {"market_data": MarketDataResource(simulated_now=SIM_NOW, weather_source="none"),
            "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb"))}
     job = defs.resolve_job_def("all_assets_job")
-    sel = [k for k in job.asset_layer.executable_asset_keys if k.to_user_string() != "forecast_scores"]
+    sel = [k for k in job.asset_layer.executable_asset_keys if k.to_user_string() not in ("forecast_scores", "backtest_report")]
     result = dg.materialize([defs.get_assets_def(k) for k in sel], partition_key="chi|2025-06-05", resources=res,
                             instance=instance, run_config=RUN_CONFIG)
     assert result.success

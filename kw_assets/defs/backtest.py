@@ -1,0 +1,156 @@
+"""Backtest layer (group ``backtest``): fills and the equity path per partition, and the report."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from kw_assets.cities import all_cities
+from kw_assets.defs.materialize import derive_partitions, markdown_table, schema_check
+from kw_assets.defs.resources import SIMULATED_BANNER, WarehouseResource
+from kw_assets.model.backtest import ExecutionConfig, equity_path, run_backtest
+from kw_assets.model.evaluation import score_tables
+from kw_assets.model.fills import FillConfig, Tape
+from kw_assets.model.report import by_city_month, daily_pnl, pnl_by_entry_hour, summary
+from kw_assets.model.strategy import StrategyConfig, signal_intents
+from kw_assets.partitions import city_day_partitions
+from kw_assets import reporting
+
+BACKTEST = dict(partitions_def=city_day_partitions, backfill_policy=dg.BackfillPolicy.single_run(), group_name="backtest",
+                pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"})
+
+
+class BacktestConfig(dg.Config):
+    """Every threshold of the strategy, the fill model and the risk limits (see model/strategy.py, fills.py, backtest.py)."""
+
+    contracts: float = 10.0
+    use_ras: bool = True
+    ras_min: float = 0.0003
+    use_clv: bool = True
+    clv_span_min: float = 5.0
+    clv_buy: float = 0.6
+    clv_sell: float = 0.4
+    slippage_cushion: float = 0.02
+    hazard_high: float = 0.3
+    hazard_cushion_discount: float = 0.5
+    taker_extra_edge: float = 0.03
+    cooldown_min: int = 20
+    latency_min: int = 1
+    taker_slippage: float = 0.01
+    maker_queue_share: float = 0.5
+    maker_ttl_min: int = 10
+    exit_mode: str = "rules"
+    take_profit: float = 0.08
+    stop_loss: float = 0.08
+    square_up_min: int = 30
+    max_contracts_bracket: float = 30.0
+    max_contracts_event: float = 60.0
+    daily_loss_limit: float = 25.0
+
+    def parts(self) -> tuple[StrategyConfig, FillConfig, dict]:
+        d = self.model_dump()
+        pick = lambda cls: {k: d[k] for k in cls.__dataclass_fields__ if k in d}  # noqa: E731
+        return StrategyConfig(**pick(StrategyConfig)), FillConfig(**pick(FillConfig)), pick(ExecutionConfig)
+
+
+@dg.asset(**BACKTEST, deps=["minute_panel", "calibrated_pmf", "kalshi_trades", "kalshi_candles", "kalshi_markets", "settlement"],
+          check_specs=[schema_check("backtest_fills")],
+          description="Every order and fill of the strategy on the minute clock (price, contracts, maker/taker, exact "
+                      "fee, cash flow, edge at entry), exits and settlement. Latency >= 1 minute; conservative fills.")
+def backtest_fills(context: dg.AssetExecutionContext, config: BacktestConfig, warehouse: WarehouseResource):
+    wh = warehouse.get()
+    strategy, fills_cfg, execution = config.parts()
+
+    def produce(city, day, data):
+        s, markets, panel = data["settlement"], data["kalshi_markets"], data["minute_panel"]
+        if s.empty or int(s["winning_bracket_index"].iloc[0]) < 0 or panel.empty:
+            return pd.DataFrame()  # not settled (or no market data): nothing to account yet
+        exec_cfg = ExecutionConfig(**execution, fee_type=markets["fee_type"].iloc[0],
+                                   fee_multiplier=float(markets["fee_multiplier"].iloc[0]))
+        tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"])
+        intents, opposite = signal_intents(panel, data["calibrated_pmf"], strategy, exec_cfg.fee_type, exec_cfg.fee_multiplier)
+        out = run_backtest(tape, intents, int(s["winning_bracket_index"].iloc[0]), opposite, fills_cfg, exec_cfg)
+        return out.assign(source=panel["source"].iloc[0])
+
+    yield from derive_partitions(context, wh, "backtest_fills", "fill_ts", produce,
+                                 inputs=("settlement", "kalshi_markets", "minute_panel", "calibrated_pmf", "kalshi_trades", "kalshi_candles"))
+
+
+@dg.asset(**BACKTEST, deps=["backtest_fills", "minute_panel", "settlement"], check_specs=[schema_check("backtest_pnl")],
+          description="Per minute: cash, open contracts, positions marked at mid, equity and cumulative fees; "
+                      "a last row after settlement, where equity equals the day's net P&L.")
+def backtest_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    wh = warehouse.get()
+
+    def produce(city, day, data):
+        fills, panel, s = data["backtest_fills"], data["minute_panel"], data["settlement"]
+        if fills.empty or panel.empty:
+            return pd.DataFrame()
+        tape = Tape.build(panel, fills.iloc[:0].assign(created_time=pd.Series(dtype="datetime64[ns, UTC]"),
+                                                        is_block_trade=False))
+        return equity_path(fills, tape, int(s["winning_bracket_index"].iloc[0])).assign(source=panel["source"].iloc[0])
+
+    yield from derive_partitions(context, wh, "backtest_pnl", "minute_ts", produce,
+                                 inputs=("backtest_fills", "minute_panel", "settlement"))
+
+
+class ReportConfig(dg.Config):
+    folder: str = "data/reports"
+    sample_every_min: int = 5
+
+
+@dg.asset(group_name="backtest", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb", "html"},
+          deps=["backtest_fills", "backtest_pnl", "forecast_scores", "calibrated_pmf"],
+          description="Net P&L after fees by city and month, trades, hit rate, edge at entry vs realized, fees, "
+                      "maker/taker split, daily Sharpe (x sqrt(365)), max drawdown, turnover; scores before and after "
+                      "calibration; plots. Written to data/reports/backtest_report.html and shown here.")
+def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, warehouse: WarehouseResource):
+    wh = warehouse.get()
+    fills = wh.read("backtest_fills")
+    if fills.empty:
+        raise dg.Failure("backtest_report: no backtest_fills in the warehouse yet")
+    sources = sorted(fills["source"].unique())
+    source = ", ".join(sources)
+    warning = SIMULATED_BANNER if "simulated" in sources else None
+    banner = " [SIMULATED]" if warning else ""
+    folder = Path(config.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stats = summary(fills)
+    city_month = by_city_month(fills)
+    offsets = {c.key: pd.Timedelta(hours=c.lst_utc_offset_hours) for c in all_cities()}
+    scores = wh.read("forecast_scores")
+    before_after = scores[(scores["group_by"].isin(["all", "city"])) & (scores["model"].isin(["fused", "calibrated"]))]
+    rows = wh.query("SELECT c.*, s.winning_bracket_index AS winner FROM calibrated_pmf c JOIN settlement s "
+                    "ON c.city = s.city AND c.climate_day = s.climate_day WHERE s.winning_bracket_index >= 0 "
+                    "AND (epoch(c.minute_ts)::BIGINT / 60) % ? = 0", [config.sample_every_min],
+                    needs=("calibrated_pmf", "settlement"))
+    reliability = {}
+    if len(rows):
+        rows["minute_ts"] = pd.to_datetime(rows["minute_ts"], utc=True)
+        rows["climate_day"] = pd.to_datetime(rows["climate_day"])
+        _, rel = score_tables(rows, wh.read("kalshi_markets"), wh.read("settlement"),
+                              {k: -v for k, v in offsets.items()})
+        reliability = {k: v for k, v in rel.items() if k in ("fused", "calibrated")}
+    images = [*reporting.plot_equity(daily_pnl(fills), folder, banner),
+              reporting.plot_pnl_by_hour(pnl_by_entry_hour(fills, offsets), folder, banner)]
+    if reliability:
+        images.append(reporting.plot_reliability(reliability, folder, banner))
+    page = reporting.write_html(folder, source, warning, stats,
+                                {"Net P&L by city and month": city_month,
+                                 "Scores before (fused) and after (calibrated) calibration": before_after.drop(columns=["source"])},
+                                images)
+    md = [f"**Source: {source}**" + (f"\n\n> **{warning}**" if warning else ""),
+          "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v:,.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                                                  for k, v in stats.items()),
+          "### By city and month\n" + markdown_table(city_month, 24),
+          "### Scores before/after calibration\n" + markdown_table(before_after.drop(columns=["source"]), 24)]
+    yield dg.MaterializeResult(metadata={
+        "report": dg.MetadataValue.md("\n\n".join(md)),
+        "html": dg.MetadataValue.path(str(page.resolve())),
+        **{f"plot_{p.stem}": dg.MetadataValue.path(str(p.resolve())) for p in images},
+        "net_pnl": dg.MetadataValue.float(stats["net_pnl"]), "fees": dg.MetadataValue.float(stats["fees"]),
+        "source": dg.MetadataValue.text(source),
+    })
+
+
+backtest_assets = [backtest_fills, backtest_pnl, backtest_report]

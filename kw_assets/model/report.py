@@ -1,0 +1,74 @@
+"""Backtest report tables (pure): P&L after fees by city and month, trade statistics, maker/taker split,
+daily Sharpe (annualized with sqrt(365): the markets trade every calendar day), max drawdown, turnover."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+ANNUALIZATION_DAYS = 365
+
+
+def order_outcomes(fills: pd.DataFrame) -> pd.DataFrame:
+    """One row per filled order: contracts bought, entry edge per contract, net P&L, fees, liquidity."""
+    f = fills[fills["contracts"] > 0]
+    entries = f[f["action"] == "buy"]
+    g = f.groupby(["city", "climate_day", "order_id"])
+    out = g.agg(net=("cash_flow", "sum"), fees=("fee", "sum")).join(
+        entries.groupby(["city", "climate_day", "order_id"]).agg(
+            contracts=("contracts", "sum"), edge=("edge", "first"), liquidity=("liquidity", "first"),
+            entry_ts=("fill_ts", "min"), notional=("price", lambda s: float((s * entries.loc[s.index, "contracts"]).sum()))))
+    out = out.dropna(subset=["contracts"]).reset_index()
+    out["realized_per_contract"] = out["net"] / out["contracts"]
+    return out
+
+
+def daily_pnl(fills: pd.DataFrame) -> pd.Series:
+    f = fills[fills["contracts"] > 0]
+    return f.groupby("climate_day")["cash_flow"].sum().sort_index()
+
+
+def summary(fills: pd.DataFrame) -> dict:
+    orders = order_outcomes(fills)
+    daily = daily_pnl(fills)
+    equity = daily.cumsum()
+    drawdown = equity - equity.cummax().clip(lower=0)
+    sd = daily.std(ddof=1) if len(daily) > 1 else np.nan
+    f = fills[fills["contracts"] > 0]
+    traded = f[f["action"] != "settle"]
+    return {
+        "net_pnl": float(f["cash_flow"].sum()),
+        "gross_pnl": float((f["cash_flow"] + f["fee"]).sum()),
+        "fees": float(f["fee"].sum()),
+        "orders_filled": int(len(orders)),
+        "orders_sent": int(fills["order_id"].nunique()),
+        "hit_rate": float((orders["net"] > 0).mean()) if len(orders) else np.nan,
+        "avg_edge_at_entry": float(orders["edge"].mean()) if len(orders) else np.nan,
+        "avg_realized_per_contract": float(orders["net"].sum() / orders["contracts"].sum()) if len(orders) else np.nan,
+        "daily_sharpe_annualized": float(daily.mean() / sd * np.sqrt(ANNUALIZATION_DAYS)) if sd and sd > 0 else np.nan,
+        "max_drawdown": float(drawdown.min()) if len(drawdown) else 0.0,
+        "days": int(len(daily)),
+        "turnover_contracts": float(traded["contracts"].sum()),
+        "turnover_notional": float((traded["contracts"] * traded["price"]).sum()),
+        "maker_contracts": float(traded.loc[traded["liquidity"] == "maker", "contracts"].sum()),
+        "taker_contracts": float(traded.loc[traded["liquidity"] == "taker", "contracts"].sum()),
+        "maker_fees": float(traded.loc[traded["liquidity"] == "maker", "fee"].sum()),
+        "taker_fees": float(traded.loc[traded["liquidity"] == "taker", "fee"].sum()),
+    }
+
+
+def by_city_month(fills: pd.DataFrame) -> pd.DataFrame:
+    f = fills[fills["contracts"] > 0].assign(month=lambda d: pd.to_datetime(d["climate_day"]).dt.strftime("%Y-%m"))
+    orders = order_outcomes(fills).assign(month=lambda d: pd.to_datetime(d["climate_day"]).dt.strftime("%Y-%m"))
+    pnl = f.groupby(["city", "month"]).agg(net_pnl=("cash_flow", "sum"), fees=("fee", "sum"))
+    trades = orders.groupby(["city", "month"]).agg(trades=("order_id", "size"), hit_rate=("net", lambda s: (s > 0).mean()))
+    return pnl.join(trades).fillna({"trades": 0}).reset_index()
+
+
+def pnl_by_entry_hour(fills: pd.DataFrame, lst_offsets: dict[str, pd.Timedelta]) -> pd.Series:
+    """Net P&L of orders by the local-standard-time hour they entered."""
+    o = order_outcomes(fills)
+    if o.empty:
+        return pd.Series(dtype=float)
+    hour = (o["entry_ts"] + o["city"].map(lst_offsets)).dt.hour
+    return o.groupby(hour)["net"].sum().reindex(range(24), fill_value=0.0)

@@ -1,0 +1,77 @@
+"""Writing the backtest report: PNG plots (matplotlib, headless) and one HTML page under data/reports/.
+Every page carries the data source, with a warning when it is simulated."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_equity(daily: pd.Series, folder: Path, banner: str) -> tuple[Path, Path]:
+    equity = daily.cumsum()
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    ax.plot(pd.to_datetime(equity.index), equity.to_numpy(), color="#1f5fa8")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_title(f"Cumulative net P&L after fees ($){banner}")
+    eq_path = _save(fig, folder / "equity.png")
+    dd = equity - equity.cummax().clip(lower=0)
+    fig, ax = plt.subplots(figsize=(8, 2.6))
+    ax.fill_between(pd.to_datetime(dd.index), dd.to_numpy(), 0, color="#b03a2e", alpha=0.6)
+    ax.set_title(f"Drawdown ($){banner}")
+    return eq_path, _save(fig, folder / "drawdown.png")
+
+
+def plot_reliability(tables: dict[str, pd.DataFrame], folder: Path, banner: str) -> Path:
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    for name, t in tables.items():
+        t = t[t["count"] > 0]
+        ax.plot(t["mean_p"], t["hit_rate"], marker="o", label=name)
+    ax.set_xlabel("forecast probability")
+    ax.set_ylabel("observed frequency")
+    ax.set_title(f"Reliability{banner}")
+    ax.legend()
+    return _save(fig, folder / "reliability.png")
+
+
+def plot_pnl_by_hour(by_hour: pd.Series, folder: Path, banner: str) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    ax.bar(by_hour.index, by_hour.to_numpy(), color=["#1e8449" if v >= 0 else "#b03a2e" for v in by_hour.to_numpy()])
+    ax.set_xlabel("hour of entry (local standard time)")
+    ax.set_title(f"Net P&L by hour of entry ($){banner}")
+    return _save(fig, folder / "pnl_by_hour.png")
+
+
+def write_html(folder: Path, source: str, warning: str | None, summary: dict, tables: dict[str, pd.DataFrame],
+               images: list[Path]) -> Path:
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>kw_assets backtest report</title>",
+             "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}.warn{background:#fde2e2;padding:1em;"
+             "border:2px solid #b03a2e;font-weight:bold}</style></head><body>",
+             "<h1>kw_assets backtest report</h1>", f"<p>Data source: <b>{html.escape(source)}</b></p>"]
+    if warning:
+        parts.append(f"<p class='warn'>{html.escape(warning)}</p>")
+    parts.append("<h2>Summary</h2><table>" + "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{v:,.4g}</td></tr>" if isinstance(v, float) else
+        f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in summary.items()) + "</table>")
+    for title, t in tables.items():
+        parts.append(f"<h2>{html.escape(title)}</h2>" + t.to_html(index=False, float_format=lambda x: f"{x:,.4g}"))
+    for img in images:
+        parts.append(f"<p><img src='{img.name}' alt='{img.stem}'></p>")
+    parts.append("</body></html>")
+    out = folder / "backtest_report.html"
+    out.write_text("\n".join(parts))
+    return out

@@ -1,0 +1,109 @@
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kw_assets.cities import get_city
+from kw_assets.model.backtest import ExecutionConfig, equity_path, run_backtest
+from kw_assets.model.fills import FillConfig, Tape, maker_fill
+from kw_assets.model.panel import build_panel
+from kw_assets.sources.simulator.city_day import simulated_city_day
+
+NOW = dt.datetime(2026, 11, 27, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def days():
+    out = []
+    for k in range(10):
+        city = ["ny", "chi", "mia", "aus", "den"][k % 5]
+        cd = simulated_city_day(get_city(city), dt.date(2025, 5, 1) + dt.timedelta(days=3 * k), NOW)
+        panel = build_panel(cd.markets, cd.candles, cd.trades)
+        winner = int(cd.markets.index[cd.markets["result"] == "yes"][0])
+        out.append((Tape.build(panel, cd.trades, cd.candles), cd.trades, winner))
+    return out
+
+
+def random_intents(tape: Tape, rng, n=30, size=5.0) -> pd.DataFrame:
+    return pd.DataFrame({"row": np.sort(rng.integers(30, tape.n_minutes - 120, n)), "bracket": rng.integers(0, len(tape.tickers), n),
+                         "side": rng.choice(["yes", "no"], n), "size": size, "liquidity": "taker", "limit": np.nan,
+                         "edge": 0.0})
+
+
+def test_random_trading_loses_about_fees_plus_spread(days):
+    rng = np.random.default_rng(0)
+    cfg = ExecutionConfig(take_profit=0.03, stop_loss=0.03, max_contracts_bracket=1e9, max_contracts_event=1e9,
+                          daily_loss_limit=1e9)
+    net, contracts, cost = 0.0, 0.0, 0.0
+    for tape, _, winner in days:
+        fills = run_backtest(tape, random_intents(tape, rng), winner, None, FillConfig(), cfg)
+        f = fills[fills["contracts"] > 0]
+        net += f["cash_flow"].sum()
+        buys = f[f["action"] == "buy"]
+        contracts += buys["contracts"].sum()
+        # what a round trip costs if the mid is a fair price: fees + half spreads paid + slippage, each way
+        rows = ((f["fill_ts"].astype("int64") - tape.minutes[0].value) // 60_000_000_000).clip(0, tape.n_minutes - 1).to_numpy()
+        mid = tape.mid[rows, f["bracket_index"].to_numpy()]
+        fair = np.where(f["side"] == "yes", mid, 1 - mid)
+        paid = np.where(f["action"] == "buy", f["price"] - fair, fair - f["price"])
+        traded = f["action"] != "settle"
+        cost += (paid[traded] * f["contracts"][traded]).sum() + f["fee"].sum()
+    per_contract, expected = net / contracts, -cost / contracts
+    assert per_contract < 0  # no free money from the fill model
+    assert expected * 2.0 < per_contract < expected * 0.4, (per_contract, expected)
+
+
+def test_foresight_makes_money_and_doing_nothing_costs_nothing(days):
+    for tape, _, winner in days[:5]:
+        know = pd.DataFrame({"row": [60], "bracket": [winner], "side": ["yes"], "size": [10.0], "liquidity": ["taker"],
+                             "limit": [np.nan], "edge": [0.5]})
+        fills = run_backtest(tape, know, winner, None, FillConfig(), ExecutionConfig(exit_mode="settlement"))
+        f = fills[fills["contracts"] > 0]
+        if len(f):
+            assert f["cash_flow"].sum() > 0
+        nothing = run_backtest(tape, know.iloc[:0], winner, None)
+        assert nothing.empty
+        path = equity_path(nothing, tape, winner)
+        assert (path["equity"] == 0).all() and (path["fees_cum"] == 0).all()
+
+
+def test_no_fill_on_the_decision_minute_and_accounting_to_the_cent(days):
+    rng = np.random.default_rng(3)
+    for tape, _, winner in days:
+        intents = random_intents(tape, rng, n=20)
+        intents.loc[intents.index % 2 == 0, "liquidity"] = "maker"
+        bid, ask = tape.yes_bid[intents["row"], intents["bracket"]], tape.yes_ask[intents["row"], intents["bracket"]]
+        intents["limit"] = np.where(intents["side"] == "yes", bid, 1 - ask)
+        fills = run_backtest(tape, intents, winner, None)
+        traded = fills[(fills["contracts"] > 0) & (fills["action"] != "settle")]
+        assert (traded["fill_ts"] > traded["decided_ts"]).all()
+        f = fills[fills["contracts"] > 0]
+        # every position ends flat: bought = sold + settled, per order
+        sign = np.where(f["action"] == "buy", 1, -1) * f["contracts"]
+        assert np.allclose(sign.groupby(f["order_id"]).sum(), 0, atol=1e-9)
+        # cash + positions marked at settlement = sum of fills and fees, to the cent
+        notional = np.where(f["action"] == "buy", -1, 1) * f["price"] * f["contracts"]
+        assert round(float(notional.sum() - f["fee"].sum()), 2) == round(float(f["cash_flow"].sum()), 2)
+        path = equity_path(fills, tape, winner)
+        assert round(path["equity"].iloc[-1], 2) == round(float(f["cash_flow"].sum()), 2)
+        # fees are whole cents, never negative
+        assert (f["fee"] >= 0).all() and np.allclose(f["fee"] * 100, np.round(f["fee"] * 100))
+
+
+def test_a_maker_never_fills_more_than_what_printed_through_its_price(days):
+    tape, trades, _ = days[0]
+    cfg = FillConfig(maker_queue_share=1.0, maker_ttl_min=30)
+    checked = 0
+    for b in range(len(tape.tickers)):
+        for row in range(100, tape.n_minutes - 40, 97):
+            limit = tape.yes_bid[row, b]
+            if not np.isfinite(limit) or limit <= 0:
+                continue
+            rows, qty = maker_fill(tape, row, b, "yes", limit, 1e6, cfg)
+            window = (tape.print_bracket == b) & (tape.print_row > row) & (tape.print_row <= row + 30)
+            through = tape.print_count[window & (tape.print_price <= limit + 1e-9)].sum()
+            assert qty.sum() <= through + 1e-6
+            assert (rows > row).all()
+            checked += 1
+    assert checked > 10
