@@ -9,6 +9,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     for table in TABLES:
         print(f"  {table:<22} {len(wh.read(table)):>9,} rows")
     print(f"warehouse: {wh.path.resolve()}")
+    report = Path("data/reports/backtest_report.html")
+    if report.exists():
+        print(f"report:    {report.resolve()}")
     print(f"runs:      {os.environ.get('DAGSTER_HOME', '(ephemeral)')}  (./run dev, then http://127.0.0.1:3000)")
     return 0 if result.success else 1
 
