@@ -1,6 +1,7 @@
 """Backtest layer (group ``backtest``): fills and the equity path per partition, and the report."""
 
 from pathlib import Path
+from typing import Optional
 
 import dagster as dg
 import pandas as pd
@@ -97,6 +98,9 @@ def backtest_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 class ReportConfig(dg.Config):
     folder: str = "data/reports"
     sample_every_min: int = 5
+    first_day: Optional[str] = None  # YYYY-MM-DD; default: every materialized partition
+    last_day: Optional[str] = None
+    cities: Optional[list[str]] = None
 
 
 @dg.asset(group_name="backtest", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb", "html"},
@@ -107,8 +111,14 @@ class ReportConfig(dg.Config):
 def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
     fills = wh.read("backtest_fills")
+    if config.first_day:
+        fills = fills[fills["climate_day"] >= pd.Timestamp(config.first_day)]
+    if config.last_day:
+        fills = fills[fills["climate_day"] <= pd.Timestamp(config.last_day)]
+    if config.cities:
+        fills = fills[fills["city"].isin(config.cities)]
     if fills.empty:
-        raise dg.Failure("backtest_report: no backtest_fills in the warehouse yet")
+        raise dg.Failure("backtest_report: no backtest_fills in the warehouse for the selected range")
     sources = sorted(fills["source"].unique())
     source = ", ".join(sources)
     warning = SIMULATED_BANNER if "simulated" in sources else None

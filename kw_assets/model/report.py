@@ -20,6 +20,9 @@ def order_outcomes(fills: pd.DataFrame) -> pd.DataFrame:
             entry_ts=("fill_ts", "min"), notional=("price", lambda s: float((s * entries.loc[s.index, "contracts"]).sum()))))
     out = out.dropna(subset=["contracts"]).reset_index()
     out["realized_per_contract"] = out["net"] / out["contracts"]
+    settled = f[f["action"] == "settle"].groupby(["city", "climate_day", "order_id"]).size()
+    keys = pd.MultiIndex.from_frame(out[["city", "climate_day", "order_id"]])
+    out["held_to_settlement"] = keys.isin(settled.index)
     return out
 
 
@@ -40,6 +43,8 @@ def summary(fills: pd.DataFrame) -> dict:
         "net_pnl": float(f["cash_flow"].sum()),
         "gross_pnl": float((f["cash_flow"] + f["fee"]).sum()),
         "fees": float(f["fee"].sum()),
+        "realized_pnl": float(orders.loc[~orders["held_to_settlement"], "net"].sum()) if len(orders) else 0.0,
+        "settlement_pnl": float(orders.loc[orders["held_to_settlement"], "net"].sum()) if len(orders) else 0.0,
         "orders_filled": int(len(orders)),
         "orders_sent": int(fills["order_id"].nunique()),
         "hit_rate": float((orders["net"] > 0).mean()) if len(orders) else np.nan,
