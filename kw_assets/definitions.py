@@ -10,19 +10,12 @@ from kw_assets.defs.features import feature_assets
 from kw_assets.defs.probabilities import probability_assets
 from kw_assets.defs.raw import raw_assets
 from kw_assets.defs.resources import default_resources
-from kw_assets.partitions import city_day_partitions
-
-raw_job = dg.define_asset_job(
-    "raw_job", selection=dg.AssetSelection.groups("raw"), partitions_def=city_day_partitions,
-    description="Fetch and store every raw table for the selected city x climate-day partitions.",
-)
-all_job = dg.define_asset_job(
-    "all_assets_job", selection=dg.AssetSelection.all(), partitions_def=city_day_partitions,
-    description="The whole graph for the selected partitions (the demo runs this).",
-)
+from kw_assets.defs.automation import automation
+from kw_assets.defs.jobs import all_assets_job, raw_job
 
 defs = dg.Definitions(
     assets=[*raw_assets, *feature_assets, *probability_assets, *evaluation_assets, *backtest_assets],
     resources=default_resources(),
-    jobs=[raw_job, all_job],
+    jobs=[raw_job, all_assets_job],
+    **automation,
 )

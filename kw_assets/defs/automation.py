@@ -1,0 +1,108 @@
+"""Automation: a daily schedule for the previous climate day of every city, and a sensor that notices
+newly listed and newly settled Kalshi events.
+
+Schedule ``daily_climate_day_schedule``: at 17:00 UTC, when every city's market for the previous climate
+day has settled (the last climate day to end is Los Angeles' at 08:00 UTC, and Kalshi settles the next
+morning, ~15:00 UTC), one run materializes the whole graph for all cities of that day.
+
+Sensor ``kalshi_events_sensor``: every ``SENSOR_INTERVAL_S`` it lists each configured series' recent events
+(one cursor-paged call per series). The sensor cursor remembers each event's last seen status. A newly
+listed event requests its raw-data partition; an event that moved to ``settled`` requests the whole
+graph for its partition. Run keys are ``<event>:listed`` and ``<event>:settled``, so a state is never
+requested twice. Events whose partition does not exist yet are left for a later tick.
+
+Both run RUNNING by default (``./run dev``); set ``KW_AUTOMATION=stopped`` to load them stopped.
+"""
+
+import datetime as dt
+import json
+import os
+import time
+
+import dagster as dg
+
+from kw_assets.cities import all_cities, city_for_series, parse_event_ticker
+from kw_assets.defs.jobs import all_assets_job, raw_job
+from kw_assets.defs.resources import MarketDataResource
+from kw_assets.partitions import city_day_partitions, partition_key
+
+SENSOR_INTERVAL_S = 300
+LOOKBACK_DAYS = 4
+DEFAULT_STATUS = (dg.DefaultScheduleStatus.STOPPED if os.environ.get("KW_AUTOMATION") == "stopped"
+                  else dg.DefaultScheduleStatus.RUNNING)
+DEFAULT_SENSOR_STATUS = (dg.DefaultSensorStatus.STOPPED if os.environ.get("KW_AUTOMATION") == "stopped"
+                         else dg.DefaultSensorStatus.RUNNING)
+
+
+def day_range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    """Tags for one run over every city for [first, last] (a single-run backfill)."""
+    cities = [c.key for c in all_cities()]
+    return {"dagster/asset_partition_range_start": str(partition_key(cities[0], first)),
+            "dagster/asset_partition_range_end": str(partition_key(cities[-1], last))}
+
+
+@dg.schedule(cron_schedule="0 17 * * *", execution_timezone="UTC", job=all_assets_job,
+             default_status=DEFAULT_STATUS,
+             description="Daily at 17:00 UTC: the previous climate day for every city, raw data through report, in one run.")
+def daily_climate_day_schedule(context: dg.ScheduleEvaluationContext):
+    day = (context.scheduled_execution_time.astimezone(dt.timezone.utc) - dt.timedelta(days=1)).date()
+    return dg.RunRequest(run_key=f"daily-{day}", tags=day_range_tags(day, day))
+
+
+@dg.sensor(minimum_interval_seconds=SENSOR_INTERVAL_S, default_status=DEFAULT_SENSOR_STATUS,
+           jobs=[raw_job, all_assets_job],
+           description="Requests raw data for newly listed Kalshi events and the whole graph for newly settled ones.")
+def kalshi_events_sensor(context: dg.SensorEvaluationContext, market_data: MarketDataResource):
+    started = time.monotonic()
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    requests: list[dg.RunRequest] = []
+    min_close = int((_now(market_data) - dt.timedelta(days=LOOKBACK_DAYS)).timestamp())
+    valid = set(city_day_partitions.get_partition_keys())
+    with market_data.kalshi_client() as client:
+        for city in all_cities():
+            listed = [e["event_ticker"] for e in client.iter_events(city.series_ticker, min_close_ts=min_close)]
+            settled = {e["event_ticker"] for e in client.iter_events(city.series_ticker, status="settled",
+                                                                      min_close_ts=min_close)}
+            for ticker in listed:
+                try:
+                    series, day = parse_event_ticker(ticker)
+                    key = str(partition_key(city_for_series(series).key, day))
+                except (ValueError, KeyError):
+                    continue
+                if key not in valid:
+                    continue  # its partition does not exist yet: a later tick will see it
+                before = seen.get(ticker)
+                status = "settled" if ticker in settled else "listed"
+                if before is None:
+                    requests.append(dg.RunRequest(run_key=f"{ticker}:listed", job_name="raw_job", partition_key=key,
+                                                  tags={"kw/event": ticker, "kw/reason": "listed"}))
+                if status == "settled" and before != "settled":
+                    requests.append(dg.RunRequest(run_key=f"{ticker}:settled", job_name="all_assets_job",
+                                                  partition_key=key, tags={"kw/event": ticker, "kw/reason": "settled"}))
+                seen[ticker] = status
+    context.log.info(f"kalshi_events_sensor: {len(seen)} events tracked, {len(requests)} run request(s), "
+                     f"{time.monotonic() - started:.1f}s")
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(_prune(seen, _now(market_data).date())))
+
+
+def _now(market_data: MarketDataResource) -> dt.datetime:
+    if market_data.source == "simulated" and market_data.simulated_now:
+        return dt.datetime.fromisoformat(market_data.simulated_now.replace("Z", "+00:00"))
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _prune(seen: dict[str, str], today: dt.date, keep_days: int = 45) -> dict[str, str]:
+    """Forget events older than ``keep_days`` so the cursor stays small."""
+    horizon = today - dt.timedelta(days=keep_days)
+    out = {}
+    for ticker, status in seen.items():
+        try:
+            _, day = parse_event_ticker(ticker)
+        except ValueError:
+            continue
+        if day >= horizon:
+            out[ticker] = status
+    return out
+
+
+automation = {"schedules": [daily_climate_day_schedule], "sensors": [kalshi_events_sensor]}
