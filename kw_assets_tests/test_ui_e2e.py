@@ -1,0 +1,102 @@
+"""The UI as a user meets it: ``dagster dev`` on a free port, a materialization launched over GraphQL, and
+the lineage page in headless Chromium. Skipped where no Chromium exists, except in CI (which installs it)."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "data" / "test-artifacts"
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or (os.path.exists("/usr/bin/chromium") and "/usr/bin/chromium") or None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.mark.browser
+def test_ui_runs_a_partition_over_graphql_and_shows_the_lineage(tmp_path):
+    chromium = _chromium()
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Chromium (.ci/run installs Debian's chromium)")
+        pytest.skip("no Chromium on this machine")
+    from dagster_graphql import DagsterGraphQLClient
+    from playwright.sync_api import sync_playwright
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "KW_WAREHOUSE": str(tmp_path / "w.duckdb"), "KW_AUTOMATION": "stopped"}
+    dagster = str(Path(sys.executable).parent / "dagster")
+    proc = subprocess.Popen([dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT,
+                            env=env, stdout=open(tmp_path / "dev.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/server_info", 150)
+        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+        deadline = time.monotonic() + 120
+        while True:  # the code location may still be loading
+            try:
+                run_id = client.submit_job_execution(
+                    "raw_job", tags={"dagster/partition": "ny|2025-06-10", "dagster/partition/city": "ny",
+                                     "dagster/partition/climate_day": "2025-06-10"})
+                break
+            except Exception:  # noqa: BLE001
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+        status = None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            status = client.get_run_status(run_id).value
+            if status in ("SUCCESS", "FAILURE", "CANCELED"):
+                break
+            time.sleep(2)
+        assert status == "SUCCESS", (tmp_path / "dev.log").read_text()[-4000:]
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROME_FLAGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/assets/kalshi_candles?view=lineage&lineageScope=neighbors"
+                      "&lineageDepth=2", wait_until="networkidle")
+            for name in ("kalshi_markets", "kalshi_candles", "minute_panel"):
+                page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
+            try:  # a first visit may show a newsletter dialog over the graph
+                page.get_by_role("button", name="Skip").click(timeout=8_000)
+            except Exception:  # noqa: BLE001 - no dialog this time
+                pass
+            page.screenshot(path=str(ARTIFACTS / "ui-lineage.png"))
+            browser.close()
+        assert (ARTIFACTS / "ui-lineage.png").stat().st_size > 10_000
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
