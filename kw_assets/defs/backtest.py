@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from kw_assets.cities import all_cities
+from kw_assets.defs.config import build, run_config_from
 from kw_assets.defs.materialize import derive_partitions, markdown_table, schema_check
 from kw_assets.defs.resources import SIMULATED_BANNER, WarehouseResource
 from kw_assets.model.backtest import ExecutionConfig, equity_path, run_backtest
@@ -21,37 +22,8 @@ BACKTEST = dict(partitions_def=city_day_partitions, backfill_policy=dg.BackfillP
                 pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"})
 
 
-class BacktestConfig(dg.Config):
-    """Every threshold of the strategy, the fill model and the risk limits (see model/strategy.py, fills.py, backtest.py)."""
-
-    contracts: float = 10.0
-    use_ras: bool = True
-    ras_min: float = 0.0003
-    use_clv: bool = True
-    clv_span_min: float = 5.0
-    clv_buy: float = 0.6
-    clv_sell: float = 0.4
-    slippage_cushion: float = 0.02
-    hazard_high: float = 0.3
-    hazard_cushion_discount: float = 0.5
-    taker_extra_edge: float = 0.03
-    cooldown_min: int = 20
-    latency_min: int = 1
-    taker_slippage: float = 0.01
-    maker_queue_share: float = 0.5
-    maker_ttl_min: int = 10
-    exit_mode: str = "rules"
-    take_profit: float = 0.08
-    stop_loss: float = 0.08
-    square_up_min: int = 30
-    max_contracts_bracket: float = 30.0
-    max_contracts_event: float = 60.0
-    daily_loss_limit: float = 25.0
-
-    def parts(self) -> tuple[StrategyConfig, FillConfig, dict]:
-        d = self.model_dump()
-        pick = lambda cls: {k: d[k] for k in cls.__dataclass_fields__ if k in d}  # noqa: E731
-        return StrategyConfig(**pick(StrategyConfig)), FillConfig(**pick(FillConfig)), pick(ExecutionConfig)
+BacktestConfig = run_config_from("BacktestConfig", StrategyConfig, FillConfig, ExecutionConfig,
+                                 exclude=("fee_type", "fee_multiplier"))  # fees come from the series
 
 
 @dg.asset(**BACKTEST, deps=["minute_panel", "calibrated_pmf", "kalshi_trades", "kalshi_candles", "kalshi_markets", "settlement"],
@@ -60,14 +32,14 @@ class BacktestConfig(dg.Config):
                       "fee, cash flow, edge at entry), exits and settlement. Latency >= 1 minute; conservative fills.")
 def backtest_fills(context: dg.AssetExecutionContext, config: BacktestConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
-    strategy, fills_cfg, execution = config.parts()
+    strategy, fills_cfg = build(StrategyConfig, config), build(FillConfig, config)
 
     def produce(city, day, data):
         s, markets, panel = data["settlement"], data["kalshi_markets"], data["minute_panel"]
         if s.empty or int(s["winning_bracket_index"].iloc[0]) < 0 or panel.empty:
             return pd.DataFrame()  # not settled (or no market data): nothing to account yet
-        exec_cfg = ExecutionConfig(**execution, fee_type=markets["fee_type"].iloc[0],
-                                   fee_multiplier=float(markets["fee_multiplier"].iloc[0]))
+        exec_cfg = build(ExecutionConfig, config, fee_type=markets["fee_type"].iloc[0],
+                         fee_multiplier=float(markets["fee_multiplier"].iloc[0]))
         tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"])
         intents, opposite = signal_intents(panel, data["calibrated_pmf"], strategy, exec_cfg.fee_type, exec_cfg.fee_multiplier)
         out = run_backtest(tape, intents, int(s["winning_bracket_index"].iloc[0]), opposite, fills_cfg, exec_cfg)

@@ -2,15 +2,14 @@
 
 import dagster as dg
 
+from kw_assets.defs.config import build, run_config_from
 from kw_assets.defs.materialize import derive_partitions, require_markets, schema_check
 from kw_assets.defs.resources import WarehouseResource
 from kw_assets.model.panel import PanelConfig, build_panel
 from kw_assets.partitions import city_day_partitions
 
 
-class PanelRunConfig(dg.Config):
-    velocity_span: float = 5.0
-    acceleration_span: float = 10.0
+PanelRunConfig = run_config_from("PanelRunConfig", PanelConfig)
 
 
 @dg.asset(partitions_def=city_day_partitions, backfill_policy=dg.BackfillPolicy.single_run(), group_name="features",
@@ -21,7 +20,7 @@ class PanelRunConfig(dg.Config):
                       "probability, relative acceleration vs strike neighbours, VWAP, signed volume, print count.")
 def minute_panel(context: dg.AssetExecutionContext, config: PanelRunConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
-    settings = PanelConfig(velocity_span=config.velocity_span, acceleration_span=config.acceleration_span)
+    settings = build(PanelConfig, config)
 
     def produce(city, day, data):
         markets = require_markets(data["kalshi_markets"], city, day)

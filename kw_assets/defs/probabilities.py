@@ -3,12 +3,12 @@ walk-forward calibrated PMF, per city x climate day."""
 
 import datetime as dt
 import zlib
-from typing import Optional
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
+from kw_assets.defs.config import build, run_config_from
 from kw_assets.defs.materialize import derive_partitions, partition_pairs, require_markets, schema_check
 from kw_assets.defs.resources import WarehouseResource
 from kw_assets.model.calibration import CalibrationConfig, walk_forward_fit
@@ -20,18 +20,7 @@ PROB = dict(partitions_def=city_day_partitions, backfill_policy=dg.BackfillPolic
             group_name="probabilities", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"})
 
 
-class WeatherPmfConfig(dg.Config):
-    n_paths: int = 5000
-    decision_every_min: int = 5
-    seed: int = 11
-    level_var_intercept: float = 5.45
-    level_var_per_hour: float = 0.131
-    forecast_bias: float = -0.25
-    residual_sd: float = 0.8
-    residual_tau_h: float = 1.0
-    kappa: float = 0.7
-    gap_mean: float = 0.4
-    gap_sd: float = 0.6
+WeatherPmfConfig = run_config_from("WeatherPmfConfig", WeatherModelConfig, seed=(int, 11))
 
 
 @dg.asset(**PROB, deps=["kalshi_markets", "weather_obs", "weather_forecasts"], check_specs=[schema_check("weather_pmf")],
@@ -40,7 +29,7 @@ class WeatherPmfConfig(dg.Config):
                       "before the decision. No rows when the partition has no weather data (downstream: market only).")
 def weather_pmf(context: dg.AssetExecutionContext, config: WeatherPmfConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
-    cfg = WeatherModelConfig(**config.model_dump(exclude={"seed"}))
+    cfg = build(WeatherModelConfig, config)
 
     def produce(city, day, data):
         markets = require_markets(data["kalshi_markets"], city, day)
@@ -53,15 +42,7 @@ def weather_pmf(context: dg.AssetExecutionContext, config: WeatherPmfConfig, war
                                  inputs=("kalshi_markets", "weather_obs", "weather_forecasts"))
 
 
-class FusionRunConfig(dg.Config):
-    w_base: float = 0.6
-    adaptive: bool = True
-    gain_volume: float = 0.2
-    gain_accel: float = 0.2
-    volume_scale: float = 20.0
-    accel_scale: float = 0.002
-    w_min: float = 0.2
-    w_max: float = 0.95
+FusionRunConfig = run_config_from("FusionRunConfig", FusionConfig)
 
 
 @dg.asset(**PROB, deps=["minute_panel", "weather_pmf"], check_specs=[schema_check("fused_pmf")],
@@ -69,7 +50,7 @@ class FusionRunConfig(dg.Config):
                       "weather PMF at or before the minute, with the market weight used (adaptive by default).")
 def fused_pmf(context: dg.AssetExecutionContext, config: FusionRunConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
-    cfg = FusionConfig(**config.model_dump())
+    cfg = build(FusionConfig, config)
 
     def produce(city, day, data):
         panel = data["minute_panel"]
@@ -80,11 +61,7 @@ def fused_pmf(context: dg.AssetExecutionContext, config: FusionRunConfig, wareho
     yield from derive_partitions(context, wh, "fused_pmf", "minute_ts", produce, inputs=("minute_panel", "weather_pmf"))
 
 
-class CalibrationRunConfig(dg.Config):
-    method: str = "temperature"
-    window_days: Optional[int] = None
-    min_samples: int = 500
-    sample_every_min: int = 15
+CalibrationRunConfig = run_config_from("CalibrationRunConfig", CalibrationConfig)
 
 
 def calibration_history(wh, before: dt.date, every_min: int) -> pd.DataFrame:
@@ -112,8 +89,7 @@ def calibration_history(wh, before: dt.date, every_min: int) -> pd.DataFrame:
                       "names its method, fit window and sample size.")
 def calibrated_pmf(context: dg.AssetExecutionContext, config: CalibrationRunConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
-    cfg = CalibrationConfig(method=config.method, window_days=config.window_days, min_samples=config.min_samples,
-                            sample_every_min=config.sample_every_min)
+    cfg = build(CalibrationConfig, config)
     last_day = max(day for _, day, _ in partition_pairs(context))
     history = calibration_history(wh, last_day, cfg.sample_every_min)  # once per run; filtered per day below
 

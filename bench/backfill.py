@@ -1,0 +1,65 @@
+"""Whole-graph backfill throughput on the simulated source: one run for N days x the chosen cities.
+
+    .venv/bin/python bench/backfill.py --days 365 --cities ny,chi,mia,aus,den,phil,lax   # the year x 7 target
+    .venv/bin/python bench/backfill.py --days 7                                          # a quick slice
+
+Reports wall time, runs launched (one: every asset takes the whole partition range), city-days per
+second, seconds per step, and peak memory (max RSS of this process).
+"""
+
+import argparse
+import datetime as dt
+import os
+import platform
+import resource
+import tempfile
+import time
+import warnings
+
+import dagster as dg
+
+warnings.filterwarnings("ignore")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--days", type=int, default=7)
+    ap.add_argument("--start", default="2025-03-01")
+    ap.add_argument("--cities", default="ny,chi,mia,aus,den,phil,lax")
+    ap.add_argument("--n-paths", type=int, default=5000)
+    a = ap.parse_args()
+
+    from kw_assets.defs.resources import MarketDataResource, WarehouseResource
+    from kw_assets.definitions import defs
+    from kw_assets.partitions import partition_key
+
+    cities = a.cities.split(",")
+    start = dt.date.fromisoformat(a.start)
+    end = start + dt.timedelta(days=a.days - 1)
+    tmp = tempfile.mkdtemp(prefix="kw_bench_")
+    resources = {"market_data": MarketDataResource(simulated_now="2026-11-27T00:00:00Z"),
+                 "warehouse": WarehouseResource(path=os.path.join(tmp, "w.duckdb"))}
+    run_config = {"ops": {"weather_pmf": {"config": {"n_paths": a.n_paths}},
+                          "backtest_report": {"config": {"folder": os.path.join(tmp, "reports")}}}}
+    tags = {"dagster/asset_partition_range_start": str(partition_key(cities[0], start)),
+            "dagster/asset_partition_range_end": str(partition_key(cities[-1], end))}
+    with dg.instance_for_test() as instance:
+        t0 = time.perf_counter()
+        result = defs.resolve_job_def("all_assets_job").execute_in_process(
+            instance=instance, resources=resources, run_config=run_config, tags=tags, raise_on_error=False)
+        wall = time.perf_counter() - t0
+        runs = len(instance.get_runs())
+        steps = {s.step_key: s.end_time - s.start_time for s in instance.get_run_step_stats(result.run_id)}
+    n = len(cities) * a.days
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"{len(cities)} cities x {a.days} days = {n} city-days ({start} .. {end}), simulated source")
+    print(f"success: {result.success}; runs launched: {runs}; wall {wall:.1f} s; {n / wall:.2f} city-days/s; "
+          f"peak RSS {peak_mb:,.0f} MiB")
+    for step, secs in sorted(steps.items(), key=lambda kv: -kv[1]):
+        print(f"  {step:<20} {secs:7.1f} s  ({secs / n * 1000:6.0f} ms per city-day)")
+    print(f"year x 7 cities (2,555 city-days) at this rate: ~{2555 / (n / wall) / 60:.0f} min in 1 run")
+
+
+if __name__ == "__main__":
+    main()
