@@ -84,7 +84,10 @@ class PartitionWriter:
         self._progress()
 
     def _fail(self, key: str, exc: Exception) -> None:
-        message = str(exc) if f"partition {key}" in str(exc) else f"partition {key}: {exc}"
+        if isinstance(exc, ApiError):  # the response itself was unusable: say which table it was for
+            message = f"partition {key}: table {self.table}, field <response>: {exc}"
+        else:
+            message = str(exc) if f"partition {key}" in str(exc) else f"partition {key}: {exc}"
         self.failures[key] = message
         self.context.log.error(message)
         if isinstance(exc, TableInvalid):

@@ -14,6 +14,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
+from kw_assets.sources.http import RetryPolicy
 from kw_assets.sources.kalshi.client import PRODUCTION_URL, KalshiClient
 from kw_assets.sources.kalshi.signing import KalshiSigner
 from kw_assets.sources.simulator.exchange import SimulatedExchange
@@ -48,6 +49,7 @@ class MarketDataResource(dg.ConfigurableResource):
     visual_crossing_api_key: Optional[str] = None
     price_history_dir: Optional[str] = Field(default=None, description="folder of kalshi-price-history-*.csv (file source)")
     retry_sleep: bool = Field(default=True, description="sleep between retries (tests switch it off)")
+    max_attempts: int = Field(default=10, description="attempts per request before giving up (429/5xx/timeouts/drops)")
 
     def label(self) -> str:
         if self.source not in SOURCES:
@@ -82,9 +84,9 @@ class MarketDataResource(dg.ConfigurableResource):
                                          faults=self._faults())
             rate = self.simulated_rate_limit * 0.95 if self.simulated_rate_limit else None
             return KalshiClient(transport=exchange.transport(), requests_per_second=rate, signer=signer,
-                                sleep=self._sleep())
+                                sleep=self._sleep(), retry=RetryPolicy(max_attempts=self.max_attempts))
         return KalshiClient(self.kalshi_base_url, requests_per_second=self.kalshi_requests_per_second, signer=signer,
-                            sleep=self._sleep())
+                            sleep=self._sleep(), retry=RetryPolicy(max_attempts=self.max_attempts))
 
     def weather_client(self) -> VisualCrossingClient | None:
         kind = self.weather_label()
@@ -92,8 +94,9 @@ class MarketDataResource(dg.ConfigurableResource):
             return None
         if kind == "simulated":
             feed = SimulatedWeatherFeed(seed=self.seed, now=self._now(), faults=self._faults())
-            return VisualCrossingClient("simulated-key", transport=feed.transport(), requests_per_second=None,
-                                        sleep=self._sleep())
+            return VisualCrossingClient(self.visual_crossing_api_key or "simulated-key", transport=feed.transport(),
+                                        requests_per_second=None, sleep=self._sleep(),
+                                        retry=RetryPolicy(max_attempts=self.max_attempts, base_delay_s=0.5))
         if not self.visual_crossing_api_key:
             raise ValueError("weather source is live but VISUAL_CROSSING_API_KEY is not set")
         return VisualCrossingClient(self.visual_crossing_api_key, self.visual_crossing_url, sleep=self._sleep())
