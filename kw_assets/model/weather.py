@@ -68,8 +68,10 @@ def decision_times(day_start: pd.Timestamp, first: pd.Timestamp, every_min: int 
 
 def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, obs: pd.DataFrame,
                          forecasts: pd.DataFrame, lows: np.ndarray, highs: np.ndarray,
-                         rng: np.random.Generator, cfg: WeatherModelConfig = WeatherModelConfig()) -> dict[str, np.ndarray]:
-    """Arrays per decision time: pmf (D x brackets), hazard, expected_high, high_sd, obs_max, run issued_at."""
+                         rng: np.random.Generator, cfg: WeatherModelConfig = WeatherModelConfig(),
+                         _inputs_only: bool = False) -> dict[str, np.ndarray]:
+    """Arrays per decision time: pmf (D x brackets), hazard, expected_high, high_sd, obs_max, run issued_at.
+    (``_inputs_only`` returns the shared random inputs instead: the naive benchmark replays them.)"""
     n, k_steps = cfg.n_paths, STEPS_PER_DAY
     step_ns = STEP.value
     t0 = day_start.value
@@ -119,6 +121,9 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
 
     # step index of each decision: future steps are those ending strictly after tau
     d_step = np.clip((dec - t0) // step_ns, 0, k_steps).astype(int)  # number of steps already elapsed
+    if _inputs_only:
+        return {"curves": curves, "r_idx": r_idx, "resid": resid, "z": z, "gap": gap, "b": b, "level_sd": level_sd,
+                "persistence": persistence, "m": m, "d_step": d_step}
     future_max = np.full((n, n_dec), -np.inf)
     next_x = np.full((n, n_dec), np.nan)
     groups = {r: np.nonzero(r_idx == r)[0] for r in np.unique(r_idx)}
