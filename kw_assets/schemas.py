@@ -285,9 +285,9 @@ class CalibratedPmf(FusedPmf):
     def calibrated_sums_to_one(cls, df: pd.DataFrame) -> Series[bool]:
         return _sums_to_one(df, "p_calibrated", "minute_ts")
 
-    @pa.dataframe_check(error="fit_end: a calibrator for day D is fit on days before D only")
+    @pa.dataframe_check(error="fit_end: a calibrator for day D is fit only on days settled before D's market opened (<= D-3)")
     def fit_before_the_day(cls, df: pd.DataFrame) -> Series[bool]:
-        return df["fit_end"].isna() | (df["fit_end"] < df["climate_day"])
+        return df["fit_end"].isna() | (df["fit_end"] <= df["climate_day"] - pd.Timedelta(days=3))
 
 
 class ForecastScores(pa.DataFrameModel):

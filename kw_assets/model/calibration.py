@@ -1,8 +1,10 @@
 """Walk-forward calibration of bracket PMFs: Platt (sigmoid on logit p), isotonic, temperature
 scaling (one T on the multi-bracket log-probabilities), or none.
 
-Calibrators for climate day D are fit only on settled days < D (expanding, or a rolling window of
-``window_days``); below ``min_samples`` training rows the identity is used. Calibrated vectors are
+Calibrators for climate day D are fit only on days whose outcome was public before D's market opened:
+D's market opens at 14:00 UTC the day before, and a day settles the next morning, so days D-1 and D-2
+are still unknown then. Training therefore uses days <= D - 1 - ``embargo_days`` (default 2: D-3 and
+earlier), expanding or in a rolling window of ``window_days``; below ``min_samples`` rows the identity is used. Calibrated vectors are
 renormalized to sum to 1. ``describe()`` is the lineage kept on every calibrated row.
 """
 
@@ -25,6 +27,7 @@ EPS = 1e-6
 class CalibrationConfig:
     method: str = "temperature"
     window_days: int | None = None  # None: expanding
+    embargo_days: int = 2  # days before D whose outcomes are not yet public when D's market opens
     min_samples: int = 500  # training rows (minute x event, sampled) below which the identity is used
     sample_every_min: int = 15
 
@@ -92,10 +95,10 @@ def fit_calibrator(method: str, p: np.ndarray, winner: np.ndarray, min_samples: 
     return cal
 
 
-def training_window(days: np.ndarray, target: dt.date, window_days: int | None) -> np.ndarray:
-    """Mask of training days strictly before ``target`` (and within the rolling window, if any)."""
+def training_window(days: np.ndarray, target: dt.date, window_days: int | None, embargo_days: int = 2) -> np.ndarray:
+    """Mask of training days known before ``target``'s market opened (and within the rolling window, if any)."""
     d = np.asarray([x if isinstance(x, dt.date) else pd.Timestamp(x).date() for x in days])
-    mask = d < target
+    mask = d < target - dt.timedelta(days=embargo_days)
     if window_days is not None:
         mask &= d >= target - dt.timedelta(days=window_days)
     return mask
@@ -105,7 +108,7 @@ def walk_forward_fit(history: pd.DataFrame, target: dt.date, cfg: CalibrationCon
     """Fit on ``history`` rows (climate_day, p: list of bracket probs, winner) from days before ``target``."""
     if history.empty:
         return fit_calibrator(cfg.method, np.empty((0, 1)), np.empty(0, int), cfg.min_samples)
-    mask = training_window(history["climate_day"].to_numpy(), target, cfg.window_days)
+    mask = training_window(history["climate_day"].to_numpy(), target, cfg.window_days, cfg.embargo_days)
     train = history[mask]
     if train.empty:
         return fit_calibrator(cfg.method, np.empty((0, 1)), np.empty(0, int), cfg.min_samples)

@@ -2,7 +2,7 @@
 
 - Latency: an order decided at minute t (the row covering (t-60 s, t]) can fill from minute t+1 on.
 - Taker: at the fill minute's ask (yes_ask close; NO side: 1 - yes_bid) when known, else the last price
-  plus half the event's typical spread; plus ``taker_slippage``; at most that minute's traded volume;
+  plus a fixed half spread (2 cents); plus ``taker_slippage``; at most that minute's traded volume;
   what does not fill is cancelled.
 - Maker: a resting bid fills only when later prints trade at or through its price, pro-rated by
   ``maker_queue_share`` of the volume printed at or through it (never more than that volume), minute by
@@ -52,14 +52,14 @@ class Tape:
         return len(self.minutes)
 
     @classmethod
-    def build(cls, panel: pd.DataFrame, trades: pd.DataFrame, candles: pd.DataFrame | None = None) -> "Tape":
+    def build(cls, panel: pd.DataFrame, trades: pd.DataFrame, candles: pd.DataFrame | None = None,
+              half_spread: float = 0.02) -> "Tape":
         panel = panel.sort_values(["minute_ts", "bracket_index"])
         tickers = panel["market_ticker"].drop_duplicates().to_numpy()
         minutes = pd.DatetimeIndex(panel["minute_ts"].drop_duplicates())
         shape = (len(minutes), len(tickers))
         grab = lambda c: panel[c].to_numpy(float).reshape(shape)  # noqa: E731
-        spread = panel["spread"].to_numpy(float)
-        half = float(np.nanmedian(spread) / 2) if np.isfinite(spread).any() else 0.02
+        half = half_spread  # a constant: a median over the day would use spreads from the future
         col = {t: j for j, t in enumerate(tickers)}
         t = trades[~trades["is_block_trade"].astype(bool) & trades["market_ticker"].isin(col)] if len(trades) else trades
         t0 = minutes[0].value if len(minutes) else 0

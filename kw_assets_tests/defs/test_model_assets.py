@@ -16,7 +16,7 @@ def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehou
     job = defs.resolve_job_def("all_assets_job")
     run_config = {"ops": {**RUN_CONFIG["ops"], "backtest_report": {"config": {"folder": str(tmp_path / "reports")}}}}
     tags = {"dagster/asset_partition_range_start": str(partition_key("ny", dt.date(2025, 6, 1))),
-            "dagster/asset_partition_range_end": str(partition_key("ny", dt.date(2025, 6, 3)))}
+            "dagster/asset_partition_range_end": str(partition_key("ny", dt.date(2025, 6, 4)))}
     result = job.execute_in_process(instance=instance, resources=resources, tags=tags, run_config=run_config)
     assert result.success
     wh = Warehouse(warehouse_path)
@@ -29,9 +29,10 @@ def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehou
     assert np.allclose(final, fills.groupby("climate_day")["cash_flow"].sum().reindex(final.index), atol=1e-9)
     cal = wh.read("calibrated_pmf")
     lineage = cal.groupby("climate_day")[["calibration_method", "fit_end", "fit_days"]].first()
-    assert lineage.loc["2025-06-01", "calibration_method"] == "none"  # nothing settled before the first day
-    assert lineage.loc["2025-06-03", "calibration_method"] == "temperature"
-    assert lineage.loc["2025-06-03", "fit_end"] == pd.Timestamp("2025-06-02")  # days < D only
+    # nothing known yet: D-1 and D-2 settle only after D's market opens
+    assert (lineage.loc["2025-06-01":"2025-06-03", "calibration_method"] == "none").all()
+    assert lineage.loc["2025-06-04", "calibration_method"] == "temperature"
+    assert lineage.loc["2025-06-04", "fit_end"] == pd.Timestamp("2025-06-01")  # days <= D-3 only
     for table, col, t in [("weather_pmf", "p_weather", "decision_ts"), ("fused_pmf", "p_fused", "minute_ts"),
                           ("calibrated_pmf", "p_calibrated", "minute_ts")]:
         f = wh.read(table)

@@ -68,7 +68,8 @@ def _history(n_days=30, per_day=40, seed=0):
 def test_calibration_improves_overconfident_forecasts_out_of_sample(method):
     h = _history()
     cal = walk_forward_fit(h, dt.date(2025, 6, 21), CalibrationConfig(method=method, min_samples=100))
-    assert cal.fit_end == dt.date(2025, 6, 20) and cal.fit_days == 20 and cal.describe()["calibration_method"] == method
+    # D-1 and D-2 settle after D's market opens: the fit ends at D-3
+    assert cal.fit_end == dt.date(2025, 6, 18) and cal.fit_days == 18 and cal.describe()["calibration_method"] == method
     test = h[pd.to_datetime(h["climate_day"]).dt.date >= dt.date(2025, 6, 21)]
     p, w = np.vstack(test["p"]), test["winner"].to_numpy()
     q = cal.apply(p)
