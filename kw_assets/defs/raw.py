@@ -8,7 +8,7 @@ import pandas as pd
 
 from kw_assets.errors import DataError
 from kw_assets.partitions import city_day_partitions
-from kw_assets.defs.materialize import PartitionWriter, partition_pairs, schema_check
+from kw_assets.defs.materialize import PartitionWriter, derive_partitions, partition_pairs, require_markets, schema_check
 from kw_assets.defs.resources import MarketDataResource, WarehouseResource
 from kw_assets.schemas import rows_outside
 from kw_assets.sources.kalshi.fetch import fetch_candles, fetch_markets, fetch_trades
@@ -55,10 +55,7 @@ def _kalshi_table(context, market_data: MarketDataResource, warehouse: Warehouse
 
 
 def _markets_for(warehouse, city, day) -> pd.DataFrame:
-    markets = warehouse.get().read("kalshi_markets", [(city.key, day)])
-    if markets.empty:
-        raise DataError("kalshi_markets", "market_ticker", f"no markets stored for {city.key} {day}: materialize kalshi_markets first")
-    return markets
+    return require_markets(warehouse.get().read("kalshi_markets", [(city.key, day)]), city, day)
 
 
 def _per_event(warehouse, fetch, column: str, table: str):
@@ -168,15 +165,14 @@ def settlement_row(markets: pd.DataFrame, obs: pd.DataFrame, source: str, day) -
 @dg.asset(**RAW, kinds={"python", "duckdb"}, deps=["kalshi_markets", "weather_obs"], check_specs=[schema_check("settlement")],
           description="Ground truth per partition: the settled whole-degree high (market expiration_value), the "
                       "winning bracket (result == yes), the settlement source, and the 5-minute obs max beside it.")
-def settlement(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
-    writer, pairs = _writer(context, warehouse, "settlement", market_data.label())
-    wh = warehouse.get()
-    for city, day, key in pairs:
-        def produce():
-            markets = _markets_for(warehouse, city, day)
-            return settlement_row(markets, wh.read("weather_obs", [(city.key, day)]), market_data.label(), day)
-        writer.add(city, day, key, produce, None)
-    yield from writer.finish()
+def settlement(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    def produce(city, day, data):
+        markets = require_markets(data["kalshi_markets"], city, day)
+        row = settlement_row(markets, data["weather_obs"], markets["source"].iloc[0], day)
+        return row.assign(source=markets["source"].iloc[0]) if len(row) else row
+
+    yield from derive_partitions(context, warehouse.get(), "settlement", None, produce,
+                                 inputs=("kalshi_markets", "weather_obs"))
 
 
 raw_assets = [kalshi_markets, kalshi_candles, kalshi_trades, weather_obs, weather_forecasts, settlement]
