@@ -1,5 +1,6 @@
 """Backtest layer (group ``backtest``): fills and the equity path per partition, and the report."""
 
+import base64
 from pathlib import Path
 from typing import Optional
 
@@ -126,8 +127,11 @@ def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, war
                                                   for k, v in stats.items()),
           "### By city and month\n" + markdown_table(city_month, 24),
           "### Scores before/after calibration\n" + markdown_table(before_after.drop(columns=["source"]), 24)]
+    plots = "\n\n".join(f"**{p.stem}**\n\n![{p.stem}](data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()})"
+                          for p in images)
     yield dg.MaterializeResult(metadata={
         "report": dg.MetadataValue.md("\n\n".join(md)),
+        "plots": dg.MetadataValue.md(plots),
         "html": dg.MetadataValue.path(str(page.resolve())),
         **{f"plot_{p.stem}": dg.MetadataValue.path(str(p.resolve())) for p in images},
         "net_pnl": dg.MetadataValue.float(stats["net_pnl"]), "fees": dg.MetadataValue.float(stats["fees"]),
