@@ -55,17 +55,22 @@ def test_random_trading_loses_about_fees_plus_spread(days):
 
 
 def test_foresight_makes_money_and_doing_nothing_costs_nothing(days):
+    traded = 0
     for tape, _, winner in days[:5]:
-        know = pd.DataFrame({"row": [60], "bracket": [winner], "side": ["yes"], "size": [10.0], "liquidity": ["taker"],
+        # buy the winner early, at the first minute after the open where it traded, and hold to settlement
+        first = int(np.argmax(np.nan_to_num(tape.volume[60:, winner]) > 0)) + 59
+        know = pd.DataFrame({"row": [first], "bracket": [winner], "side": ["yes"], "size": [10.0], "liquidity": ["taker"],
                              "limit": [np.nan], "edge": [0.5]})
         fills = run_backtest(tape, know, winner, None, FillConfig(), ExecutionConfig(exit_mode="settlement"))
         f = fills[fills["contracts"] > 0]
-        if len(f):
-            assert f["cash_flow"].sum() > 0
+        assert len(f) == 2 and set(f["action"]) == {"buy", "settle"}
+        assert f["cash_flow"].sum() > 0
+        traded += 1
         nothing = run_backtest(tape, know.iloc[:0], winner, None)
         assert nothing.empty
         path = equity_path(nothing, tape, winner)
         assert (path["equity"] == 0).all() and (path["fees_cum"] == 0).all()
+    assert traded == 5
 
 
 def test_no_fill_on_the_decision_minute_and_accounting_to_the_cent(days):
