@@ -50,22 +50,21 @@ def backtest_fills(context: dg.AssetExecutionContext, config: BacktestConfig, wa
                                  inputs=("settlement", "kalshi_markets", "minute_panel", "calibrated_pmf", "kalshi_trades", "kalshi_candles"))
 
 
-@dg.asset(**BACKTEST, deps=["backtest_fills", "minute_panel", "settlement"], check_specs=[schema_check("backtest_pnl")],
+@dg.asset(**BACKTEST, deps=["backtest_fills", "minute_panel"], check_specs=[schema_check("backtest_pnl")],
           description="Per minute: cash, open contracts, positions marked at mid, equity and cumulative fees; "
                       "a last row after settlement, where equity equals the day's net P&L.")
 def backtest_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     wh = warehouse.get()
 
     def produce(city, day, data):
-        fills, panel, s = data["backtest_fills"], data["minute_panel"], data["settlement"]
+        fills, panel = data["backtest_fills"], data["minute_panel"]
         if fills.empty or panel.empty:
             return pd.DataFrame()
-        tape = Tape.build(panel, fills.iloc[:0].assign(created_time=pd.Series(dtype="datetime64[ns, UTC]"),
-                                                        is_block_trade=False))
-        return equity_path(fills, tape, int(s["winning_bracket_index"].iloc[0])).assign(source=panel["source"].iloc[0])
+        tape = Tape.build(panel, pd.DataFrame())  # marks only: no prints needed
+        return equity_path(fills, tape).assign(source=panel["source"].iloc[0])
 
     yield from derive_partitions(context, wh, "backtest_pnl", "minute_ts", produce,
-                                 inputs=("backtest_fills", "minute_panel", "settlement"))
+                                 inputs=("backtest_fills", "minute_panel"))
 
 
 class ReportConfig(dg.Config):

@@ -140,7 +140,7 @@ def _exit_row(tape: Tape, b: int, side: str, entry_row: int, avg: float, square_
     return int(rows[np.argmax(hit)]) if hit.any() else tape.n_minutes - 1
 
 
-def equity_path(fills: pd.DataFrame, tape: Tape, winner: int) -> pd.DataFrame:
+def equity_path(fills: pd.DataFrame, tape: Tape) -> pd.DataFrame:
     """Per minute: cash, open contracts, positions marked at mid (NO at 1 - mid), equity; settled at the end."""
     n, nb = tape.n_minutes, len(tape.tickers)
     f = fills[fills["contracts"] > 0]

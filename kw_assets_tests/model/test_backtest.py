@@ -68,7 +68,7 @@ def test_foresight_makes_money_and_doing_nothing_costs_nothing(days):
         traded += 1
         nothing = run_backtest(tape, know.iloc[:0], winner, None)
         assert nothing.empty
-        path = equity_path(nothing, tape, winner)
+        path = equity_path(nothing, tape)
         assert (path["equity"] == 0).all() and (path["fees_cum"] == 0).all()
     assert traded == 5
 
@@ -90,7 +90,7 @@ def test_no_fill_on_the_decision_minute_and_accounting_to_the_cent(days):
         # cash + positions marked at settlement = sum of fills and fees, to the cent
         notional = np.where(f["action"] == "buy", -1, 1) * f["price"] * f["contracts"]
         assert round(float(notional.sum() - f["fee"].sum()), 2) == round(float(f["cash_flow"].sum()), 2)
-        path = equity_path(fills, tape, winner)
+        path = equity_path(fills, tape)
         assert round(path["equity"].iloc[-1], 2) == round(float(f["cash_flow"].sum()), 2)
         # fees are whole cents, never negative
         assert (f["fee"] >= 0).all() and np.allclose(f["fee"] * 100, np.round(f["fee"] * 100))
