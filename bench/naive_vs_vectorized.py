@@ -6,7 +6,8 @@ same simulated inputs in one process: speed-up ratios, and a check that both giv
 - features: the seed's per-row style (for each minute, for each bracket: carry quotes forward, update
   EWM velocity/acceleration, then renormalize and compute RAS with neighbour loops) vs model/panel.py;
 - Monte Carlo: the seed's loop over steps in Python (per decision time, paths vectorized within a step),
-  replaying the same random numbers, vs model/weather.py's one reverse cummax per forecast run;
+  replaying the same random numbers, vs model/weather.py (one reverse cummax per forecast run, float32,
+  bracket counts per decision in cache-sized chunks);
 - backtest signals: a minute-by-minute iterrows pass over the panel evaluating the entry gates vs
   model/strategy.py's vectorized signals (same onsets).
 Deliberately slow code lives only here; the naive loops are the baseline, not the product.
@@ -68,18 +69,21 @@ def naive_panel(markets, candles, span_v=5.0, span_a=10.0) -> pd.DataFrame:
 
 
 def naive_mc(start, decisions, obs, fc, lows, highs, rng, cfg):
-    """Same model and random numbers, the seed's way: for each decision, walk the future steps in Python."""
+    """Same model and random numbers (float32, as the project draws them), the seed's way: for each
+    decision, walk the future steps in Python."""
     x = simulate_weather_pmf(start, decisions, obs, fc, lows, highs, rng, cfg, _inputs_only=True)
-    k_steps, n = x["resid"].shape[1], x["resid"].shape[0]
+    k_steps, n = x["resid"].shape
+    f32 = np.float32
     pmf = np.zeros((len(decisions), len(lows)))
     for d in range(len(decisions)):
         r = x["r_idx"][d]
-        curve = x["curves"][r] if r >= 0 else np.zeros(k_steps)
-        shift = (x["b"][d] if r >= 0 else x["persistence"][d]) + x["level_sd"][d] * x["z"]
-        running = np.full(n, -np.inf)
+        curve = (x["curves"][r] if r >= 0 else np.zeros(k_steps)).astype(f32)
+        running = np.full(n, -np.inf, f32)
         for k in range(x["d_step"][d], k_steps):  # one step at a time
-            running = np.maximum(running, curve[k] + x["resid"][:, k] + shift)
-        high = np.floor(np.fmax(x["m"][d] + x["gap"], running) + 0.5)
+            running = np.maximum(running, curve[k] + x["resid"][k])
+        shift = f32(x["b"][d] if r >= 0 else x["persistence"][d])
+        future = running + f32(x["level_sd"][d]) * x["z"] + shift
+        high = np.floor(np.fmax(future, f32(x["m"][d]) + x["gap"]) + f32(0.5))
         for j, (lo, hi) in enumerate(zip(lows, highs)):
             pmf[d, j] = np.mean((high >= lo) & (high <= hi))
     return pmf
@@ -88,7 +92,7 @@ def naive_mc(start, decisions, obs, fc, lows, highs, rng, cfg):
 def seed_style_mc(start, decisions, obs, fc, lows, highs, rng, cfg):
     """The seed's mc_tmax shape: fresh AR(1) paths for every decision, drawn step by step in Python."""
     x = simulate_weather_pmf(start, decisions, obs, fc, lows, highs, np.random.default_rng(0), cfg, _inputs_only=True)
-    k_steps, n = x["resid"].shape[1], cfg.n_paths
+    k_steps, n = x["resid"].shape[0], cfg.n_paths
     phi = np.exp(-5 / (60 * cfg.residual_tau_h))
     pmf = np.zeros((len(decisions), len(lows)))
     for d in range(len(decisions)):
@@ -111,6 +115,7 @@ def naive_signals(panel, calibrated, cfg: StrategyConfig) -> set:
     """Entry-gate evaluation row by row (iterrows over minute x bracket), onsets only."""
     p = {(r["minute_ts"], r["bracket_index"]): r["p_calibrated"] for r in calibrated.to_dict("records")}
     acc = {(r["minute_ts"], r["bracket_index"]): r["acceleration"] for r in panel.to_dict("records")}
+    hz = {r["minute_ts"]: r["hazard"] for r in calibrated.to_dict("records")}
     clv_state, prev, onsets = {}, {}, set()
     nb = panel["bracket_index"].nunique()
     rows = panel.sort_values(["minute_ts", "bracket_index"])
@@ -127,7 +132,9 @@ def naive_signals(panel, calibrated, cfg: StrategyConfig) -> set:
         nmean = sum(nbr) / len(nbr) if nbr else math.nan
         book = not (math.isnan(bid) or math.isnan(ask)) and not (bid <= 0 and ask >= 1)
         maker_edge = pc - bid  # weather series: no maker fee
-        sig = (book and row["ras"] > cfg.ras_min and nmean < 0 and clv > cfg.clv_buy and maker_edge > cfg.slippage_cushion)
+        h = hz.get(ts, math.nan)
+        cushion = cfg.slippage_cushion * (1 - cfg.hazard_cushion_discount if h >= cfg.hazard_high else 1.0)
+        sig = (book and row["ras"] > cfg.ras_min and nmean < 0 and clv > cfg.clv_buy and maker_edge > cushion)
         if sig and not prev.get(b, False):
             onsets.add((minutes[ts], b))
         prev[b] = sig

@@ -21,7 +21,9 @@ SD^2 ~ 5.45 + 0.131 x lead_h, bias -0.25 F. r_sd, r_tau_h, kappa and the gap hav
 they are priors, exposed as parameters.
 
 Random numbers are shared across decision times (one z, G and R per path), so the future max for
-every decision time comes from one reverse cumulative max per forecast run: O(paths x steps x runs).
+every decision time comes from one reverse cumulative max per forecast run. Paths are float32 and
+steps-major; decisions are evaluated in cache-sized chunks, and the PMF comes from counts of paths at or
+above each bracket edge (no per-path bracket lookup): ~45 ms for 5,000 paths x ~470 decisions.
 """
 
 from __future__ import annotations
@@ -112,54 +114,91 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     # no forecast yet: persistence of the latest obs (or nothing at all)
     persistence = np.where(np.isfinite(latest_obs_v), latest_obs_v, np.nan)
 
-    # common random numbers
-    z = rng.standard_normal(n)
-    gap = np.clip(cfg.gap_mean + cfg.gap_sd * rng.standard_normal(n), -0.9, 2.5)
+    # common random numbers, float32 and steps-major: (steps, paths)
+    f32 = np.float32
+    z = rng.standard_normal(n, dtype=f32)
+    gap = np.clip(cfg.gap_mean + cfg.gap_sd * rng.standard_normal(n, dtype=f32), -0.9, 2.5).astype(f32)
     phi = np.exp(-5 / (60 * cfg.residual_tau_h))
-    innov = rng.standard_normal((n, k_steps)) * cfg.residual_sd * np.sqrt(1 - phi**2)
-    resid = lfilter([1.0], [1.0, -phi], innov, axis=1, zi=(phi * cfg.residual_sd * rng.standard_normal(n))[:, None])[0]
+    innov = rng.standard_normal((k_steps, n), dtype=f32) * f32(cfg.residual_sd * np.sqrt(1 - phi**2))
+    zi = (phi * cfg.residual_sd * rng.standard_normal(n, dtype=f32))[None, :]
+    resid = lfilter(np.array([1.0], f32), np.array([1.0, -phi], f32), innov, axis=0, zi=zi)[0].astype(f32, copy=False)
 
     # step index of each decision: future steps are those ending strictly after tau
     d_step = np.clip((dec - t0) // step_ns, 0, k_steps).astype(int)  # number of steps already elapsed
+    shift = np.where(has_run, b, persistence)  # path-independent part of the future level
     if _inputs_only:
         return {"curves": curves, "r_idx": r_idx, "resid": resid, "z": z, "gap": gap, "b": b, "level_sd": level_sd,
                 "persistence": persistence, "m": m, "d_step": d_step}
-    future_max = np.full((n, n_dec), -np.inf)
-    next_x = np.full((n, n_dec), np.nan)
-    groups = {r: np.nonzero(r_idx == r)[0] for r in np.unique(r_idx)}
-    for r, cols in groups.items():  # one pass per forecast run
-        curve = curves[r] if r >= 0 else np.zeros(k_steps)
-        ds = d_step[cols]
-        lo = int(min(ds.min(), k_steps - 1))  # steps before this run's first decision are never needed
-        y = np.full((n, k_steps), -np.inf)
-        y[:, lo:] = curve[None, lo:] + resid[:, lo:]
-        suffix = np.full((n, k_steps + 1), -np.inf)
-        suffix[:, lo:k_steps] = np.maximum.accumulate(y[:, lo:][:, ::-1], axis=1)[:, ::-1]  # max_{j>=k} y[:, j]
-        shift = (b[cols] if r >= 0 else persistence[cols])[None, :] + level_sd[cols][None, :] * z[:, None]
-        if r < 0:
-            shift = np.where(np.isfinite(shift), shift, np.nan)
-        future_max[:, cols] = suffix[:, ds] + shift
-        nxt = np.minimum(ds, k_steps - 1)
-        next_x[:, cols] = np.where((ds < k_steps)[None, :], y[:, nxt] + shift, np.nan)
 
-    so_far = m[None, :] + gap[:, None]
-    cont = np.fmax(so_far, future_max)
-    high = np.floor(cont + 0.5)
-    valid = np.isfinite(high).all(axis=0)
+    # per decision: P(H >= edge) for each bracket edge, sums of H and H^2, P(next reading > M)
+    edges = (np.ceil(lows[1:]) - 0.5).astype(f32)  # H = floor(x + 0.5) >= low  <=>  x >= ceil(low) - 0.5
     n_br = len(lows)
-    idx = np.clip(np.searchsorted(lows, high, side="right") - 1, 0, n_br - 1)
-    idx = np.where(np.isfinite(high), idx, 0)
-    flat = (idx + n_br * np.arange(n_dec)[None, :]).ravel()
-    pmf = np.bincount(flat, minlength=n_dec * n_br).reshape(n_dec, n_br) / n
-    hazard = np.where(np.isfinite(m), (_quantize_c(next_x) > m[None, :]).mean(axis=0), np.nan)
+    ge = np.zeros((n_dec, n_br - 1))
+    h_mean = np.zeros(n_dec)
+    h_var = np.zeros(n_dec)
+    hazard = np.full(n_dec, np.nan)
+    hazard_at = _new_high_threshold(m)  # the next reading shows a new max iff x >= this
+    in_day = np.isfinite(m) & (d_step < k_steps)
+    m32, level32, shift32 = m.astype(f32), level_sd.astype(f32), shift.astype(f32)
+    chunk = max(1, (1 << 18) // n)
+    for r in np.unique(r_idx):  # one pass per forecast run (a handful per day)
+        cols = np.nonzero(r_idx == r)[0]
+        curve = (curves[r] if r >= 0 else np.zeros(k_steps)).astype(f32)
+        lo = int(min(d_step[cols].min(), k_steps - 1))  # steps before this run's first decision are never needed
+        hi = int(min(d_step[cols].max() + 1, k_steps))  # the run's decisions look at steps >= lo; rows lo..hi-1 differ
+        y = resid[lo:hi] + curve[lo:hi, None]
+        suffix = np.full((hi - lo + 1, n), -np.inf, f32)  # row k: max over steps >= lo + k
+        if hi < k_steps:
+            suffix[-1] = (resid[hi:] + curve[hi:, None]).max(axis=0)
+        suffix[:-1] = np.fmax(np.maximum.accumulate(y[::-1], axis=0)[::-1], suffix[-1])
+        for i in range(0, len(cols), chunk):
+            c = cols[i:i + chunk]
+            noise = level32[c, None] * z[None, :]
+            x = suffix[d_step[c] - lo] + noise
+            x += shift32[c, None]
+            if np.isfinite(m[c]).any():
+                np.fmax(x, m32[c, None] + gap[None, :], out=x)
+            ge[c] = np.column_stack([_count_at_least(x, e) for e in edges]) if len(edges) else ge[c]
+            h = np.floor(x + f32(0.5))
+            ref = h[:, :1].copy()
+            h -= ref  # small whole numbers around the first path's high: exact float32 sums
+            s1 = h.sum(axis=1, dtype=np.float64) / n
+            h_mean[c] = ref[:, 0] + s1
+            h_var[c] = np.einsum("ij,ij->i", h, h) / n - s1**2
+            nxt = in_day[c]
+            if nxt.any():
+                cn = c[nxt]
+                ahead = y[d_step[cn] - lo] + noise[nxt]
+                hazard[cn] = _count_at_least(ahead, (hazard_at[cn] - shift[cn]).astype(f32)[:, None]) / n
+
+    valid = ((d_step < k_steps) & np.isfinite(shift)) | np.isfinite(m)
+    counts = np.column_stack([np.full(n_dec, float(n)), ge, np.zeros(n_dec)])
+    pmf = (counts[:, :-1] - counts[:, 1:]) / n
     hazard = np.where(d_step < k_steps, hazard, 0.0)
     return {
         "valid": valid & (has_run | np.isfinite(m)),
         "pmf": pmf, "hazard": hazard,
-        "expected_high": high.mean(axis=0), "high_sd": high.std(axis=0),
+        "expected_high": h_mean, "high_sd": np.sqrt(np.maximum(h_var, 0.0)),
         "obs_max": np.where(np.isfinite(m), m, np.nan),
         "forecast_issued_at": np.where(has_run, run_ids[np.maximum(r_idx, 0)] if len(run_ids) else 0, np.iinfo(np.int64).min),
     }
+
+
+def _count_at_least(x: np.ndarray, threshold) -> np.ndarray:
+    """Per row of ``x``, how many entries are >= ``threshold`` (bytes summed: ~4x numpy's count_nonzero)."""
+    return np.greater_equal(x, threshold).view(np.uint8).sum(axis=1, dtype=np.int32)
+
+
+def _new_high_threshold(m: np.ndarray) -> np.ndarray:
+    """Smallest temperature whose 5-minute reading (whole C, shown in F) exceeds ``m``: the next reading
+    sets a new max iff the true temperature is at least this (-inf where nothing is known yet)."""
+    finite = np.isfinite(m)
+    mm = np.where(finite, m, 32.0)
+    c = np.floor((mm - 32) / 1.8) + 2  # a whole C whose reading is above m; step down while the one below is too
+    for _ in range(3):
+        below = np.round((c - 1) * 1.8 + 32, 1) > mm
+        c = np.where(below, c - 1, c)
+    return np.where(finite, (c - 0.5) * 1.8 + 32, -np.inf)
 
 
 def weather_pmf_frame(markets: pd.DataFrame, obs: pd.DataFrame, forecasts: pd.DataFrame, day_start: pd.Timestamp,
