@@ -13,20 +13,36 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandera import dtypes
+from pandera.engines import pandas_engine
 from pandera.typing import Series
 
 from kw_assets.cities import city_keys
 from kw_assets.model.brackets import STRIKE_TYPES, tiling_problems
 
 UTC = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
+
+
+@pandas_engine.Engine.register_dtype
+@dtypes.immutable
+class Text(pandas_engine.NpString):
+    """A str column whose type check is one C-level pass (``infer_dtype``) instead of a Python call per
+    value; anything else falls back to Pandera's element-wise check, which reports the offending rows."""
+
+    def check(self, pandera_dtype, data_container=None):
+        if isinstance(data_container, pd.Series) and pd.api.types.infer_dtype(data_container, skipna=True) in ("string", "empty"):
+            return True
+        return super().check(pandera_dtype, data_container)
+
+
 SOURCES = ("simulated", "live", "file")
 PARTITION_COLUMNS = ["city", "climate_day"]
 
 
 class _Partitioned(pa.DataFrameModel):
-    city: Series[str] = pa.Field(isin=city_keys())
+    city: Series[Text] = pa.Field(isin=city_keys())
     climate_day: Series[pa.typing.DateTime]
-    source: Series[str] = pa.Field(isin=SOURCES)
+    source: Series[Text] = pa.Field(isin=SOURCES)
 
     class Config:
         strict = True
@@ -34,25 +50,25 @@ class _Partitioned(pa.DataFrameModel):
 
 
 class KalshiMarkets(_Partitioned):
-    event_ticker: Series[str]
-    market_ticker: Series[str]
-    series_ticker: Series[str]
-    strike_type: Series[str] = pa.Field(isin=STRIKE_TYPES)
+    event_ticker: Series[Text]
+    market_ticker: Series[Text]
+    series_ticker: Series[Text]
+    strike_type: Series[Text] = pa.Field(isin=STRIKE_TYPES)
     floor_strike: Series[float] = pa.Field(nullable=True)
     cap_strike: Series[float] = pa.Field(nullable=True)
     bracket_low_f: Series[float]
     bracket_high_f: Series[float]
     bracket_index: Series[int] = pa.Field(ge=0)
-    yes_sub_title: Series[str]
+    yes_sub_title: Series[Text]
     open_time: Series[UTC]
     close_time: Series[UTC]
     expected_expiration_time: Series[UTC] = pa.Field(nullable=True)
-    status: Series[str]
-    result: Series[str] = pa.Field(isin=["", "yes", "no", "scalar"])
+    status: Series[Text]
+    result: Series[Text] = pa.Field(isin=["", "yes", "no", "scalar"])
     expiration_value: Series[float] = pa.Field(nullable=True)
-    fee_type: Series[str] = pa.Field(isin=["quadratic", "quadratic_with_maker_fees", "quadratic_with_combo_maker_fees", "flat"])
+    fee_type: Series[Text] = pa.Field(isin=["quadratic", "quadratic_with_maker_fees", "quadratic_with_combo_maker_fees", "flat"])
     fee_multiplier: Series[float] = pa.Field(ge=0)
-    tier: Series[str] = pa.Field(isin=["live", "historical", "file"])
+    tier: Series[Text] = pa.Field(isin=["live", "historical", "file"])
 
     class Config:
         unique = ["city", "climate_day", "market_ticker"]
@@ -80,7 +96,7 @@ _PRICE = dict(ge=0.0, le=1.0, nullable=True)
 
 
 class KalshiCandles(_Partitioned):
-    market_ticker: Series[str]
+    market_ticker: Series[Text]
     end_period_ts: Series[UTC]
     yes_bid_open: Series[float] = pa.Field(**_PRICE)
     yes_bid_high: Series[float] = pa.Field(**_PRICE)
@@ -120,13 +136,13 @@ class KalshiCandles(_Partitioned):
 
 
 class KalshiTrades(_Partitioned):
-    trade_id: Series[str]
-    market_ticker: Series[str]
+    trade_id: Series[Text]
+    market_ticker: Series[Text]
     created_time: Series[UTC]
     count: Series[float] = pa.Field(gt=0)
     yes_price: Series[float] = pa.Field(ge=0, le=1)
     no_price: Series[float] = pa.Field(ge=0, le=1)
-    taker_outcome_side: Series[str] = pa.Field(isin=["yes", "no"])
+    taker_outcome_side: Series[Text] = pa.Field(isin=["yes", "no"])
     is_block_trade: Series[bool]
 
     class Config:
@@ -138,17 +154,17 @@ class KalshiTrades(_Partitioned):
 
 
 class WeatherObs(_Partitioned):
-    station: Series[str]
+    station: Series[Text]
     valid_time: Series[UTC]
     temp_f: Series[float] = pa.Field(ge=-80, le=140)
-    source_kind: Series[str] = pa.Field(isin=["obs", "comb"])
+    source_kind: Series[Text] = pa.Field(isin=["obs", "comb"])
 
     class Config:
         unique = ["city", "climate_day", "valid_time"]
 
 
 class WeatherForecasts(_Partitioned):
-    station: Series[str]
+    station: Series[Text]
     issued_at: Series[UTC]
     valid_time: Series[UTC]
     temp_f: Series[float] = pa.Field(ge=-80, le=140)
@@ -162,11 +178,11 @@ class WeatherForecasts(_Partitioned):
 
 
 class Settlement(_Partitioned):
-    event_ticker: Series[str]
+    event_ticker: Series[Text]
     official_high_f: Series[float] = pa.Field(nullable=True, ge=-80, le=140)
-    winning_market_ticker: Series[str] = pa.Field(nullable=True)
+    winning_market_ticker: Series[Text] = pa.Field(nullable=True)
     winning_bracket_index: Series[int] = pa.Field(ge=-1)
-    settlement_source: Series[str]
+    settlement_source: Series[Text]
     obs_max_f: Series[float] = pa.Field(nullable=True)
 
     class Config:
@@ -178,7 +194,7 @@ _PROB = dict(ge=0.0, le=1.0, nullable=True)
 
 class MinutePanel(_Partitioned):
     minute_ts: Series[UTC]
-    market_ticker: Series[str]
+    market_ticker: Series[Text]
     bracket_index: Series[int] = pa.Field(ge=0)
     yes_bid: Series[float] = pa.Field(**_PROB)
     yes_ask: Series[float] = pa.Field(**_PROB)
@@ -223,7 +239,7 @@ def _sums_to_one(df: pd.DataFrame, column: str, time_column: str) -> pd.Series:
 
 class WeatherPmf(_Partitioned):
     decision_ts: Series[UTC]
-    market_ticker: Series[str]
+    market_ticker: Series[Text]
     bracket_index: Series[int] = pa.Field(ge=0)
     p_weather: Series[float] = pa.Field(ge=0, le=1)
     hazard: Series[float] = pa.Field(ge=0, le=1, nullable=True)
@@ -251,7 +267,7 @@ class WeatherPmf(_Partitioned):
 
 class FusedPmf(_Partitioned):
     minute_ts: Series[UTC]
-    market_ticker: Series[str]
+    market_ticker: Series[Text]
     bracket_index: Series[int] = pa.Field(ge=0)
     p_market: Series[float] = pa.Field(**_PROB)
     p_weather: Series[float] = pa.Field(**_PROB)
@@ -273,8 +289,8 @@ class FusedPmf(_Partitioned):
 
 class CalibratedPmf(FusedPmf):
     p_calibrated: Series[float] = pa.Field(ge=0, le=1)
-    calibration_method: Series[str] = pa.Field(isin=["none", "platt", "isotonic", "temperature"])
-    calibration_requested: Series[str]
+    calibration_method: Series[Text] = pa.Field(isin=["none", "platt", "isotonic", "temperature"])
+    calibration_requested: Series[Text]
     fit_start: Series[pa.typing.DateTime] = pa.Field(nullable=True)
     fit_end: Series[pa.typing.DateTime] = pa.Field(nullable=True)
     fit_days: Series[int] = pa.Field(ge=0)
@@ -291,10 +307,10 @@ class CalibratedPmf(FusedPmf):
 
 
 class ForecastScores(pa.DataFrameModel):
-    source: Series[str]
-    model: Series[str] = pa.Field(isin=["market", "weather", "fused", "calibrated", "climatology"])
-    group_by: Series[str] = pa.Field(isin=["all", "city", "hour_lst"])
-    group_value: Series[str]
+    source: Series[Text]
+    model: Series[Text] = pa.Field(isin=["market", "weather", "fused", "calibrated", "climatology"])
+    group_by: Series[Text] = pa.Field(isin=["all", "city", "hour_lst"])
+    group_value: Series[Text]
     n: Series[int] = pa.Field(gt=0)
     brier: Series[float] = pa.Field(ge=0, le=2)
     log_loss: Series[float] = pa.Field(ge=0)
@@ -307,20 +323,20 @@ class ForecastScores(pa.DataFrameModel):
 
 
 class BacktestFills(_Partitioned):
-    order_id: Series[str]
+    order_id: Series[Text]
     decided_ts: Series[UTC]
     fill_ts: Series[UTC]
-    market_ticker: Series[str]
+    market_ticker: Series[Text]
     bracket_index: Series[int] = pa.Field(ge=0)
-    side: Series[str] = pa.Field(isin=["yes", "no"])
-    action: Series[str] = pa.Field(isin=["buy", "sell", "settle"])
-    liquidity: Series[str] = pa.Field(isin=["maker", "taker", "settlement"])
+    side: Series[Text] = pa.Field(isin=["yes", "no"])
+    action: Series[Text] = pa.Field(isin=["buy", "sell", "settle"])
+    liquidity: Series[Text] = pa.Field(isin=["maker", "taker", "settlement"])
     price: Series[float] = pa.Field(ge=0, le=1, nullable=True)
     contracts: Series[float] = pa.Field(ge=0)
     fee: Series[float] = pa.Field(ge=0)
     cash_flow: Series[float]
     edge: Series[float] = pa.Field(nullable=True)
-    reason: Series[str]
+    reason: Series[Text]
 
     class Config:
         unique = ["city", "climate_day", "order_id", "action", "fill_ts"]

@@ -56,6 +56,8 @@ class PartitionWriter:
     spans: list[tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=list)
     _batch: list[pd.DataFrame] = field(default_factory=list)
     _keys: list[tuple[str, dt.date]] = field(default_factory=list)
+    _names: list[str] = field(default_factory=list)
+    _time_column: str | None = None
     _started: float = field(default_factory=time.monotonic)
     _last_log: float = field(default_factory=time.monotonic)
     preview: pd.DataFrame | None = None
@@ -67,17 +69,14 @@ class PartitionWriter:
             frame = frame.assign(city=city.key, climate_day=pd.Timestamp(day))
             if "source" not in frame.columns:
                 frame["source"] = self.source
-            self.sources_seen.update(frame["source"].dropna().unique().tolist())
-            frame = validate(self.table, conform(self.table, frame), partition=key)
+            frame = conform(self.table, frame)
         except BAD_INPUT as exc:
             self._fail(key, exc)
         else:
             self._batch.append(frame)
             self._keys.append((city.key, day))
-            if self.preview is None and len(frame):
-                self.preview = frame.head(8)
-            if time_column and len(frame):
-                self.spans.append((frame[time_column].min(), frame[time_column].max()))
+            self._names.append(key)
+            self._time_column = time_column
         self.done += 1
         if len(self._keys) >= WRITE_BATCH:
             self.flush()
@@ -94,11 +93,33 @@ class PartitionWriter:
             self.failure_rows.append(exc.failures.head(20).assign(partition=key))
 
     def flush(self) -> None:
+        """Validate the batch (one Pandera pass; per partition only when it fails, to name the culprits)
+        and write the partitions that passed in one transaction."""
         if not self._keys:
             return
-        frame = pd.concat(self._batch, ignore_index=True) if self._batch else pd.DataFrame()
-        self.rows += self.warehouse.replace_partitions(self.table, frame, self._keys)
-        self._batch, self._keys = [], []
+        frames, keys, names = self._batch, self._keys, self._names
+        self._batch, self._keys, self._names = [], [], []
+        try:
+            validate(self.table, pd.concat(frames, ignore_index=True))
+        except TableInvalid:
+            kept = []
+            for frame, k, name in zip(frames, keys, names):
+                try:
+                    validate(self.table, frame, partition=name)
+                except TableInvalid as exc:
+                    self._fail(name, exc)
+                else:
+                    kept.append((frame, k))
+            frames, keys = [f for f, _ in kept], [k for _, k in kept]
+        if not keys:
+            return
+        for frame in frames:
+            self.sources_seen.update(frame["source"].dropna().unique().tolist())
+            if self.preview is None and len(frame):
+                self.preview = frame.head(8)
+            if self._time_column and len(frame):
+                self.spans.append((frame[self._time_column].min(), frame[self._time_column].max()))
+        self.rows += self.warehouse.replace_partitions(self.table, pd.concat(frames, ignore_index=True), keys)
 
     def _progress(self) -> None:
         now = time.monotonic()
