@@ -9,5 +9,8 @@ class DataError(ValueError):
         where = f"partition {partition}: " if partition else ""
         super().__init__(f"{where}table {table}, field {field}: {message}")
 
+    def __reduce__(self):  # picklable from worker processes
+        return DataError, (self.table, self.field, self.detail, self.partition)
+
     def in_partition(self, partition: str) -> "DataError":
         return DataError(self.table, self.field, self.detail, partition)

@@ -387,6 +387,9 @@ class TableInvalid(ValueError):
         super().__init__(f"{where}table {table} failed validation in field(s) {fields or ['<rows>']}: "
                          f"{'; '.join(checks[:4])} ({len(failures)} failure(s))")
 
+    def __reduce__(self):  # picklable from worker processes
+        return TableInvalid, (self.table, self.failures, self.partition)
+
 
 @lru_cache(maxsize=None)
 def schema(table: str) -> pa.DataFrameSchema:

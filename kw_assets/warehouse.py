@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from kw_assets.schemas import TABLES, conform, sql_columns
 
 Partition = tuple[str, dt.date]
+UNIQUE_TEXT = {"trade_id", "order_id"}  # text columns with a value per row: read as plain strings
 
 
 class Warehouse:
@@ -59,7 +61,8 @@ class Warehouse:
         keys = pd.DataFrame(sorted(set(partitions)), columns=["city", "climate_day"])
         keys["climate_day"] = pd.to_datetime(keys["climate_day"])
         frame = conform(table, frame)
-        stray = frame.merge(keys, on=["city", "climate_day"], how="left", indicator=True)["_merge"].eq("left_only")
+        wanted = pd.MultiIndex.from_frame(keys)
+        stray = ~pd.MultiIndex.from_arrays([frame["city"], frame["climate_day"]]).isin(wanted)
         if stray.any():
             raise ValueError(f"{table}: {int(stray.sum())} row(s) belong to partitions not being replaced")
         delete = (f"DELETE FROM {table} t USING incoming_keys k "
@@ -96,15 +99,31 @@ class Warehouse:
             exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()[0][0]
             if not exists:
                 return conform(table, pd.DataFrame())
-            if partitions is None:
-                out = con.execute(f"SELECT * FROM {table}").df()
-            else:
+            source = f"FROM {table} t"
+            if partitions is not None:
                 keys = pd.DataFrame(sorted(set(partitions)), columns=["city", "climate_day"])
                 keys["climate_day"] = pd.to_datetime(keys["climate_day"])
                 con.register("wanted", keys)
-                out = con.execute(f"SELECT t.* FROM {table} t JOIN wanted k ON t.city = k.city "
-                                  "AND t.climate_day = CAST(k.climate_day AS DATE)").df()
+                source += " JOIN wanted k ON t.city = k.city AND t.climate_day = CAST(k.climate_day AS DATE)"
+            out = self._select(con, table, source)
         return conform(table, out)
+
+    @staticmethod
+    def _select(con: duckdb.DuckDBPyConnection, table: str, source: str) -> pd.DataFrame:
+        """SELECT every column in insertion order. Repetitive text columns (city, ticker, side, ...) come
+        back as codes into their distinct values, so pandas makes one Python string per value, not per row."""
+        names = [n for n, _ in sql_columns(table)]
+        coded = [n for n, t in sql_columns(table) if t == "VARCHAR" and n not in UNIQUE_TEXT]
+        values = []
+        if coded:
+            lists = con.execute(f"SELECT {', '.join(f'list(DISTINCT t.{c})' for c in coded)} {source}").fetchall()[0]
+            values = [v or [] for v in lists]
+        cols = [f"list_position(?, t.{n})::INTEGER AS {n}" if n in coded else f"t.{n}" for n in names]
+        out = con.execute(f"SELECT {', '.join(cols)} {source} ORDER BY t.rowid", values).df()
+        for n, vals in zip(coded, values):
+            lookup = np.array([None, *vals], dtype=object)
+            out[n] = lookup[out[n].fillna(0).to_numpy("int64")]
+        return out
 
     def replace_table(self, table: str, frame: pd.DataFrame) -> int:
         """Replace every row of an unpartitioned table (one transaction)."""

@@ -47,7 +47,8 @@ def backtest_fills(context: dg.AssetExecutionContext, config: BacktestConfig, wa
         return out.assign(source=panel["source"].iloc[0])
 
     yield from derive_partitions(context, wh, "backtest_fills", "fill_ts", produce,
-                                 inputs=("settlement", "kalshi_markets", "minute_panel", "calibrated_pmf", "kalshi_trades", "kalshi_candles"))
+                                 inputs=("settlement", "kalshi_markets", "minute_panel", "calibrated_pmf", "kalshi_trades",
+                                         "kalshi_candles"), workers=warehouse.workers)
 
 
 @dg.asset(**BACKTEST, deps=["backtest_fills", "minute_panel"], check_specs=[schema_check("backtest_pnl")],
@@ -64,7 +65,7 @@ def backtest_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         return equity_path(fills, tape).assign(source=panel["source"].iloc[0])
 
     yield from derive_partitions(context, wh, "backtest_pnl", "minute_ts", produce,
-                                 inputs=("backtest_fills", "minute_panel"))
+                                 inputs=("backtest_fills", "minute_panel"), workers=warehouse.workers)
 
 
 class ReportConfig(dg.Config):

@@ -28,6 +28,6 @@ def minute_panel(context: dg.AssetExecutionContext, config: PanelRunConfig, ware
         return panel.assign(source=markets["source"].iloc[0])
 
     yield from derive_partitions(context, wh, "minute_panel", "minute_ts", produce,
-                                 inputs=("kalshi_markets", "kalshi_candles", "kalshi_trades"))
+                                 inputs=("kalshi_markets", "kalshi_candles", "kalshi_trades"), workers=warehouse.workers)
 
 feature_assets = [minute_panel]

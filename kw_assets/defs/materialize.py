@@ -7,6 +7,7 @@ blocking check that lists them, with the offending rows, and then fails.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -15,6 +16,7 @@ import dagster as dg
 import pandas as pd
 
 from kw_assets.cities import City, get_city
+from kw_assets.defs import parallel
 from kw_assets.errors import DataError
 from kw_assets.partitions import split_key
 from kw_assets.schemas import TableInvalid, conform, validate
@@ -40,15 +42,50 @@ def partition_pairs(context: dg.AssetExecutionContext) -> list[tuple[City, dt.da
     return out
 
 
+Outcome = tuple  # (city, day, key, frame or None, error or None): one partition, validated
+
+
+def check_partitions(table: str, source: str, work: list[tuple[City, dt.date, str, Callable[[], pd.DataFrame]]]) -> list[Outcome]:
+    """Produce, conform and validate partitions: the pure part of a write, safe to run in a worker.
+    The batch is validated in one Pandera pass; only when it fails is each partition validated alone,
+    so the failures name their partitions."""
+    produced, out = [], []
+    for city, day, key, produce in work:
+        try:
+            frame = produce()
+            frame = frame.assign(city=city.key, climate_day=pd.Timestamp(day))
+            if "source" not in frame.columns:
+                frame["source"] = source
+            produced.append((city, day, key, conform(table, frame), None))
+        except BAD_INPUT as exc:
+            produced.append((city, day, key, None, exc))
+    frames = [o[3] for o in produced if o[3] is not None]
+    try:
+        if frames:
+            validate(table, pd.concat(frames, ignore_index=True))
+        return produced
+    except TableInvalid:
+        pass
+    for city, day, key, frame, error in produced:
+        if frame is not None:
+            try:
+                validate(table, frame, partition=key)
+            except TableInvalid as exc:
+                frame, error = None, exc
+        out.append((city, day, key, frame, error))
+    return out
+
+
 @dataclass
 class PartitionWriter:
-    """Collects validated partitions and writes them in batches (each batch one transaction)."""
+    """Takes validated partitions (or their failures) and writes them in batches, each one transaction."""
 
     context: dg.AssetExecutionContext
     warehouse: Warehouse
     table: str
     source: str
     total: int
+    time_column: str | None = None
     rows: int = 0
     done: int = 0
     failures: dict[str, str] = field(default_factory=dict)
@@ -56,31 +93,31 @@ class PartitionWriter:
     spans: list[tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=list)
     _batch: list[pd.DataFrame] = field(default_factory=list)
     _keys: list[tuple[str, dt.date]] = field(default_factory=list)
-    _names: list[str] = field(default_factory=list)
-    _time_column: str | None = None
     _started: float = field(default_factory=time.monotonic)
     _last_log: float = field(default_factory=time.monotonic)
     preview: pd.DataFrame | None = None
     sources_seen: set = field(default_factory=set)
 
-    def add(self, city: City, day: dt.date, key: str, produce: Callable[[], pd.DataFrame], time_column: str | None) -> None:
-        try:
-            frame = produce()
-            frame = frame.assign(city=city.key, climate_day=pd.Timestamp(day))
-            if "source" not in frame.columns:
-                frame["source"] = self.source
-            frame = conform(self.table, frame)
-        except BAD_INPUT as exc:
-            self._fail(key, exc)
-        else:
-            self._batch.append(frame)
-            self._keys.append((city.key, day))
-            self._names.append(key)
-            self._time_column = time_column
-        self.done += 1
-        if len(self._keys) >= WRITE_BATCH:
-            self.flush()
-        self._progress()
+    def add(self, city: City, day: dt.date, key: str, produce: Callable[[], pd.DataFrame]) -> None:
+        """One partition computed here (tests, single partitions); backfills go through ``accept``."""
+        self.accept(check_partitions(self.table, self.source, [(city, day, key, produce)]))
+
+    def accept(self, outcomes: Iterable[Outcome]) -> None:
+        for city, day, key, frame, error in outcomes:
+            if error is not None:
+                self._fail(key, error)
+            else:
+                self._batch.append(frame)
+                self._keys.append((city.key, day))
+                self.sources_seen.update(frame["source"].dropna().unique().tolist())
+                if self.preview is None and len(frame):
+                    self.preview = frame.head(8)
+                if self.time_column and len(frame):
+                    self.spans.append((frame[self.time_column].min(), frame[self.time_column].max()))
+            self.done += 1
+            if len(self._keys) >= WRITE_BATCH:
+                self.flush()
+            self._progress()
 
     def _fail(self, key: str, exc: Exception) -> None:
         if isinstance(exc, ApiError):  # the response itself was unusable: say which table it was for
@@ -93,33 +130,11 @@ class PartitionWriter:
             self.failure_rows.append(exc.failures.head(20).assign(partition=key))
 
     def flush(self) -> None:
-        """Validate the batch (one Pandera pass; per partition only when it fails, to name the culprits)
-        and write the partitions that passed in one transaction."""
         if not self._keys:
             return
-        frames, keys, names = self._batch, self._keys, self._names
-        self._batch, self._keys, self._names = [], [], []
-        try:
-            validate(self.table, pd.concat(frames, ignore_index=True))
-        except TableInvalid:
-            kept = []
-            for frame, k, name in zip(frames, keys, names):
-                try:
-                    validate(self.table, frame, partition=name)
-                except TableInvalid as exc:
-                    self._fail(name, exc)
-                else:
-                    kept.append((frame, k))
-            frames, keys = [f for f, _ in kept], [k for _, k in kept]
-        if not keys:
-            return
-        for frame in frames:
-            self.sources_seen.update(frame["source"].dropna().unique().tolist())
-            if self.preview is None and len(frame):
-                self.preview = frame.head(8)
-            if self._time_column and len(frame):
-                self.spans.append((frame[self._time_column].min(), frame[self._time_column].max()))
-        self.rows += self.warehouse.replace_partitions(self.table, pd.concat(frames, ignore_index=True), keys)
+        frame = pd.concat(self._batch, ignore_index=True)
+        self.rows += self.warehouse.replace_partitions(self.table, frame, self._keys)
+        self._batch, self._keys = [], []
 
     def _progress(self) -> None:
         now = time.monotonic()
@@ -172,22 +187,56 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 12) -> str:
 PREFETCH_CHUNK = 32
 
 
-def derive_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, table: str, time_column: str | None,
-                      produce: Callable[[City, dt.date, dict[str, pd.DataFrame]], pd.DataFrame],
-                      inputs: tuple[str, ...] = ()) -> Iterable[dg.MaterializeResult | dg.AssetCheckResult]:
-    """The loop of every derived asset: partitions in date order, each computed from its stored upstream
-    rows. Inputs are read once per chunk of partitions (one query per table), not once per partition."""
+def write_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, table: str, time_column: str | None,
+                     produce: Callable[[City, dt.date, dict[str, pd.DataFrame]], pd.DataFrame],
+                     inputs: tuple[str, ...] = (), source: str = "derived", workers: int = 1,
+                     counters: Callable[[], dict[str, int]] | None = None) -> Iterable[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The loop of every partitioned asset: partitions in date order, in chunks. For each chunk the
+    parent reads the stored inputs (one query per table), ``workers`` forked processes produce and
+    validate the partitions, and the parent writes them while the next chunk computes. ``counters``
+    (e.g. a client's requests and retries) are summed over the workers into the asset's metadata."""
     pairs = sorted(partition_pairs(context), key=lambda p: (p[1], p[0].key))
-    writer = PartitionWriter(context, warehouse, table, "derived", len(pairs))
+    writer = PartitionWriter(context, warehouse, table, source, len(pairs), time_column)
+    log = lambda level, message: context.log.log(level, message)  # noqa: E731
+    pending: parallel.Pending | None = None
+    totals: dict[str, int] = {}
+
+    def collect(p: parallel.Pending) -> None:
+        for outcomes, counted in p.result(log):
+            writer.accept(outcomes)
+            for k, v in counted.items():
+                totals[k] = totals.get(k, 0) + v
+
     for i in range(0, len(pairs), PREFETCH_CHUNK):
         chunk = pairs[i:i + PREFETCH_CHUNK]
         keys = [(city.key, day) for city, day, _ in chunk]
         loaded = {t: warehouse.read(t, keys) for t in inputs}
         split = {t: split_by_partition(f) for t, f in loaded.items()}
+        work = []
         for city, day, key in chunk:
             data = {t: split[t].get((city.key, day), loaded[t].iloc[:0]) for t in inputs}
-            writer.add(city, day, key, lambda: produce(city, day, data), time_column)
-    yield from writer.finish()
+            work.append((city, day, key, functools.partial(produce, city, day, data)))
+        started = parallel.start(functools.partial(_checked_slice, table, source, counters), work, workers)
+        if pending is not None:
+            collect(pending)
+        pending = started
+    if pending is not None:
+        collect(pending)
+    yield from writer.finish({k: dg.MetadataValue.int(v) for k, v in totals.items()})
+
+
+def _checked_slice(table: str, source: str, counters, work) -> tuple[list[Outcome], dict[str, int]]:
+    before = counters() if counters else {}
+    outcomes = check_partitions(table, source, work)
+    after = counters() if counters else {}
+    return outcomes, {k: after[k] - before.get(k, 0) for k in after}
+
+
+def derive_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, table: str, time_column: str | None,
+                      produce: Callable[[City, dt.date, dict[str, pd.DataFrame]], pd.DataFrame],
+                      inputs: tuple[str, ...] = (), workers: int = 1) -> Iterable[dg.MaterializeResult | dg.AssetCheckResult]:
+    """A derived table: every partition computed from its stored upstream rows."""
+    yield from write_partitions(context, warehouse, table, time_column, produce, inputs, "derived", workers)
 
 
 def split_by_partition(frame: pd.DataFrame) -> dict[tuple[str, dt.date], pd.DataFrame]:

@@ -39,7 +39,7 @@ def weather_pmf(context: dg.AssetExecutionContext, config: WeatherPmfConfig, war
         return frame.assign(source=markets["source"].iloc[0]) if len(frame) else frame
 
     yield from derive_partitions(context, wh, "weather_pmf", "decision_ts", produce,
-                                 inputs=("kalshi_markets", "weather_obs", "weather_forecasts"))
+                                 inputs=("kalshi_markets", "weather_obs", "weather_forecasts"), workers=warehouse.workers)
 
 
 FusionRunConfig = run_config_from("FusionRunConfig", FusionConfig)
@@ -58,7 +58,8 @@ def fused_pmf(context: dg.AssetExecutionContext, config: FusionRunConfig, wareho
             return panel
         return fuse_panel(panel, data["weather_pmf"], cfg).assign(source=panel["source"].iloc[0])
 
-    yield from derive_partitions(context, wh, "fused_pmf", "minute_ts", produce, inputs=("minute_panel", "weather_pmf"))
+    yield from derive_partitions(context, wh, "fused_pmf", "minute_ts", produce, inputs=("minute_panel", "weather_pmf"),
+                                 workers=warehouse.workers)
 
 
 CalibrationRunConfig = run_config_from("CalibrationRunConfig", CalibrationConfig)
@@ -103,7 +104,8 @@ def calibrated_pmf(context: dg.AssetExecutionContext, config: CalibrationRunConf
         p = fused["p_fused"].to_numpy(float).reshape(-1, n_br)
         return fused.assign(p_calibrated=cal.apply(p).ravel(), **cal.describe())
 
-    yield from derive_partitions(context, wh, "calibrated_pmf", "minute_ts", produce, inputs=("fused_pmf",))
+    yield from derive_partitions(context, wh, "calibrated_pmf", "minute_ts", produce, inputs=("fused_pmf",),
+                                 workers=warehouse.workers)
 
 
 probability_assets = [weather_pmf, fused_pmf, calibrated_pmf]

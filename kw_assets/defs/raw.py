@@ -2,13 +2,16 @@
 (sparse candles stay sparse), validated, in DuckDB. Every row carries its ``source``."""
 
 
+import os
+from typing import Any, Callable
+
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from kw_assets.errors import DataError
 from kw_assets.partitions import city_day_partitions
-from kw_assets.defs.materialize import PartitionWriter, derive_partitions, partition_pairs, require_markets, schema_check
+from kw_assets.defs.materialize import derive_partitions, require_markets, schema_check, write_partitions
 from kw_assets.defs.resources import MarketDataResource, WarehouseResource
 from kw_assets.schemas import rows_outside
 from kw_assets.sources.kalshi.fetch import fetch_candles, fetch_markets, fetch_trades
@@ -24,44 +27,57 @@ RAW = dict(
 )
 
 
-def _writer(context, warehouse: WarehouseResource, table: str, source: str) -> tuple[PartitionWriter, list]:
-    pairs = partition_pairs(context)
-    return PartitionWriter(context, warehouse.get(), table, source, len(pairs)), pairs
+class ClientPerProcess:
+    """One API client per process: a forked worker opens its own connections (and, for the simulated
+    source, its own simulated server) instead of sharing the parent's. Counts requests and retries."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self.factory, self._pid, self._client = factory, None, None
+
+    def get(self):
+        if self._pid != os.getpid():
+            self._client, self._pid = self.factory(), os.getpid()
+        return self._client
+
+    def stats(self) -> dict[str, int]:
+        if self._client is None or self._pid != os.getpid():
+            return {}
+        return {k: self._client.http.stats[k] for k in ("requests", "retries")}
+
+    def close(self) -> None:
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
 
 
-def _file_export(market_data: MarketDataResource, city, day):
-    if not market_data.price_history_dir:
-        raise DataError("kalshi_markets", "price_history_dir", "source 'file' needs price_history_dir")
-    path = export_path(market_data.price_history_dir, city, day)
-    if path is None:
-        raise DataError("kalshi_markets", "file", f"no price-history export for {city.key} {day} in {market_data.price_history_dir}")
-    return read_export(path, city, day)
+def _raw_table(context, warehouse: WarehouseResource, table: str, time_column: str, kind: str,
+               client: ClientPerProcess | None, produce, inputs: tuple[str, ...] = ()):
+    """The raw assets' loop: each partition fetched (in workers where the source allows) and written."""
+    workers = 1 if kind == "live" else warehouse.workers  # live APIs are rate-limit bound: one token bucket
+    try:
+        yield from write_partitions(context, warehouse.get(), table, time_column, produce, inputs, kind, workers,
+                                    counters=client.stats if client else None)
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _kalshi_table(context, market_data: MarketDataResource, warehouse: WarehouseResource, table: str,
-                  time_column: str | None, from_api, from_file):
-    """The Kalshi assets' loop: each partition from the API client, or from a website export."""
-    writer, pairs = _writer(context, warehouse, table, market_data.label())
-    if market_data.label() == "file":
-        for city, day, key in pairs:
-            writer.add(city, day, key, lambda: from_file(city, day), time_column)
-        yield from writer.finish()
+                  time_column: str, from_api, from_file, inputs: tuple[str, ...] = ()):
+    """A Kalshi table from the API client, or from website exports."""
+    kind = market_data.label()
+    if kind == "file":
+        yield from _raw_table(context, warehouse, table, time_column, kind, None,
+                              lambda city, day, data: from_file(city, day))
         return
-    with market_data.kalshi_client() as client:
-        for city, day, key in pairs:
-            writer.add(city, day, key, lambda: from_api(client, city, day), time_column)
-        yield from writer.finish({"requests": dg.MetadataValue.int(client.http.stats["requests"]),
-                                  "retries": dg.MetadataValue.int(client.http.stats["retries"])})
+    client = ClientPerProcess(market_data.kalshi_client)
+    yield from _raw_table(context, warehouse, table, time_column, kind, client,
+                          lambda city, day, data: from_api(client.get(), city, day, data), inputs)
 
 
-def _markets_for(warehouse, city, day) -> pd.DataFrame:
-    return require_markets(warehouse.get().read("kalshi_markets", [(city.key, day)]), city, day)
-
-
-def _per_event(warehouse, fetch, column: str, table: str):
+def _per_event(fetch, column: str, table: str):
     """A fetch of the stored event's markets' data, kept to their trading window."""
-    def from_api(client, city, day):
-        markets = _markets_for(warehouse, city, day)
+    def from_api(client, city, day, data):
+        markets = require_markets(data["kalshi_markets"], city, day)
         return _inside_window(fetch(client, markets), markets, column, table)
     return from_api
 
@@ -74,12 +90,21 @@ def _inside_window(frame: pd.DataFrame, markets: pd.DataFrame, column: str, tabl
     return frame
 
 
+def _file_export(market_data: MarketDataResource, city, day):
+    if not market_data.price_history_dir:
+        raise DataError("kalshi_markets", "price_history_dir", "source 'file' needs price_history_dir")
+    path = export_path(market_data.price_history_dir, city, day)
+    if path is None:
+        raise DataError("kalshi_markets", "file", f"no price-history export for {city.key} {day} in {market_data.price_history_dir}")
+    return read_export(path, city, day)
+
+
 @dg.asset(**RAW, kinds={"python", "duckdb"}, check_specs=[schema_check("kalshi_markets")],
           description="One row per bracket market of the day's event: strikes, whole-degree bracket bounds, "
                       "times, status, result, settled value and the series' fee settings.")
 def kalshi_markets(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
     yield from _kalshi_table(context, market_data, warehouse, "kalshi_markets", "open_time",
-                             lambda client, city, day: fetch_markets(client, city, day),
+                             lambda client, city, day, data: fetch_markets(client, city, day),
                              lambda city, day: _file_export(market_data, city, day)[0])
 
 
@@ -88,8 +113,8 @@ def kalshi_markets(context: dg.AssetExecutionContext, market_data: MarketDataRes
                       "volume, open interest) as served: minutes without activity are absent.")
 def kalshi_candles(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
     yield from _kalshi_table(context, market_data, warehouse, "kalshi_candles", "end_period_ts",
-                             _per_event(warehouse, fetch_candles, "end_period_ts", "kalshi_candles"),
-                             lambda city, day: _file_export(market_data, city, day)[1])
+                             _per_event(fetch_candles, "end_period_ts", "kalshi_candles"),
+                             lambda city, day: _file_export(market_data, city, day)[1], inputs=("kalshi_markets",))
 
 
 @dg.asset(**RAW, kinds={"python", "duckdb"}, deps=["kalshi_markets"], check_specs=[schema_check("kalshi_trades")],
@@ -98,8 +123,8 @@ def kalshi_candles(context: dg.AssetExecutionContext, market_data: MarketDataRes
                       "Website exports carry no trades: empty for the file source.")
 def kalshi_trades(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
     yield from _kalshi_table(context, market_data, warehouse, "kalshi_trades", "created_time",
-                             _per_event(warehouse, fetch_trades, "created_time", "kalshi_trades"),
-                             lambda city, day: pd.DataFrame())
+                             _per_event(fetch_trades, "created_time", "kalshi_trades"),
+                             lambda city, day: pd.DataFrame(), inputs=("kalshi_markets",))
 
 
 @dg.asset(**RAW, kinds={"python", "duckdb"}, check_specs=[schema_check("weather_obs")],
@@ -119,15 +144,13 @@ def weather_forecasts(context: dg.AssetExecutionContext, market_data: MarketData
 def _weather_table(context, market_data: MarketDataResource, warehouse: WarehouseResource, table: str,
                    time_column: str, fetch):
     """The weather assets' loop; with no weather source every partition is written empty (market-only)."""
-    writer, pairs = _writer(context, warehouse, table, market_data.weather_label())
-    client = market_data.weather_client()
-    try:
-        for city, day, key in pairs:
-            writer.add(city, day, key, (lambda: fetch(client, city, day)) if client else pd.DataFrame, time_column)
-    finally:
-        if client is not None:
-            client.close()
-    yield from writer.finish()
+    kind = market_data.weather_label()
+    if kind == "none":
+        yield from _raw_table(context, warehouse, table, time_column, kind, None, lambda city, day, data: pd.DataFrame())
+        return
+    client = ClientPerProcess(market_data.weather_client)
+    yield from _raw_table(context, warehouse, table, time_column, kind, client,
+                          lambda city, day, data: fetch(client.get(), city, day))
 
 
 def settlement_source_name(source: str, day) -> str:
@@ -172,7 +195,7 @@ def settlement(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         return row.assign(source=markets["source"].iloc[0]) if len(row) else row
 
     yield from derive_partitions(context, warehouse.get(), "settlement", None, produce,
-                                 inputs=("kalshi_markets", "weather_obs"))
+                                 inputs=("kalshi_markets", "weather_obs"), workers=warehouse.workers)
 
 
 raw_assets = [kalshi_markets, kalshi_candles, kalshi_trades, weather_obs, weather_forecasts, settlement]

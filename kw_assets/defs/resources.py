@@ -14,6 +14,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
+from kw_assets.defs.parallel import default_workers
 from kw_assets.sources.http import RetryPolicy
 from kw_assets.sources.kalshi.client import PRODUCTION_URL, KalshiClient
 from kw_assets.sources.kalshi.signing import KalshiSigner
@@ -106,6 +107,9 @@ class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB file every table lives in."""
 
     path: str = Field(default="data/warehouse.duckdb")
+    workers: int = Field(default_factory=default_workers,
+                         description="processes that compute partitions in parallel within a step (KW_WORKERS, "
+                                     "default one per core); only the step's own process opens the DuckDB file")
 
     def get(self) -> Warehouse:
         return Warehouse(self.path)

@@ -31,6 +31,9 @@ class ApiError(RuntimeError):
         shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
         super().__init__(f"{endpoint} [{shown}] -> HTTP {status}: {message}")
 
+    def __reduce__(self):  # picklable from worker processes
+        return type(self), (self.endpoint, self.params, self.status, self.server_message)
+
 
 class RetriesExhausted(ApiError):
     """A transient failure that persisted past the retry bound."""

@@ -1,0 +1,96 @@
+"""Partition work in forked worker processes, so a backfill uses every core while only the step's own
+process opens the DuckDB file (reads and writes stay in the parent).
+
+A job is a function and a list of items. The parent forks one process per slice of items; each child
+inherits the job (inputs already in memory, copy-on-write), runs it, and sends back its results and the
+log records of the project's loggers, which the parent re-emits in order. A child never writes to the
+Dagster instance or to the warehouse. Where fork is unavailable, or for a single item, the job runs
+inline.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+LOGGER = "kw_assets"
+
+
+def default_workers() -> int:
+    """``KW_WORKERS`` if set, else one per core."""
+    return max(1, int(os.environ.get("KW_WORKERS") or os.cpu_count() or 1))
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.levelno, record.getMessage()))
+
+
+def _child(job: Callable[[Any], Any], items: Sequence[Any], conn) -> None:
+    logger = logging.getLogger(LOGGER)
+    buffer = _Records()
+    logger.handlers, logger.propagate = [buffer], False  # the parent's handlers write to the instance: not here
+    try:
+        payload = ("ok", job(items), buffer.records)
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+        payload = ("error", traceback.format_exc(), buffer.records)
+    try:
+        conn.send(payload)
+    finally:
+        conn.close()
+        os._exit(0)
+
+
+@dataclass
+class Pending:
+    """Results of a job started in workers (or already computed inline)."""
+
+    handles: list = field(default_factory=list)
+    inline: list | None = None
+
+    def result(self, log: Callable[[int, str], None] | None = None) -> list:
+        """One value per slice, in order (log records of workers are passed to ``log`` first)."""
+        if self.inline is not None:
+            return self.inline
+        out: list = []
+        errors = []
+        for proc, conn in self.handles:
+            status, value, records = conn.recv()
+            conn.close()
+            proc.join()
+            for level, message in records:
+                if log:
+                    log(level, message)
+            if status == "ok":
+                out.append(value)
+            else:
+                errors.append(value)
+        if errors:
+            raise RuntimeError("a partition worker failed:\n" + errors[0])
+        return out
+
+
+def start(job: Callable[[Sequence[Any]], list], items: Sequence[Any], workers: int) -> Pending:
+    """Run ``job`` over contiguous slices of ``items`` in up to ``workers`` forked processes;
+    ``Pending.result()`` gives ``job``'s value for each slice, in order."""
+    if workers <= 1 or len(items) < 2 or "fork" not in mp.get_all_start_methods():
+        return Pending(inline=[job(items)])
+    ctx = mp.get_context("fork")
+    n = min(workers, len(items))
+    bounds = [round(i * len(items) / n) for i in range(n + 1)]
+    pending = Pending()
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(job, items[a:b], send), daemon=True)
+        proc.start()
+        send.close()
+        pending.handles.append((proc, recv))
+    return pending

@@ -1,0 +1,80 @@
+"""Partition work in forked workers: same results as inline, logs kept, failures surfaced, and a
+backfill computed by two workers writes exactly what one process writes."""
+
+import logging
+import os
+import pickle
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from kw_assets.defs import parallel
+from kw_assets.defs.features import minute_panel
+from kw_assets.defs.raw import raw_assets
+from kw_assets.defs.resources import MarketDataResource, WarehouseResource
+from kw_assets.errors import DataError
+from kw_assets.schemas import TableInvalid
+from kw_assets.sources.http import ApiError, RetriesExhausted
+from kw_assets.warehouse import Warehouse
+from kw_assets_tests.conftest import SIM_NOW
+
+pytestmark = pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="needs fork")
+
+
+def squares_with_pids(items):
+    logging.getLogger("kw_assets.test").warning("slice %s..%s", items[0], items[-1])
+    return [(x * x, os.getpid()) for x in items]
+
+
+def test_workers_give_the_inline_results_in_order_from_other_processes():
+    items = list(range(10))
+    seen = []
+    slices = parallel.start(squares_with_pids, items, workers=2).result(lambda level, msg: seen.append((level, msg)))
+    values = [v for s in slices for v, _ in s]
+    assert values == [x * x for x in items]
+    pids = {pid for s in slices for _, pid in s}
+    assert len(pids) == 2 and os.getpid() not in pids
+    # the workers' log records come back to the parent, in slice order
+    assert seen == [(logging.WARNING, "slice 0..4"), (logging.WARNING, "slice 5..9")]
+    inline = parallel.start(squares_with_pids, items, workers=1).result()
+    assert [v for s in inline for v, _ in s] == values and {p for s in inline for _, p in s} == {os.getpid()}
+
+
+def boom(items):
+    raise ZeroDivisionError("worker blew up on purpose")
+
+
+def test_a_failing_worker_fails_the_parent_with_its_traceback():
+    with pytest.raises(RuntimeError, match="ZeroDivisionError: worker blew up on purpose"):
+        parallel.start(boom, [1, 2, 3], workers=2).result()
+
+
+def test_bad_input_errors_survive_the_trip_from_a_worker():
+    errors = [DataError("kalshi_candles", "price.close", "not a number: 'abc'", "ny|2025-06-01"),
+              RetriesExhausted("/markets", {"event_ticker": "KXHIGHNY-25JUN01"}, 429, "gave up after 10 attempts"),
+              ApiError("/events/X", {}, 404, "not found"),
+              TableInvalid("kalshi_trades", pd.DataFrame({"column": ["yes_price"], "check": ["le(1)"]}), "chi|2025-06-02")]
+    for exc in errors:
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc)
+    assert pickle.loads(pickle.dumps(errors[0])).field == "price.close"
+
+
+def test_two_workers_write_what_one_process_writes(tmp_path):
+    tags = {"dagster/asset_partition_range_start": "ny|2025-06-01", "dagster/asset_partition_range_end": "chi|2025-06-03"}
+    tables = {}
+    for workers in (1, 2):
+        path = str(tmp_path / f"w{workers}.duckdb")
+        with dg.instance_for_test() as instance:
+            result = dg.materialize([*raw_assets, minute_panel], instance=instance, tags=tags, resources={
+                "market_data": MarketDataResource(simulated_now=SIM_NOW), "warehouse": WarehouseResource(path=path, workers=workers)})
+            assert result.success
+            meta = result.asset_materializations_for_node("kalshi_candles")[0].metadata
+        assert meta["requests"].value > 0  # the workers' request counts reach the metadata
+        wh = Warehouse(path)
+        tables[workers] = {t: wh.read(t).sort_values(["city", "climate_day"], kind="stable").reset_index(drop=True)
+                           for t in ("kalshi_markets", "kalshi_candles", "kalshi_trades", "weather_obs", "minute_panel")}
+    assert len(Warehouse(str(tmp_path / "w2.duckdb")).partitions("minute_panel")) == 6
+    for t, frame in tables[1].items():
+        pd.testing.assert_frame_equal(frame, tables[2][t], check_exact=True, obj=t)
