@@ -2,6 +2,7 @@
 walk-forward calibrated PMF, per city x climate day."""
 
 import datetime as dt
+import functools
 import zlib
 
 import dagster as dg
@@ -11,7 +12,7 @@ import pandas as pd
 from kw_assets.defs.config import build, run_config_from
 from kw_assets.defs.materialize import derive_partitions, partition_pairs, require_markets, schema_check
 from kw_assets.defs.resources import WarehouseResource
-from kw_assets.model.calibration import CalibrationConfig, walk_forward_fit
+from kw_assets.model.calibration import CalibrationConfig, History, walk_forward_fit
 from kw_assets.model.fusion import FusionConfig, fuse_panel
 from kw_assets.model.weather import WeatherModelConfig, weather_pmf_frame
 from kw_assets.partitions import city_day_partitions
@@ -92,13 +93,14 @@ def calibrated_pmf(context: dg.AssetExecutionContext, config: CalibrationRunConf
     wh = warehouse.get()
     cfg = build(CalibrationConfig, config)
     last_day = max(day for _, day, _ in partition_pairs(context))
-    history = calibration_history(wh, last_day, cfg.sample_every_min)  # once per run; filtered per day below
+    history = History.from_frame(calibration_history(wh, last_day, cfg.sample_every_min))  # once per run
+    fit_for_day = functools.lru_cache(maxsize=None)(lambda day: walk_forward_fit(history, day, cfg))  # cities share a fit
 
     def produce(city, day, data):
         fused = data["fused_pmf"]
         if fused.empty:
             return fused
-        cal = walk_forward_fit(history, day, cfg)
+        cal = fit_for_day(day)
         fused = fused.sort_values(["minute_ts", "bracket_index"]).reset_index(drop=True)
         n_br = fused["bracket_index"].nunique()
         p = fused["p_fused"].to_numpy(float).reshape(-1, n_br)

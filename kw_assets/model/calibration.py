@@ -95,29 +95,48 @@ def fit_calibrator(method: str, p: np.ndarray, winner: np.ndarray, min_samples: 
     return cal
 
 
-def training_window(days: np.ndarray, target: dt.date, window_days: int | None, embargo_days: int = 2) -> np.ndarray:
-    """Mask of training days known before ``target``'s market opened (and within the rolling window, if any)."""
-    d = np.asarray([x if isinstance(x, dt.date) else pd.Timestamp(x).date() for x in days])
-    mask = d < target - dt.timedelta(days=embargo_days)
-    if window_days is not None:
-        mask &= d >= target - dt.timedelta(days=window_days)
-    return mask
+@dataclass(frozen=True)
+class History:
+    """Settled, sampled PMFs as arrays sorted by climate day: ``p`` is (rows x widest event), NaN-padded."""
+
+    days: np.ndarray  # datetime64[D]
+    p: np.ndarray
+    winner: np.ndarray
+    n_brackets: np.ndarray
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> "History":
+        """From rows of (climate_day, p: list of bracket probabilities, winner, n_brackets)."""
+        if frame.empty:
+            return cls(np.empty(0, "datetime64[D]"), np.empty((0, 1)), np.empty(0, int), np.empty(0, int))
+        days = pd.to_datetime(frame["climate_day"]).to_numpy("datetime64[D]")
+        order = np.argsort(days, kind="stable")
+        width = frame["n_brackets"].to_numpy(int)
+        p = np.full((len(frame), int(width.max())), np.nan)
+        rows = np.repeat(np.arange(len(frame)), width)
+        cols = np.arange(len(rows)) - np.repeat(np.cumsum(width) - width, width)
+        p[rows, cols] = np.concatenate(frame["p"].to_numpy())
+        return cls(days[order], p[order], frame["winner"].to_numpy(int)[order], width[order])
 
 
-def walk_forward_fit(history: pd.DataFrame, target: dt.date, cfg: CalibrationConfig) -> Calibrator:
-    """Fit on ``history`` rows (climate_day, p: list of bracket probs, winner) from days before ``target``."""
-    if history.empty:
+def training_slice(days: np.ndarray, target: dt.date, window_days: int | None, embargo_days: int = 2) -> slice:
+    """Rows (of day-sorted ``days``) known before ``target``'s market opened, within the rolling window if any."""
+    end = np.datetime64(target - dt.timedelta(days=embargo_days), "D")
+    lo = 0 if window_days is None else int(np.searchsorted(days, np.datetime64(target - dt.timedelta(days=window_days), "D")))
+    return slice(lo, int(np.searchsorted(days, end, side="left")))
+
+
+def walk_forward_fit(history: pd.DataFrame | History, target: dt.date, cfg: CalibrationConfig) -> Calibrator:
+    """Fit on settled rows from days before ``target`` (days <= target - 1 - embargo)."""
+    h = history if isinstance(history, History) else History.from_frame(history)
+    window = training_slice(h.days, target, cfg.window_days, cfg.embargo_days)
+    if window.stop <= window.start:
         return fit_calibrator(cfg.method, np.empty((0, 1)), np.empty(0, int), cfg.min_samples)
-    mask = training_window(history["climate_day"].to_numpy(), target, cfg.window_days, cfg.embargo_days)
-    train = history[mask]
-    if train.empty:
-        return fit_calibrator(cfg.method, np.empty((0, 1)), np.empty(0, int), cfg.min_samples)
-    width = train["n_brackets"].max()
-    train = train[train["n_brackets"] == width]
-    p = np.vstack(train["p"].to_numpy())
-    cal = fit_calibrator(cfg.method, p, train["winner"].to_numpy(int), cfg.min_samples)
-    days = pd.to_datetime(train["climate_day"])
-    cal.fit_start, cal.fit_end = days.min().date(), days.max().date()
-    cal.fit_days = int(days.dt.date.nunique())
-    cal.fit_samples = int(len(train))
+    width = int(h.n_brackets[window].max())
+    keep = h.n_brackets[window] == width
+    days = h.days[window][keep]
+    cal = fit_calibrator(cfg.method, h.p[window][keep, :width], h.winner[window][keep], cfg.min_samples)
+    cal.fit_start, cal.fit_end = days[0].astype(object), days[-1].astype(object)
+    cal.fit_days = int(len(np.unique(days)))
+    cal.fit_samples = int(len(days))
     return cal

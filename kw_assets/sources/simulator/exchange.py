@@ -56,6 +56,39 @@ def _prices(values: np.ndarray) -> list:
     return out.tolist()
 
 
+class RawJson(str):
+    """JSON text encoded ahead (candles, trades: thousands of small objects built from arrays), spliced
+    into the response as is."""
+
+
+def dumps(body: Any) -> str:
+    """``json.dumps`` that splices ``RawJson`` values (and lists of them) in unchanged."""
+    raws: list[str] = []
+
+    def swap(x):
+        if isinstance(x, RawJson):
+            raws.append(x)
+            return f"\x00{len(raws) - 1}\x00"
+        if isinstance(x, list) and x and all(isinstance(v, RawJson) for v in x):
+            raws.append("[" + ",".join(x) + "]")
+            return f"\x00{len(raws) - 1}\x00"
+        if isinstance(x, dict):
+            return {k: swap(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [swap(v) for v in x]
+        return x
+
+    text = json.dumps(swap(body))
+    for i, raw in enumerate(raws):
+        text = text.replace(f'"\\u0000{i}\\u0000"', raw, 1)
+    return text
+
+
+def _tokens(values: list) -> list[str]:
+    """JSON tokens of optional strings: '"0.4500"' or 'null'."""
+    return ["null" if v is None else f'"{v}"' for v in values]
+
+
 class KalshiApiError(Exception):
     def __init__(self, status: int, message: str):
         self.status, self.message = status, message
@@ -95,7 +128,7 @@ class SimulatedExchange:
             body = self._route(path[len(PREFIX):], q)
         except KalshiApiError as exc:
             return _error(exc.status, exc.message)
-        return httpx.Response(200, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+        return httpx.Response(200, content=dumps(body).encode(), headers={"content-type": "application/json"})
 
     def _route(self, path: str, q: dict[str, str]) -> Any:
         routes: list[tuple[str, Callable[..., Any]]] = [
@@ -320,7 +353,7 @@ class SimulatedExchange:
         start, end, _ = self._candle_window(q, 1)
         return {"ticker": ticker, "candlesticks": self._candles(w, i, start, end, True)}
 
-    def _candles(self, w: World, i: int, start: int, end: int, historical: bool) -> list[dict]:
+    def _candles(self, w: World, i: int, start: int, end: int, historical: bool) -> list[RawJson]:
         """Sparse 1-minute candles of one bracket: only minutes whose quotes changed or that traded."""
         n_min = w.bid.shape[0] // SUBSTEPS_PER_MIN
         bid = w.bid[: n_min * SUBSTEPS_PER_MIN, i].reshape(n_min, SUBSTEPS_PER_MIN)
@@ -355,28 +388,21 @@ class SimulatedExchange:
             "pm": np.where(traded[act], notional[act] / np.where(vol[act] > 0, vol[act], 1), np.nan),
             "pp": np.where(prev_idx >= 0, t_px[np.maximum(prev_idx, 0)] if len(t_px) else np.nan, np.nan),
         }
-        text = {k: _prices(v) for k, v in cols.items()}
-        vol_text = [f"{x:.2f}" for x in vol[act]]
-        oi_text = [f"{x:.2f}" for x in oi[act]]
+        tok = {k: _tokens(_prices(v)) for k, v in cols.items()}
         vkey, oikey = ("volume", "open_interest") if historical else ("volume_fp", "open_interest_fp")
-        out = []
-        for j, m in enumerate(act.tolist()):
-            c: dict[str, Any] = {
-                "end_period_ts": int(end_ts[m]),
-                "yes_bid": {f"open{sfx}": text["bo"][j], f"low{sfx}": text["bl"][j], f"high{sfx}": text["bh"][j], f"close{sfx}": text["bc"][j]},
-                "yes_ask": {f"open{sfx}": text["ao"][j], f"low{sfx}": text["al"][j], f"high{sfx}": text["ah"][j], f"close{sfx}": text["ac"][j]},
-            }
-            previous = text["pp"][j]
-            if traded[m]:
-                c["price"] = {f"open{sfx}": text["po"][j], f"low{sfx}": text["pl"][j], f"high{sfx}": text["ph"][j],
-                              f"close{sfx}": text["pc"][j], f"mean{sfx}": text["pm"][j], f"previous{sfx}": previous}
-            elif historical:
-                c["price"] = {"open": None, "low": None, "high": None, "close": None, "mean": None, "previous": previous}
-            else:
-                c["price"] = {"previous_dollars": previous} if previous is not None else {}
-            c[vkey], c[oikey] = vol_text[j], oi_text[j]
-            out.append(c)
-        return out
+        quote = "{" + ", ".join(f'"{k}{sfx}": %s' for k in ("open", "low", "high", "close")) + "}"
+        full = "{" + ", ".join(f'"{k}{sfx}": %s' for k in ("open", "low", "high", "close", "mean", "previous")) + "}"
+        if historical:
+            no_trade = ['{"open": null, "low": null, "high": null, "close": null, "mean": null, "previous": %s}' % p
+                        for p in tok["pp"]]
+        else:
+            no_trade = ["{}" if p == "null" else '{"previous_dollars": %s}' % p for p in tok["pp"]]
+        price = [full % row if t else nt for row, t, nt in zip(zip(tok["po"], tok["pl"], tok["ph"], tok["pc"], tok["pm"], tok["pp"]),
+                                                              traded[act].tolist(), no_trade)]
+        bids = [quote % row for row in zip(tok["bo"], tok["bl"], tok["bh"], tok["bc"])]
+        asks = [quote % row for row in zip(tok["ao"], tok["al"], tok["ah"], tok["ac"])]
+        candle = f'{{"end_period_ts": %d, "yes_bid": %s, "yes_ask": %s, "price": %s, "{vkey}": "%.2f", "{oikey}": "%.2f"}}'
+        return [RawJson(candle % row) for row in zip(end_ts[act].tolist(), bids, asks, price, vol[act].tolist(), oi[act].tolist())]
 
     def trades(self, q, historical: bool):
         limit = _limit(q, 1000, default=100)
@@ -393,14 +419,15 @@ class SimulatedExchange:
         sel = (w.trade_bracket == i) & (w.trade_ts >= lo) & (w.trade_ts <= hi)
         sel &= (w.trade_ts < cut) if historical else (w.trade_ts >= cut)
         idx = np.nonzero(sel)[0][::-1]  # newest first
-        rows = [{
-            "trade_id": w.trade_id[k], "ticker": ticker,
-            "created_time": dt.datetime.fromtimestamp(w.trade_ts[k] / 1e6, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "count_fp": _fp(w.trade_count[k]), "yes_price_dollars": _d(w.trade_price[k]),
-            "no_price_dollars": _d(1 - w.trade_price[k]),
-            "taker_outcome_side": "yes" if w.trade_yes[k] else "no", "taker_side": "yes" if w.trade_yes[k] else "no",
-            "taker_book_side": "bid" if w.trade_yes[k] else "ask", "is_block_trade": bool(w.trade_block[k]),
-        } for k in idx]
+        created = np.datetime_as_string(w.trade_ts[idx].astype("datetime64[us]"), unit="us").tolist()
+        yes = w.trade_yes[idx].tolist()
+        side = ['"yes", "taker_side": "yes", "taker_book_side": "bid"' if y else '"no", "taker_side": "no", "taker_book_side": "ask"'
+                for y in yes]
+        template = ('{"trade_id": "%s", "ticker": "' + ticker + '", "created_time": "%sZ", "count_fp": "%.2f", '
+                    '"yes_price_dollars": %s, "no_price_dollars": %s, "taker_outcome_side": %s, "is_block_trade": %s}')
+        rows = [RawJson(template % r) for r in zip([w.trade_id[k] for k in idx], created, w.trade_count[idx].tolist(),
+                                                   _tokens(_prices(w.trade_price[idx])), _tokens(_prices(1 - w.trade_price[idx])),
+                                                   side, ["true" if b else "false" for b in w.trade_block[idx].tolist()])]
         return self._page(rows, q, limit, "trades")
 
     def _page(self, rows: list, q: dict, limit: int, key: str) -> dict:
