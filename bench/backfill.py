@@ -4,7 +4,8 @@
     .venv/bin/python bench/backfill.py --days 7                                          # a quick slice
 
 Reports wall time, runs launched (one: every asset takes the whole partition range), city-days per
-second, seconds per step, and peak memory (max RSS of this process).
+second, seconds per step, and peak memory (max RSS of this process, and of the largest forked worker).
+Workers: ``KW_WORKERS`` (default one per core).
 """
 
 import argparse
@@ -52,10 +53,11 @@ def main():
         steps = {s.step_key: s.end_time - s.start_time for s in instance.get_run_step_stats(result.run_id)}
     n = len(cities) * a.days
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{len(cities)} cities x {a.days} days = {n} city-days ({start} .. {end}), simulated source")
     print(f"success: {result.success}; runs launched: {runs}; wall {wall:.1f} s; {n / wall:.2f} city-days/s; "
-          f"peak RSS {peak_mb:,.0f} MiB")
+          f"peak RSS {peak_mb:,.0f} MiB (largest worker {worker_mb:,.0f} MiB)")
     for step, secs in sorted(steps.items(), key=lambda kv: -kv[1]):
         print(f"  {step:<20} {secs:7.1f} s  ({secs / n * 1000:6.0f} ms per city-day)")
     print(f"year x 7 cities (2,555 city-days) at this rate: ~{2555 / (n / wall) / 60:.0f} min in 1 run")

@@ -8,7 +8,7 @@ the assets attach to a failed blocking asset check before anything is written.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Iterable
 
 import numpy as np
 import pandas as pd
@@ -400,9 +400,13 @@ def columns(table: str) -> list[str]:
     return list(schema(table).columns)
 
 
-def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
-    """Put a frame in the table's column order with the table's dtypes (types are still checked after)."""
+def conform(table: str, df: pd.DataFrame, only: Iterable[str] | None = None) -> pd.DataFrame:
+    """Put a frame in the table's column order (or just the columns ``only``) with the table's dtypes
+    (types are still checked after)."""
     cols = schema(table).columns
+    if only is not None:
+        keep = set(only)
+        cols = {n: c for n, c in cols.items() if n in keep}
     out = df.reindex(columns=list(cols))
     for name, col in cols.items():
         dtype, have = str(col.dtype), str(out[name].dtype)

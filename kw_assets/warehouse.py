@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from kw_assets.schemas import TABLES, conform, sql_columns
+from kw_assets.schemas import PARTITION_COLUMNS, TABLES, conform, sql_columns
 
 Partition = tuple[str, dt.date]
 UNIQUE_TEXT = {"trade_id", "order_id"}  # text columns with a value per row: read as plain strings
@@ -91,29 +91,36 @@ class Warehouse:
                     con.unregister("incoming_keys")
         return len(frame)
 
-    def read(self, table: str, partitions: Iterable[Partition] | None = None) -> pd.DataFrame:
-        """Rows of ``table`` (for ``partitions`` if given), in the schema's dtypes; empty if never written."""
+    def read(self, table: str, partitions: Iterable[Partition] | None = None,
+             columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """Rows of ``table`` (for ``partitions`` if given), in the schema's dtypes; empty if never written.
+        ``columns`` picks a subset (the partition columns always come along)."""
+        only = None if columns is None else [*PARTITION_COLUMNS, *(c for c in columns if c not in PARTITION_COLUMNS)]
         if table not in TABLES:
             raise KeyError(f"unknown table {table!r}")
         with self.connect(read_only=True) as con:
             exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()[0][0]
             if not exists:
-                return conform(table, pd.DataFrame())
+                return conform(table, pd.DataFrame(), only)
             source = f"FROM {table} t"
             if partitions is not None:
                 keys = pd.DataFrame(sorted(set(partitions)), columns=["city", "climate_day"])
                 keys["climate_day"] = pd.to_datetime(keys["climate_day"])
                 con.register("wanted", keys)
                 source += " JOIN wanted k ON t.city = k.city AND t.climate_day = CAST(k.climate_day AS DATE)"
-            out = self._select(con, table, source)
-        return conform(table, out)
+            out = self._select(con, table, source, only)
+        return conform(table, out, only)
 
     @staticmethod
-    def _select(con: duckdb.DuckDBPyConnection, table: str, source: str) -> pd.DataFrame:
+    def _select(con: duckdb.DuckDBPyConnection, table: str, source: str, only: list[str] | None = None) -> pd.DataFrame:
         """SELECT every column in insertion order. Repetitive text columns (city, ticker, side, ...) come
         back as codes into their distinct values, so pandas makes one Python string per value, not per row."""
-        names = [n for n, _ in sql_columns(table)]
-        coded = [n for n, t in sql_columns(table) if t == "VARCHAR" and n not in UNIQUE_TEXT]
+        wanted = [(n, t) for n, t in sql_columns(table) if only is None or n in only]
+        unknown = set(only or ()) - {n for n, _ in wanted}
+        if unknown:
+            raise KeyError(f"{table} has no column(s) {sorted(unknown)}")
+        names = [n for n, _ in wanted]
+        coded = [n for n, t in wanted if t == "VARCHAR" and n not in UNIQUE_TEXT]
         values = []
         if coded:
             lists = con.execute(f"SELECT {', '.join(f'list(DISTINCT t.{c})' for c in coded)} {source}").fetchall()[0]

@@ -23,6 +23,7 @@ BACKTEST = dict(partitions_def=city_day_partitions, backfill_policy=dg.BackfillP
                 pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"})
 
 
+TAPE_COLUMNS = ("source", "minute_ts", "market_ticker", "bracket_index", "yes_bid", "yes_ask", "last_price", "mid", "volume")
 BacktestConfig = run_config_from("BacktestConfig", StrategyConfig, FillConfig, ExecutionConfig,
                                  exclude=("fee_type", "fee_multiplier"))  # fees come from the series
 
@@ -47,8 +48,12 @@ def backtest_fills(context: dg.AssetExecutionContext, config: BacktestConfig, wa
         return out.assign(source=panel["source"].iloc[0])
 
     yield from derive_partitions(context, wh, "backtest_fills", "fill_ts", produce,
-                                 inputs=("settlement", "kalshi_markets", "minute_panel", "calibrated_pmf", "kalshi_trades",
-                                         "kalshi_candles"), workers=warehouse.workers)
+                                 inputs={"settlement": None, "kalshi_markets": None,
+                                         "minute_panel": TAPE_COLUMNS + ("acceleration", "ras", "clv"),
+                                         "calibrated_pmf": ("minute_ts", "bracket_index", "p_calibrated", "hazard"),
+                                         "kalshi_trades": ("market_ticker", "created_time", "yes_price", "count", "is_block_trade"),
+                                         "kalshi_candles": ("market_ticker", "end_period_ts", "price_low", "price_high")},
+                                 workers=warehouse.workers)
 
 
 @dg.asset(**BACKTEST, deps=["backtest_fills", "minute_panel"], check_specs=[schema_check("backtest_pnl")],
@@ -65,7 +70,7 @@ def backtest_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         return equity_path(fills, tape).assign(source=panel["source"].iloc[0])
 
     yield from derive_partitions(context, wh, "backtest_pnl", "minute_ts", produce,
-                                 inputs=("backtest_fills", "minute_panel"), workers=warehouse.workers)
+                                 inputs={"backtest_fills": None, "minute_panel": TAPE_COLUMNS}, workers=warehouse.workers)
 
 
 class ReportConfig(dg.Config):

@@ -185,11 +185,12 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 12) -> str:
 
 
 PREFETCH_CHUNK = 32
+Inputs = tuple[str, ...] | dict[str, tuple[str, ...] | None]  # upstream tables, or tables -> the columns used
 
 
 def write_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, table: str, time_column: str | None,
                      produce: Callable[[City, dt.date, dict[str, pd.DataFrame]], pd.DataFrame],
-                     inputs: tuple[str, ...] = (), source: str = "derived", workers: int = 1,
+                     inputs: Inputs = (), source: str = "derived", workers: int = 1,
                      counters: Callable[[], dict[str, int]] | None = None) -> Iterable[dg.MaterializeResult | dg.AssetCheckResult]:
     """The loop of every partitioned asset: partitions in date order, in chunks. For each chunk the
     parent reads the stored inputs (one query per table), ``workers`` forked processes produce and
@@ -197,24 +198,33 @@ def write_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, ta
     (e.g. a client's requests and retries) are summed over the workers into the asset's metadata."""
     pairs = sorted(partition_pairs(context), key=lambda p: (p[1], p[0].key))
     writer = PartitionWriter(context, warehouse, table, source, len(pairs), time_column)
+    needs = inputs if isinstance(inputs, dict) else {t: None for t in inputs}
     log = lambda level, message: context.log.log(level, message)  # noqa: E731
     pending: parallel.Pending | None = None
     totals: dict[str, int] = {}
+    spent = {"read": 0.0, "wait for workers": 0.0, "write": 0.0}
 
     def collect(p: parallel.Pending) -> None:
-        for outcomes, counted in p.result(log):
+        t0 = time.perf_counter()
+        results = p.result(log)
+        t1 = time.perf_counter()
+        for outcomes, counted in results:
             writer.accept(outcomes)
             for k, v in counted.items():
                 totals[k] = totals.get(k, 0) + v
+        spent["wait for workers"] += t1 - t0
+        spent["write"] += time.perf_counter() - t1
 
     for i in range(0, len(pairs), PREFETCH_CHUNK):
         chunk = pairs[i:i + PREFETCH_CHUNK]
         keys = [(city.key, day) for city, day, _ in chunk]
-        loaded = {t: warehouse.read(t, keys) for t in inputs}
+        t0 = time.perf_counter()
+        loaded = {t: warehouse.read(t, keys, columns) for t, columns in needs.items()}
         split = {t: split_by_partition(f) for t, f in loaded.items()}
+        spent["read"] += time.perf_counter() - t0
         work = []
         for city, day, key in chunk:
-            data = {t: split[t].get((city.key, day), loaded[t].iloc[:0]) for t in inputs}
+            data = {t: split[t].get((city.key, day), loaded[t].iloc[:0]) for t in needs}
             work.append((city, day, key, functools.partial(produce, city, day, data)))
         started = parallel.start(functools.partial(_checked_slice, table, source, counters), work, workers)
         if pending is not None:
@@ -222,6 +232,11 @@ def write_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, ta
         pending = started
     if pending is not None:
         collect(pending)
+    t0 = time.perf_counter()
+    writer.flush()
+    spent["write"] += time.perf_counter() - t0
+    context.log.info(f"{table}: {len(pairs)} partitions with {workers} worker(s); "
+                     + ", ".join(f"{k} {v:.1f} s" for k, v in spent.items()))
     yield from writer.finish({k: dg.MetadataValue.int(v) for k, v in totals.items()})
 
 
@@ -234,7 +249,7 @@ def _checked_slice(table: str, source: str, counters, work) -> tuple[list[Outcom
 
 def derive_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, table: str, time_column: str | None,
                       produce: Callable[[City, dt.date, dict[str, pd.DataFrame]], pd.DataFrame],
-                      inputs: tuple[str, ...] = (), workers: int = 1) -> Iterable[dg.MaterializeResult | dg.AssetCheckResult]:
+                      inputs: Inputs = (), workers: int = 1) -> Iterable[dg.MaterializeResult | dg.AssetCheckResult]:
     """A derived table: every partition computed from its stored upstream rows."""
     yield from write_partitions(context, warehouse, table, time_column, produce, inputs, "derived", workers)
 

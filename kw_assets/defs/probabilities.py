@@ -59,8 +59,9 @@ def fused_pmf(context: dg.AssetExecutionContext, config: FusionRunConfig, wareho
             return panel
         return fuse_panel(panel, data["weather_pmf"], cfg).assign(source=panel["source"].iloc[0])
 
-    yield from derive_partitions(context, wh, "fused_pmf", "minute_ts", produce, inputs=("minute_panel", "weather_pmf"),
-                                 workers=warehouse.workers)
+    inputs = {"minute_panel": ("source", "minute_ts", "market_ticker", "bracket_index", "p_norm", "volume", "acceleration"),
+              "weather_pmf": ("decision_ts", "bracket_index", "p_weather", "hazard")}
+    yield from derive_partitions(context, wh, "fused_pmf", "minute_ts", produce, inputs, workers=warehouse.workers)
 
 
 CalibrationRunConfig = run_config_from("CalibrationRunConfig", CalibrationConfig)

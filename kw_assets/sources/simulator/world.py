@@ -12,7 +12,6 @@ cold bias; 5-minute obs read in whole C and converted to F; the official high is
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -239,6 +238,16 @@ def _simulate_quotes(rng, brackets, open_time, close_time, day_start, h_max, two
     return bid, ask, mid
 
 
+def _uuid_strings(raw: bytes) -> list[str]:
+    """str(uuid.UUID(bytes=...)) of each 16-byte block, as one array operation."""
+    n = len(raw) // 16
+    hexed = np.frombuffer(raw.hex().encode(), dtype="S1").reshape(n, 32)
+    out = np.full((n, 36), b"-", dtype="S1")
+    for a, b, shift in ((0, 8, 0), (8, 12, 1), (12, 16, 2), (16, 20, 3), (20, 32, 4)):
+        out[:, a + shift:b + shift] = hexed[:, a:b]
+    return out.view("S36").ravel().astype(str).tolist()
+
+
 def _simulate_trades(rng, mid, bid, ask, open_time, liquidity):
     """Poisson prints per bracket-minute, busier when prices move; takers lift the ask or hit the bid."""
     n_sub, n_br = mid.shape
@@ -263,7 +272,7 @@ def _simulate_trades(rng, mid, bid, ask, open_time, liquidity):
     ts = (open_time * 1_000_000 + mi.astype("int64") * 60_000_000 + offset_us)[ok]
     order = np.argsort(ts, kind="stable")
     ids_raw = rng.bytes(16 * int(ok.sum()))
-    ids = [str(uuid.UUID(bytes=ids_raw[16 * i:16 * i + 16])) for i in range(int(ok.sum()))]
+    ids = _uuid_strings(ids_raw)
     return {
         "trade_ts": ts[order], "trade_bracket": bi[ok][order], "trade_price": price[ok][order],
         "trade_count": count[ok][order], "trade_yes": yes[ok][order], "trade_block": block[ok][order],
