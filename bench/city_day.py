@@ -1,4 +1,4 @@
-"""Compute time of one city-day through the modelling layers (pure core, inputs in memory).
+"""Compute time of one city-day through every modelling layer and the backtest (pure core, inputs in memory).
 
     .venv/bin/python bench/city_day.py [--repeat 5]
 
@@ -18,7 +18,10 @@ import numpy as np
 import pandas as pd
 
 from kw_assets.cities import get_city
+from kw_assets.model.backtest import equity_path, run_backtest
 from kw_assets.model.calibration import fit_calibrator
+from kw_assets.model.fills import Tape
+from kw_assets.model.strategy import signal_intents
 from kw_assets.model.fusion import fuse_panel
 from kw_assets.model.panel import build_panel
 from kw_assets.model.weather import WeatherModelConfig, simulate_weather_pmf, weather_pmf_frame
@@ -63,12 +66,23 @@ def main():
     p = fused["p_fused"].to_numpy().reshape(-1, len(markets))
     t_cal, _ = timed(lambda: cal.apply(p), a.repeat)
     rows.append(("calibrated_pmf (apply)", t_cal, ""))
+    calibrated = fused.assign(p_calibrated=cal.apply(p).ravel())
+    winner = int(markets.loc[markets["result"] == "yes", "bracket_index"].iloc[0])
+
+    def backtest():
+        tape = Tape.build(panel, trades, candles)
+        intents, opposite = signal_intents(panel, calibrated)
+        fills = run_backtest(tape, intents, winner, opposite)
+        return fills, equity_path(fills, tape)
+
+    t_bt, (fills, _) = timed(backtest, a.repeat)
+    rows.append(("backtest_fills + pnl", t_bt, f"{int((fills['contracts'] > 0).sum())} fills"))
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"city-day {city.key} {day}, median of {a.repeat}")
     for name, t, note in rows:
         print(f"  {name:<24} {t * 1000:8.1f} ms  {note}")
-    total = t_panel + t_wx + t_fuse + t_cal
+    total = t_panel + t_wx + t_fuse + t_cal + t_bt
     print(f"  {'all layers (asset path)':<24} {total * 1000:8.1f} ms")
 
 

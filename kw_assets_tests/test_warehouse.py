@@ -35,3 +35,28 @@ def test_rows_outside_the_replaced_partitions_are_refused(tmp_path):
 def test_reading_a_table_never_written_gives_an_empty_typed_frame(tmp_path):
     f = Warehouse(tmp_path / "w.duckdb").read("kalshi_candles")
     assert f.empty and "yes_bid_close" in f.columns
+
+
+def test_reads_keep_insertion_order_text_values_and_nulls_and_can_pick_columns(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    days = [dt.date(2025, 6, 1) + dt.timedelta(days=i) for i in range(3)]
+    frames = [obs(city, d, [70.0 + i, 71.0 + i]) for i, d in enumerate(days) for city in ("chi", "ny")]
+    frames[0] = frames[0].assign(station="KMDW")
+    wh.replace_partitions("weather_obs", pd.concat(frames), [(c, d) for d in days for c in ("chi", "ny")])
+    s = pd.DataFrame({"city": ["ny", "chi"], "climate_day": pd.Timestamp(days[0]), "source": "simulated",
+                      "event_ticker": ["KXHIGHNY-25JUN01", "KXHIGHCHI-25JUN01"], "official_high_f": [81.0, None],
+                      "winning_market_ticker": ["KXHIGHNY-25JUN01-B80.5", None], "winning_bracket_index": [3, -1],
+                      "settlement_source": "simulated (CLI semantics)", "obs_max_f": [80.6, None]})
+    wh.replace_partitions("settlement", s, [("ny", days[0]), ("chi", days[0])])
+
+    got = wh.read("weather_obs", [("ny", days[1]), ("chi", days[0])])
+    # rows come back in the order they were written, text values intact (repetitive text is read as codes)
+    assert got["city"].tolist() == ["chi", "chi", "ny", "ny"] and got["station"].tolist() == ["KMDW", "KMDW", "KNYC", "KNYC"]
+    assert got["temp_f"].tolist() == [70.0, 71.0, 71.0, 72.0]
+    settled = wh.read("settlement").set_index("city")
+    assert settled.loc["chi", "winning_market_ticker"] is None and settled.loc["ny", "winning_market_ticker"] == "KXHIGHNY-25JUN01-B80.5"
+
+    picked = wh.read("weather_obs", [("ny", days[2])], columns=["temp_f"])
+    assert list(picked.columns) == ["city", "climate_day", "temp_f"] and picked["temp_f"].tolist() == [72.0, 73.0]
+    with pytest.raises(KeyError, match="no column"):
+        wh.read("weather_obs", columns=["temperature"])

@@ -2,8 +2,8 @@
 
 Orders come from a strategy (or a test) as intents decided at minute rows. Each passes the risk limits
 (contracts per bracket and per event, no entry into an empty book, a daily loss limit on realized P&L),
-enters through the fill model, and then exits by the first of: take-profit or stop-loss in dollars
-against the entry price (marked at what a taker would get), the opposite signal, or a square-up
+enters through the fill model, and, once the entry order is done (filled, or expired
+while resting), exits by the first of: take-profit or stop-loss in dollars against the entry price (marked at what a taker would get), the opposite signal, or a square-up
 ``square_up_min`` before the close; exits are taker orders, minute by minute until filled. Whatever is
 still held at the close settles at 1 or 0 per contract from the market's result. With
 ``exit_mode='settlement'`` every position is held to settlement.
@@ -93,7 +93,11 @@ def run_backtest(tape: Tape, intents: pd.DataFrame, winner: int, opposite: np.nd
             fills.append(f)
             held += qty
             cost += -f["cash_flow"]
+        # exits are considered once the entry order is done: filled, or (a resting order) expired;
+        # starting at the last fill would use the knowledge that no more fills were coming
         entry_row = entries[-1][0]
+        if it["liquidity"] != "taker" and held < size - 1e-9:
+            entry_row = max(entry_row, min(t + fill_cfg.maker_ttl_min, n - 1))
         avg = sum(p * q for _, p, q in entries) / held
         pnl = -cost
         exit_row = n

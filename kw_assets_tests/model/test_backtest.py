@@ -127,3 +127,24 @@ def test_report_splits_realized_and_settlement_pnl_and_they_add_up(days):
     assert round(s["realized_pnl"] + s["settlement_pnl"], 6) == round(s["net_pnl"], 6)
     assert round(s["gross_pnl"] - s["fees"], 6) == round(s["net_pnl"], 6)
     assert s["maker_contracts"] == 0 and s["taker_contracts"] > 0
+
+
+def test_exits_wait_until_a_resting_entry_is_done():
+    """A maker entry half filled at minute 3 and expiring at minute 11: a take-profit visible at minute 5 is
+    acted on only once the order is done (deciding earlier would use the knowledge that no more fills come)."""
+    n = 60
+    minutes = pd.date_range("2025-06-01T14:00Z", periods=n, freq="min")
+    bid = np.full((n, 1), 0.40)
+    bid[5:] = 0.60
+    ask = bid + 0.02
+    tape = Tape(minutes, np.array(["T"]), bid, ask, bid + 0.01, bid + 0.01, np.full((n, 1), 100.0),
+                np.full((n, 1), np.nan), np.full((n, 1), np.nan), 0.02,
+                np.array([3]), np.array([0]), np.array([0.40]), np.array([10.0]))
+    intents = pd.DataFrame({"row": [1], "bracket": [0], "side": ["yes"], "size": [10.0], "liquidity": ["maker"],
+                            "limit": [0.40], "edge": [0.05]})
+    fills = run_backtest(tape, intents, 0, None, FillConfig(maker_ttl_min=10), ExecutionConfig(take_profit=0.08))
+    entry = fills[fills["action"] == "buy"]
+    exit_ = fills[fills["action"] == "sell"]
+    assert entry["contracts"].tolist() == [5.0] and entry["fill_ts"].tolist() == [minutes[3]]
+    assert exit_["decided_ts"].tolist() == [minutes[12]] and exit_["fill_ts"].tolist() == [minutes[13]]
+    assert exit_["price"].iloc[0] == pytest.approx(0.59)  # the bid less 1 cent of slippage
