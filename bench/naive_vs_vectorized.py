@@ -247,7 +247,7 @@ def naive_backtest(panel, calibrated, trades, winner, scfg: StrategyConfig, fcfg
                 got = want - pos["filled_raw"]
                 pos["filled_raw"] = want
                 if got > 1e-12:
-                    qty = round(got, 2)
+                    qty = float(np.round(got, 2))  # numpy rounding, as the fill model rounds
                     pos["pnl"] += fill(pos["id"], pos["decided"], t, pos["b"], pos["side"], "buy", "maker", pos["limit"], qty, pos["edge"], "entry")
                     pos["held"] += qty
                     pos["qty"] += qty
@@ -291,9 +291,10 @@ def naive_backtest(panel, calibrated, trades, winner, scfg: StrategyConfig, fcfg
                 k_order += 1
                 liq, edge = ("taker", edges[side][0]) if taker else ("maker", edges[side][1])
                 realized = sum(p["pnl"] for p in positions if p["phase"] == "closed" and p["exit_row"] <= t)
-                open_b = sum(p["qty"] for p in positions if p["b"] == b and p["first"] is not None and p["first"] <= t and p["phase"] != "closed")
-                open_e = sum(p["qty"] for p in positions if p["first"] is not None and p["first"] <= t and p["phase"] != "closed")
-                size = min(scfg.contracts, ecfg.max_contracts_bracket - open_b, ecfg.max_contracts_event - open_e)
+                tied = lambda p: p["size"] if p["phase"] == "entry" else p["qty"] if p["phase"] in ("held", "exiting") else 0.0  # noqa: E731
+                open_b = sum(tied(p) for p in positions if p["b"] == b)
+                open_e = sum(tied(p) for p in positions)
+                size = round(min(scfg.contracts, ecfg.max_contracts_bracket - open_b, ecfg.max_contracts_event - open_e), 2)
                 bid, ask = q["yes_bid"], q["yes_ask"]
                 reason = ("daily loss limit" if realized <= -ecfg.daily_loss_limit else "position limit" if size <= 0 else
                           "empty book" if math.isnan(bid) or math.isnan(ask) or (bid <= 0 and ask >= 1) else

@@ -1,7 +1,8 @@
 """The backtest engine and its accounting, for one event.
 
 Orders come from a strategy (or a test) as intents decided at minute rows. Each passes the risk limits
-(contracts per bracket and per event, no entry into an empty book, a daily loss limit on realized P&L),
+(contracts per bracket and per event, counting a working order at its full size until it is done, no
+entry into an empty book, a daily loss limit on realized P&L),
 enters through the fill model, and, once the entry order is done (filled, or expired
 while resting), exits by the first of: take-profit or stop-loss in dollars against the entry price (marked at what a taker would get), the opposite signal, or a square-up
 ``square_up_min`` before the close; exits are taker orders, minute by minute until filled. Whatever is
@@ -54,16 +55,17 @@ def run_backtest(tape: Tape, intents: pd.DataFrame, winner: int, opposite: np.nd
                  fill_cfg: FillConfig = FillConfig(), cfg: ExecutionConfig = ExecutionConfig()) -> pd.DataFrame:
     """Every order and fill of one event (unfilled orders appear with 0 contracts and a reason)."""
     fills: list[dict] = []
-    positions: list[dict] = []  # b, qty, entry_row, exit_row, pnl (realized by exit_row)
+    positions: list[dict] = []  # b, size, qty, decided, done, exit_row, pnl (realized by exit_row)
     n = tape.n_minutes
     square_up = max(n - 1 - cfg.square_up_min, 0)
     for k, it in enumerate(intents.to_dict("records")):
         t, b, side = int(it["row"]), int(it["bracket"]), it["side"]
         oid = f"o{k:05d}"
         realized = sum(p["pnl"] for p in positions if p["exit_row"] <= t)
-        open_b = sum(p["qty"] for p in positions if p["b"] == b and p["entry_row"] <= t < p["exit_row"])
-        open_e = sum(p["qty"] for p in positions if p["entry_row"] <= t < p["exit_row"])
-        size = min(float(it["size"]), cfg.max_contracts_bracket - open_b, cfg.max_contracts_event - open_e)
+        open_b = sum(_exposure(p, t) for p in positions if p["b"] == b)
+        open_e = sum(_exposure(p, t) for p in positions)
+        # contracts come in hundredths: round away the float dust of the limits (60 - 59.99999999999999)
+        size = round(min(float(it["size"]), cfg.max_contracts_bracket - open_b, cfg.max_contracts_event - open_e), 2)
         bid, ask = tape.yes_bid[t, b], tape.yes_ask[t, b]
         reason = None
         if realized <= -cfg.daily_loss_limit:
@@ -85,6 +87,8 @@ def run_backtest(tape: Tape, intents: pd.DataFrame, winner: int, opposite: np.nd
             entries = [(int(r), float(it["limit"]), float(q)) for r, q in zip(rows, qtys)]
         if not entries:
             fills.append(_fill(oid, tape, t, t, b, side, "buy", it["liquidity"], np.nan, 0.0, cfg, it["edge"], "not filled"))
+            done = t + fill_cfg.latency_min if it["liquidity"] == "taker" else min(t + fill_cfg.maker_ttl_min, n - 1)
+            positions.append({"b": b, "size": size, "qty": 0.0, "decided": t, "done": done, "exit_row": done, "pnl": 0.0})
             continue
         held = 0.0
         cost = 0.0
@@ -119,12 +123,20 @@ def run_backtest(tape: Tape, intents: pd.DataFrame, winner: int, opposite: np.nd
             fills.append(f)
             pnl += f["cash_flow"]
             exit_row = n
-        positions.append({"b": b, "qty": float(sum(q for _, _, q in entries)), "entry_row": entries[0][0],
-                          "exit_row": exit_row, "pnl": pnl})
+        positions.append({"b": b, "size": size, "qty": float(sum(q for _, _, q in entries)), "decided": t,
+                          "done": entry_row, "exit_row": exit_row, "pnl": pnl})
     out = pd.DataFrame(fills, columns=FILL_COLUMNS)
     out["fill_ts"] = pd.to_datetime(out["fill_ts"], utc=True)
     out["decided_ts"] = pd.to_datetime(out["decided_ts"], utc=True)
     return out
+
+
+def _exposure(p: dict, t: int) -> float:
+    """Contracts a position ties up at minute t, known at t: the whole order while it works (its fills
+    are not known in advance), then what was filled, until it is closed."""
+    if not p["decided"] <= t < p["exit_row"]:
+        return 0.0
+    return p["size"] if t < p["done"] else p["qty"]
 
 
 def _exit_row(tape: Tape, b: int, side: str, entry_row: int, avg: float, square_up: int,

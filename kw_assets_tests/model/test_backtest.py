@@ -148,3 +148,23 @@ def test_exits_wait_until_a_resting_entry_is_done():
     assert entry["contracts"].tolist() == [5.0] and entry["fill_ts"].tolist() == [minutes[3]]
     assert exit_["decided_ts"].tolist() == [minutes[12]] and exit_["fill_ts"].tolist() == [minutes[13]]
     assert exit_["price"].iloc[0] == pytest.approx(0.59)  # the bid less 1 cent of slippage
+
+
+def test_a_working_order_counts_at_full_size_against_the_limits():
+    """Exposure at minute t is what is known at t: a resting order ties up its whole size until it is done,
+    whatever it later turns out to fill; afterwards only its fills count."""
+    n = 60
+    minutes = pd.date_range("2025-06-01T14:00Z", periods=n, freq="min")
+    bid = np.full((n, 2), 0.40)
+    tape = Tape(minutes, np.array(["A", "B"]), bid, bid + 0.02, bid + 0.01, bid + 0.01, np.full((n, 2), 100.0),
+                np.full((n, 2), np.nan), np.full((n, 2), np.nan), 0.02,
+                np.array([8]), np.array([0]), np.array([0.40]), np.array([4.0]))  # one print: A fills 2 at minute 8
+    intents = pd.DataFrame({"row": [1, 3, 20], "bracket": [0, 1, 1], "side": "yes", "size": 10.0, "liquidity": "maker",
+                            "limit": 0.40, "edge": 0.05})
+    fills = run_backtest(tape, intents, 0, None, FillConfig(maker_ttl_min=10),
+                         ExecutionConfig(max_contracts_event=10.0, exit_mode="settlement"))
+    by_order = fills.groupby("order_id")
+    a = by_order.get_group("o00000")
+    assert a.loc[a["action"] == "buy", "contracts"].tolist() == [2.0] and a["fill_ts"].iloc[0] == minutes[8]
+    assert by_order.get_group("o00001")["reason"].tolist() == ["position limit"]  # A's order still works at minute 3
+    assert by_order.get_group("o00002")["reason"].tolist() == ["not filled"]  # after A's expiry: 10 - 2 = 8 allowed

@@ -15,7 +15,7 @@ import numpy as np
 
 from kw_assets.cities import City, all_cities
 from kw_assets.sources.simulator.faults import FaultConfig, FaultInjector
-from kw_assets.sources.simulator.world import build_world
+from kw_assets.sources.simulator.world import build_weather
 
 TIMELINE = re.compile(r"/VisualCrossingWebServices/rest/services/timeline/stn:(?P<station>[A-Z0-9]+)/(?P<d1>[\d-]+)/(?P<d2>[\d-]+)")
 BYRUN = re.compile(r"/VisualCrossingWebServices/rest/api/v1/historicalforecast/stn:(?P<station>[A-Z0-9]+)/byrun/(?P<d1>[\d-]+)/(?P<d2>[\d-]+)")
@@ -69,7 +69,7 @@ class SimulatedWeatherFeed:
             start, _ = city.climate_day_window(day)
             if start.timestamp() >= t1:
                 return
-            yield build_world(city, day, self.seed)
+            yield build_weather(city, day, self.seed)
             day += dt.timedelta(days=1)
 
     def timeline(self, city: City, d1: dt.date, d2: dt.date) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 
 import numpy as np
@@ -62,13 +62,18 @@ class Bracket:
 
 
 @dataclass
-class World:
+class WeatherDay:
+    """One city-day without its market: weather truth, obs, forecast runs, and the event's brackets and
+    times. The weather feed needs only this (cheap) part; ``rng_state`` lets the market continue the draws."""
+
     city: City
     day: dt.date
     event_ticker: str
     series_ticker: str
     day_start: int  # unix s, LST midnight
     temp_true: np.ndarray  # per minute of the climate day, F
+    two_min: np.ndarray  # 2-minute means of temp_true
+    h_max: float  # hour (LST) of the day's peak
     official_high: int
     obs_epoch: np.ndarray
     obs_temp_f: np.ndarray
@@ -81,6 +86,18 @@ class World:
     close_time: int
     expected_expiration: int
     settlement_ts: int
+    rng_state: dict
+
+    @property
+    def winner(self) -> int:
+        return next(i for i, b in enumerate(self.brackets) if b.low <= self.official_high <= b.high)
+
+    def forecast_hourly(self, run_index: int) -> np.ndarray:
+        return self.smooth_hourly + self.run_error[run_index] + self.fcst_noise[run_index]
+
+
+@dataclass
+class World(WeatherDay):
     # market, per substep from open_time
     bid: np.ndarray  # substeps x brackets
     ask: np.ndarray
@@ -92,13 +109,6 @@ class World:
     trade_yes: np.ndarray  # taker outcome side == yes
     trade_block: np.ndarray
     trade_id: list[str]
-
-    @property
-    def winner(self) -> int:
-        return next(i for i, b in enumerate(self.brackets) if b.low <= self.official_high <= b.high)
-
-    def forecast_hourly(self, run_index: int) -> np.ndarray:
-        return self.smooth_hourly + self.run_error[run_index] + self.fcst_noise[run_index]
 
 
 def _rng(seed: int, city: City, day: dt.date, stream: int) -> np.random.Generator:
@@ -124,6 +134,19 @@ def forecast_error_sd(lead_h: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=256)
 def build_world(city: City, day: dt.date, seed: int = 7) -> World:
+    """The whole city-day: its weather (``build_weather``) and the market that trades on it."""
+    w = build_weather(city, day, seed)
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = w.rng_state  # the market's draws continue the weather's stream
+    bid, ask, mid = _simulate_quotes(rng, w.brackets, w.open_time, w.close_time, w.day_start, w.h_max, w.two_min,
+                                     w.run_times, w.run_error, w.smooth_hourly)
+    trades = _simulate_trades(_rng(seed, city, day, 1), mid, bid, ask, w.open_time,
+                              CLIMATES.get(city.key, DEFAULT_CLIMATE).liquidity)
+    return World(**{f.name: getattr(w, f.name) for f in fields(WeatherDay)}, bid=bid, ask=ask, **trades)
+
+
+@lru_cache(maxsize=1024)
+def build_weather(city: City, day: dt.date, seed: int = 7) -> WeatherDay:
     clim = CLIMATES.get(city.key, DEFAULT_CLIMATE)
     rng = _rng(seed, city, day, 0)
     start, _ = city.climate_day_window(day)
@@ -185,15 +208,12 @@ def build_world(city: City, day: dt.date, seed: int = 7) -> World:
     expected_exp = day_start - (day_start % 86400) + 86400 + 15 * 3600
     settlement_ts = expected_exp + int(rng.integers(0, 7200))
 
-    bid, ask, mid = _simulate_quotes(rng, brackets, open_time, close_time, day_start, h_max, two_min,
-                                     run_times, run_error, smooth_hourly)
-    trades = _simulate_trades(_rng(seed, city, day, 1), mid, bid, ask, open_time, clim.liquidity)
-
-    return World(city=city, day=day, event_ticker=ev, series_ticker=series, day_start=day_start,
-                 temp_true=temp_true, official_high=official_high, obs_epoch=obs_epoch, obs_temp_f=obs_temp,
-                 run_times=run_times, run_error=run_error, smooth_hourly=smooth_hourly, fcst_noise=fcst_noise,
-                 brackets=brackets, open_time=open_time, close_time=close_time, expected_expiration=expected_exp,
-                 settlement_ts=settlement_ts, bid=bid, ask=ask, **trades)
+    return WeatherDay(city=city, day=day, event_ticker=ev, series_ticker=series, day_start=day_start,
+                      temp_true=temp_true, two_min=two_min, h_max=h_max, official_high=official_high,
+                      obs_epoch=obs_epoch, obs_temp_f=obs_temp, run_times=run_times, run_error=run_error,
+                      smooth_hourly=smooth_hourly, fcst_noise=fcst_noise, brackets=brackets, open_time=open_time,
+                      close_time=close_time, expected_expiration=expected_exp, settlement_ts=settlement_ts,
+                      rng_state=rng.bit_generator.state)
 
 
 def _simulate_quotes(rng, brackets, open_time, close_time, day_start, h_max, two_min, run_times, run_error,
