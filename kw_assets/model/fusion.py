@@ -82,11 +82,10 @@ def fuse_panel(panel: pd.DataFrame, weather: pd.DataFrame, cfg: FusionConfig = F
     fused = log_pool(np.where(market_ok[:, None], p_mkt, 0.5), np.where(weather_ok[:, None], p_wx, 0.5), w, cfg.eps)
     keep = np.repeat(usable, n_br)
     out = pd.DataFrame({
-        "minute_ts": np.repeat(minutes.to_numpy(), n_br),
+        "minute_ts": pd.to_datetime(np.repeat(minutes.to_numpy("datetime64[ns]"), n_br), utc=True),
         "market_ticker": np.tile(tickers, n_min),
         "bracket_index": np.tile(np.arange(n_br), n_min),
         "p_market": p_mkt.ravel(), "p_weather": p_wx.ravel(), "w_market": np.repeat(w, n_br),
         "p_fused": fused.ravel(), "hazard": np.repeat(hazard, n_br),
     })[keep].reset_index(drop=True)
-    out["minute_ts"] = pd.to_datetime(out["minute_ts"], utc=True)
     return out

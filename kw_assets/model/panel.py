@@ -116,7 +116,7 @@ def build_panel(markets: pd.DataFrame, candles: pd.DataFrame, trades: pd.DataFra
     vwap, signed, count = _trade_features(trades, col_of, t0, n_min, n_br)
 
     return pd.DataFrame({
-        "minute_ts": np.repeat(grid.to_numpy(), n_br),
+        "minute_ts": pd.to_datetime(np.repeat(grid.asi8, n_br), utc=True),
         "market_ticker": np.tile(tickers, n_min),
         "bracket_index": np.tile(markets["bracket_index"].to_numpy(), n_min),
         "yes_bid": bid.ravel(), "yes_ask": ask.ravel(), "last_price": last.ravel(), "mid": mid.ravel(),
@@ -124,7 +124,7 @@ def build_panel(markets: pd.DataFrame, candles: pd.DataFrame, trades: pd.DataFra
         "acceleration": acceleration.ravel(), "clv": clv.ravel(), "p_norm": p_norm.ravel(),
         "mid_sum": np.repeat(mid_sum.ravel(), n_br), "ras": ras.ravel(),
         "vwap": vwap.ravel(), "signed_volume": signed.ravel(), "trade_count": count.ravel(),
-    }, columns=PANEL_COLUMNS).assign(minute_ts=lambda f: pd.to_datetime(f["minute_ts"], utc=True))
+    }, columns=PANEL_COLUMNS)
 
 
 def _trade_features(trades: pd.DataFrame, col_of: dict, t0: int, n_min: int, n_br: int):

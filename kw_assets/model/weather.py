@@ -216,7 +216,7 @@ def weather_pmf_frame(markets: pd.DataFrame, obs: pd.DataFrame, forecasts: pd.Da
     d = decisions[keep]
     issued = out["forecast_issued_at"][keep]
     return pd.DataFrame({
-        "decision_ts": np.repeat(d.to_numpy(), n_br),
+        "decision_ts": pd.to_datetime(np.repeat(d.asi8, n_br), utc=True),
         "market_ticker": np.tile(markets["market_ticker"].to_numpy(), len(d)),
         "bracket_index": np.tile(markets["bracket_index"].to_numpy(), len(d)),
         "p_weather": out["pmf"][keep].ravel(),
@@ -227,4 +227,4 @@ def weather_pmf_frame(markets: pd.DataFrame, obs: pd.DataFrame, forecasts: pd.Da
         "forecast_issued_at": pd.to_datetime(np.repeat(np.where(issued == np.iinfo(np.int64).min, np.datetime64("NaT"),
                                                                  issued.astype("datetime64[ns]")), n_br), utc=True),
         "n_paths": cfg.n_paths,
-    }).assign(decision_ts=lambda f: pd.to_datetime(f["decision_ts"], utc=True))
+    })
