@@ -98,10 +98,6 @@ class PartitionWriter:
     preview: pd.DataFrame | None = None
     sources_seen: set = field(default_factory=set)
 
-    def add(self, city: City, day: dt.date, key: str, produce: Callable[[], pd.DataFrame]) -> None:
-        """One partition computed here (tests, single partitions); backfills go through ``accept``."""
-        self.accept(check_partitions(self.table, self.source, [(city, day, key, produce)]))
-
     def accept(self, outcomes: Iterable[Outcome]) -> None:
         for city, day, key, frame, error in outcomes:
             if error is not None:

@@ -1,11 +1,11 @@
 """The backtest engine and its accounting, for one event.
 
 Orders come from a strategy (or a test) as intents decided at minute rows. Each passes the risk limits
-(contracts per bracket and per event, counting a working order at its full size until it is done, no
-entry into an empty book, a daily loss limit on realized P&L),
-enters through the fill model, and, once the entry order is done (filled, or expired
-while resting), exits by the first of: take-profit or stop-loss in dollars against the entry price (marked at what a taker would get), the opposite signal, or a square-up
-``square_up_min`` before the close; exits are taker orders, minute by minute until filled. Whatever is
+(contracts per bracket and per event, counting a working order at its full size until it is done; no
+entry into an empty book; a daily loss limit on realized P&L) and enters through the fill model. Once
+the entry order is done (filled, or expired while resting), it exits by the first of: take-profit or
+stop-loss in dollars against the entry price (marked at what a taker would get), the opposite signal, or
+a square-up ``square_up_min`` before the close; exits are taker orders, minute by minute until filled. Whatever is
 still held at the close settles at 1 or 0 per contract from the market's result. With
 ``exit_mode='settlement'`` every position is held to settlement.
 
