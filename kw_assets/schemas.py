@@ -265,6 +265,30 @@ class WeatherPmf(_Partitioned):
         return df["forecast_issued_at"].isna() | (df["forecast_issued_at"] <= df["decision_ts"])
 
 
+class WeatherModelParams(_Partitioned):
+    fit_start: Series[pa.typing.DateTime] = pa.Field(nullable=True)
+    fit_end: Series[pa.typing.DateTime] = pa.Field(nullable=True)
+    fit_days: Series[int] = pa.Field(ge=0)
+    fit_samples: Series[int] = pa.Field(ge=0)
+    pooled_samples: Series[int] = pa.Field(ge=0)
+    mean_slope: Series[float]
+    mean_bias: Series[float]
+    mean_revision: Series[float]
+    mean_prior_revision: Series[float]
+    log_sd_intercept: Series[float]
+    log_sd_abs_revision: Series[float]
+    log_sd_abs_prior_revision: Series[float]
+    log_sd_narrow_range: Series[float]
+    log_sd_lead: Series[float]
+
+    class Config:
+        unique = ["city", "climate_day"]
+
+    @pa.dataframe_check(error="fit_end: weather model parameters for day D are fit only on days settled before D's market opened (<= D-3)")
+    def fit_before_the_day(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["fit_end"].isna() | (df["fit_end"] <= df["climate_day"] - pd.Timedelta(days=3))
+
+
 class FusedPmf(_Partitioned):
     minute_ts: Series[UTC]
     market_ticker: Series[Text]
@@ -367,6 +391,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "weather_forecasts": WeatherForecasts,
     "settlement": Settlement,
     "minute_panel": MinutePanel,
+    "weather_model_params": WeatherModelParams,
     "weather_pmf": WeatherPmf,
     "fused_pmf": FusedPmf,
     "calibrated_pmf": CalibratedPmf,

@@ -14,7 +14,7 @@ from kw_assets.defs.resources import SIMULATED_BANNER, WarehouseResource
 from kw_assets.model.backtest import ExecutionConfig, equity_path, run_backtest
 from kw_assets.model.evaluation import score_tables
 from kw_assets.model.fills import FillConfig, Tape
-from kw_assets.model.report import by_city_month, daily_pnl, pnl_by_entry_hour, summary
+from kw_assets.model.report import by_city_month, daily_pnl, orders_per_city_day, pnl_by_entry_hour, summary
 from kw_assets.model.strategy import StrategyConfig, signal_intents
 from kw_assets.partitions import city_day_partitions
 from kw_assets import reporting
@@ -125,6 +125,7 @@ def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, war
         images.append(reporting.plot_reliability(reliability, folder, banner))
     page = reporting.write_html(folder, source, warning, stats,
                                 {"Net P&L by city and month": city_month,
+                                 "Orders per city-day": orders_per_city_day(fills),
                                  "Scores before (fused) and after (calibrated) calibration": before_after.drop(columns=["source"])},
                                 images)
     md = [f"**Source: {source}**" + (f"\n\n> **{warning}**" if warning else ""),

@@ -12,6 +12,9 @@ import pandas as pd
 from kw_assets.defs.config import build, run_config_from
 from kw_assets.defs.materialize import derive_partitions, partition_pairs, require_markets, schema_check
 from kw_assets.defs.resources import WarehouseResource
+from kw_assets.cities import get_city
+from kw_assets.errors import DataError
+from kw_assets.model import emos
 from kw_assets.model.calibration import CalibrationConfig, History, walk_forward_fit
 from kw_assets.model.fusion import FusionConfig, fuse_panel
 from kw_assets.model.weather import WeatherModelConfig, weather_pmf_frame
@@ -21,26 +24,78 @@ PROB = dict(partitions_def=city_day_partitions, backfill_policy=dg.BackfillPolic
             group_name="probabilities", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"})
 
 
+EmosRunConfig = run_config_from("EmosRunConfig", emos.EmosConfig)
+PEAK_HOUR_LST = WeatherModelConfig().peak_hour_lst
+
+
+def emos_samples(wh, before: dt.date) -> pd.DataFrame:
+    """One sample per stored forecast run issued before the climatological peak of a settled climate day
+    before ``before``: the run's high and low over the day, the two runs before it, and the official high."""
+    runs = wh.query(
+        "SELECT f.city, f.climate_day, f.issued_at, max(f.temp_f) AS forecast_high_f, min(f.temp_f) AS forecast_low_f, "
+        "any_value(s.official_high_f) AS observed_high_f FROM weather_forecasts f JOIN settlement s "
+        "ON f.city = s.city AND f.climate_day = s.climate_day WHERE f.climate_day < CAST(? AS DATE) "
+        "AND s.official_high_f IS NOT NULL GROUP BY f.city, f.climate_day, f.issued_at "
+        "ORDER BY f.city, f.climate_day, f.issued_at", [before.isoformat()], needs=("weather_forecasts", "settlement"))
+    if runs.empty:
+        return emos.empty_samples()
+    by_day = runs.groupby(["city", "climate_day"], sort=False)["forecast_high_f"]
+    runs["previous_high_f"] = by_day.shift(1)
+    runs["before_previous_high_f"] = by_day.shift(2)
+    offset_h = runs["city"].map({c: get_city(c).lst_utc_offset_hours for c in runs["city"].unique()}).astype(float)
+    day_start = pd.to_datetime(runs["climate_day"]).dt.tz_localize("UTC") - pd.to_timedelta(offset_h, unit="h")
+    runs["lead_h"] = (day_start + pd.Timedelta(hours=PEAK_HOUR_LST) - runs["issued_at"]) / pd.Timedelta(hours=1)
+    runs["climate_day"] = pd.to_datetime(runs["climate_day"]).dt.date
+    return runs.loc[runs["lead_h"] > 0, list(emos.SAMPLE_COLUMNS)].reset_index(drop=True)
+
+
+@dg.asset(**PROB, deps=["kalshi_markets", "weather_forecasts", "settlement"], check_specs=[schema_check("weather_model_params")],
+          description="Daily-high EMOS per city x climate day: mean and log-SD coefficients learned walk-forward "
+                      "from (forecast run, settled high) pairs of days <= D-3 (settled before D's market opened), "
+                      "recency-weighted, per city shrunk to the pooled fit; with the fit window and sample counts.")
+def weather_model_params(context: dg.AssetExecutionContext, config: EmosRunConfig, warehouse: WarehouseResource):
+    wh = warehouse.get()
+    cfg = build(emos.EmosConfig, config)
+    days = sorted({day for _, day, _ in partition_pairs(context)})
+    walk = emos.WalkForward(emos_samples(wh, days[-1]), cfg)
+    fits = {day: walk.fit(day) for day in days}  # in date order: each fit starts from the one before
+
+    def produce(city, day, data):
+        markets = require_markets(data["kalshi_markets"], city, day)
+        return pd.DataFrame([fits[day].describe(city.key)]).assign(source=markets["source"].iloc[0])
+
+    yield from derive_partitions(context, wh, "weather_model_params", None, produce,
+                                 inputs={"kalshi_markets": ("source", "market_ticker")}, workers=warehouse.workers)
+
+
 WeatherPmfConfig = run_config_from("WeatherPmfConfig", WeatherModelConfig, seed=(int, 11))
 
 
-@dg.asset(**PROB, deps=["kalshi_markets", "weather_obs", "weather_forecasts"], check_specs=[schema_check("weather_pmf")],
+@dg.asset(**PROB, deps=["kalshi_markets", "weather_obs", "weather_forecasts", "weather_model_params"],
+          check_specs=[schema_check("weather_pmf")],
           description="Monte Carlo of the rest of the day at every decision time (5 min): bracket PMF of the official "
-                      "high, new-high hazard, expected high and spread. Uses only obs and forecasts stamped at or "
-                      "before the decision. No rows when the partition has no weather data (downstream: market only).")
+                      "high, new-high hazard, expected high and spread, its whole-day moments set by the day's "
+                      "learned EMOS (weather_model_params). Uses only obs and forecasts stamped at or before the "
+                      "decision. No rows when the partition has no weather data (downstream: market only).")
 def weather_pmf(context: dg.AssetExecutionContext, config: WeatherPmfConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
     cfg = build(WeatherModelConfig, config)
 
     def produce(city, day, data):
         markets = require_markets(data["kalshi_markets"], city, day)
+        params = data["weather_model_params"]
+        if params.empty:
+            raise DataError("weather_model_params", "mean_bias",
+                            f"no weather model parameters stored for {city.key} {day}: materialize weather_model_params first")
         rng = np.random.default_rng([config.seed, zlib.crc32(city.key.encode()), day.toordinal()])
         start = pd.Timestamp(city.climate_day_window(day)[0])
-        frame = weather_pmf_frame(markets, data["weather_obs"], data["weather_forecasts"], start, rng, cfg)
+        theta = params[list(emos.PARAM_COLUMNS)].to_numpy(float)[0]
+        frame = weather_pmf_frame(markets, data["weather_obs"], data["weather_forecasts"], start, rng, cfg, theta)
         return frame.assign(source=markets["source"].iloc[0]) if len(frame) else frame
 
     yield from derive_partitions(context, wh, "weather_pmf", "decision_ts", produce,
-                                 inputs=("kalshi_markets", "weather_obs", "weather_forecasts"), workers=warehouse.workers)
+                                 inputs=("kalshi_markets", "weather_obs", "weather_forecasts", "weather_model_params"),
+                                 workers=warehouse.workers)
 
 
 FusionRunConfig = run_config_from("FusionRunConfig", FusionConfig)
@@ -111,4 +166,4 @@ def calibrated_pmf(context: dg.AssetExecutionContext, config: CalibrationRunConf
                                  workers=warehouse.workers)
 
 
-probability_assets = [weather_pmf, fused_pmf, calibrated_pmf]
+probability_assets = [weather_model_params, weather_pmf, fused_pmf, calibrated_pmf]

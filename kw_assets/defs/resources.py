@@ -20,6 +20,7 @@ from kw_assets.sources.kalshi.client import PRODUCTION_URL, KalshiClient
 from kw_assets.sources.kalshi.signing import KalshiSigner
 from kw_assets.sources.simulator.exchange import SimulatedExchange
 from kw_assets.sources.simulator.faults import FaultConfig
+from kw_assets.sources.simulator.world import Agents
 from kw_assets.sources.simulator.weather_feed import SimulatedWeatherFeed
 from kw_assets.sources.visual_crossing import BASE_URL as VC_URL, VisualCrossingClient
 from kw_assets.warehouse import Warehouse
@@ -37,6 +38,10 @@ class MarketDataResource(dg.ConfigurableResource):
     seed: int = Field(default=7, description="simulator seed (with city and day)")
     simulated_now: Optional[str] = Field(default=None, description="ISO instant the simulated world is at; default: now")
     simulated_rate_limit: Optional[float] = Field(default=None, description="simulated exchange's requests/s limit")
+    sim_agents_obs_delay_min: float = Field(default=0.0, description="simulated market: its traders see the running "
+                                                                      "high this many minutes late (a planted edge)")
+    sim_agents_ignore_forecast_drift: bool = Field(default=False, description="simulated market: its traders stay on "
+                                                                              "the listing forecast run (a planted edge)")
     fault_rate_429: float = 0.0
     fault_rate_5xx: float = 0.0
     fault_rate_timeout: float = 0.0
@@ -82,7 +87,8 @@ class MarketDataResource(dg.ConfigurableResource):
         signer = KalshiSigner(self.kalshi_key_id, self.kalshi_private_key) if self.kalshi_key_id and self.kalshi_private_key else None
         if self.label() == "simulated":
             exchange = SimulatedExchange(seed=self.seed, now=self._now(), rate_limit=self.simulated_rate_limit,
-                                         faults=self._faults())
+                                         faults=self._faults(),
+                                         agents=Agents(self.sim_agents_obs_delay_min, self.sim_agents_ignore_forecast_drift))
             rate = self.simulated_rate_limit * 0.95 if self.simulated_rate_limit else None
             return KalshiClient(transport=exchange.transport(), requests_per_second=rate, signer=signer,
                                 sleep=self._sleep(), retry=RetryPolicy(max_attempts=self.max_attempts))

@@ -20,6 +20,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 METHODS = ("none", "platt", "isotonic", "temperature")
+EMBARGO_DAYS = 2  # days before D whose outcomes are not yet public when D's market opens (every walk-forward fit)
 EPS = 1e-6
 
 
@@ -27,7 +28,7 @@ EPS = 1e-6
 class CalibrationConfig:
     method: str = "temperature"
     window_days: int | None = None  # None: expanding
-    embargo_days: int = 2  # days before D whose outcomes are not yet public when D's market opens
+    embargo_days: int = EMBARGO_DAYS
     min_samples: int = 500  # training rows (minute x event, sampled) below which the identity is used
     sample_every_min: int = 15
 

@@ -1,5 +1,6 @@
 """Backtest report tables (pure): P&L after fees by city and month, trade statistics, maker/taker split,
-daily Sharpe (annualized with sqrt(365): the markets trade every calendar day), max drawdown, turnover."""
+daily Sharpe (annualized with sqrt(365): the markets trade every calendar day), max drawdown, turnover,
+a bootstrap 95% interval of net P&L over city-days, orders sent and filled per city-day."""
 
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ def summary(fills: pd.DataFrame) -> dict:
         "fees": float(f["fee"].sum()),
         "realized_pnl": float(orders.loc[~orders["held_to_settlement"], "net"].sum()) if len(orders) else 0.0,
         "settlement_pnl": float(orders.loc[orders["held_to_settlement"], "net"].sum()) if len(orders) else 0.0,
+        "orders_sent": int(len(fills[fills["action"] != "settle"].drop_duplicates(["city", "climate_day", "order_id"]))),
         "orders_filled": int(len(orders)),
-        "orders_sent": int(fills["order_id"].nunique()),
         "hit_rate": float((orders["net"] > 0).mean()) if len(orders) else np.nan,
         "avg_edge_at_entry": float(orders["edge"].mean()) if len(orders) else np.nan,
         "avg_realized_per_contract": float(orders["net"].sum() / orders["contracts"].sum()) if len(orders) else np.nan,
@@ -59,7 +60,30 @@ def summary(fills: pd.DataFrame) -> dict:
         "taker_contracts": float(traded.loc[traded["liquidity"] == "taker", "contracts"].sum()),
         "maker_fees": float(traded.loc[traded["liquidity"] == "maker", "fee"].sum()),
         "taker_fees": float(traded.loc[traded["liquidity"] == "taker", "fee"].sum()),
+        **{f"net_pnl_{k}": v for k, v in bootstrap_daily_ci(fills).items() if k in ("ci_low", "ci_high")},
     }
+
+
+def bootstrap_daily_ci(fills: pd.DataFrame, n_boot: int = 10_000, level: float = 0.95, seed: int = 0) -> dict:
+    """Net P&L per city-day, its total and a bootstrap interval for the total (city-days resampled with
+    replacement): the test of whether a profit is more than luck."""
+    f = fills[fills["contracts"] > 0]
+    per_day = f.groupby(["city", "climate_day"])["cash_flow"].sum().to_numpy(float)
+    if len(per_day) == 0:
+        return {"city_days": 0, "net_pnl": 0.0, "ci_low": np.nan, "ci_high": np.nan}
+    idx = np.random.default_rng(seed).integers(0, len(per_day), (n_boot, len(per_day)))
+    totals = per_day[idx].sum(axis=1)
+    lo, hi = np.quantile(totals, [(1 - level) / 2, (1 + level) / 2])
+    return {"city_days": int(len(per_day)), "net_pnl": float(per_day.sum()), "ci_low": float(lo), "ci_high": float(hi)}
+
+
+def orders_per_city_day(fills: pd.DataFrame) -> pd.DataFrame:
+    """Orders sent and filled per city x climate day (order ids are unique only within their city-day)."""
+    sent = fills[fills["action"] != "settle"].drop_duplicates(["city", "climate_day", "order_id"])
+    filled = order_outcomes(fills)
+    out = pd.DataFrame({"orders_sent": sent.groupby(["city", "climate_day"]).size(),
+                        "orders_filled": filled.groupby(["city", "climate_day"]).size()})
+    return out.fillna(0).astype(int).reset_index()
 
 
 def by_city_month(fills: pd.DataFrame) -> pd.DataFrame:

@@ -5,20 +5,21 @@ Model, at decision time tau (all inputs stamped <= tau):
 - M: the running max of 5-minute obs so far. The official high is the rounded max of 2-minute means
   of 2-5 s samples, which whole-C 5-minute readings can miss or round off, so the max so far is
   M + G with G ~ N(gap_mean, gap_sd), clipped to [-0.9, 2.5] F.
-- F(t): the latest forecast run issued <= tau, interpolated to 5-minute steps, plus the forecasts'
-  cold bias (+0.25 F).
+- F(t): the latest forecast run issued <= tau, interpolated to 5-minute steps, shifted by the run's
+  learned offset (below).
 - The future path is X_k = F(t_k) + b + L + R_k, where:
   - b = kappa x (latest obs - F at that time) is the current error, persisting;
-  - L ~ N(0, s_L^2) is the day-level error, with s_L^2 = (a + c x lead_h) x remaining/24, so it shrinks
-    as the day runs out;
-  - R is a stationary AR(1) residual (sd r_sd, e-folding r_tau_h hours).
+  - R is a stationary AR(1) residual (sd r_sd, e-folding r_tau_h hours);
+  - L ~ N(0, s_L^2) is the day-level error, with s_L^2 = v_run x remaining/24 once obs have arrived,
+    so it shrinks as the day runs out (v_run before the first obs).
+- The run's offset and v_run come from the daily-high EMOS (``model/emos.py``, learned walk-forward
+  from settled days): with mu and sd its mean and SD for the run's official high, and m0, v0 the mean
+  and variance over paths of max_k(F_k + R_k) for the whole day, offset = mu - m0 and
+  v_run = sd^2 - 1/12 - v0 (the rounding's share), so before any obs the PMF has the EMOS mean and SD.
 - Official high H = round(max(M + G, max_k X_k)); PMF = share of paths per bracket.
 - Hazard: the share of paths whose next 5-minute reading (whole C, shown in F) exceeds M.
 
-Defaults fitted from NWS high forecasts vs observed, ~160 US cities, 2021-01-30..2021-09-30 (the reference
-data): error SD 2.55/2.87/3.11/3.35 F at leads ~8/20/32/44 h to the afternoon peak, i.e.
-SD^2 ~ 5.45 + 0.131 x lead_h, bias -0.25 F. r_sd, r_tau_h, kappa and the gap have no published figure:
-they are priors, exposed as parameters.
+r_sd, r_tau_h, kappa and the gap have no published figure: they are priors, exposed as parameters.
 
 Random numbers are shared across decision times (one z, G and R per path), so the future max for
 every decision time comes from one reverse cumulative max per forecast run. Paths are float32 and
@@ -34,6 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
+from kw_assets.model import emos
+
 STEP = pd.Timedelta(minutes=5)
 STEPS_PER_DAY = 288
 
@@ -42,9 +45,6 @@ STEPS_PER_DAY = 288
 class WeatherModelConfig:
     n_paths: int = 5000
     decision_every_min: int = 5
-    level_var_intercept: float = 5.45  # F^2
-    level_var_per_hour: float = 0.131  # F^2 per hour of lead
-    forecast_bias: float = -0.25  # forecasts run this much below the observed high
     peak_hour_lst: float = 14.5  # climatological time of the high (KNYC CLI median ~13:40-14:20)
     residual_sd: float = 0.8
     residual_tau_h: float = 1.0
@@ -52,11 +52,7 @@ class WeatherModelConfig:
     gap_mean: float = 0.4
     gap_sd: float = 0.6
     no_forecast_level_sd: float = 4.0
-
-
-def _quantize_c(temp_f: np.ndarray) -> np.ndarray:
-    """What a 5-minute ASOS reading shows: whole degrees C, converted back to F."""
-    return np.round(np.round((temp_f - 32) / 1.8) * 1.8 + 32, 1)
+    min_level_sd: float = 0.3
 
 
 def decision_times(day_start: pd.Timestamp, first: pd.Timestamp, every_min: int = 5) -> pd.DatetimeIndex:
@@ -71,8 +67,9 @@ def decision_times(day_start: pd.Timestamp, first: pd.Timestamp, every_min: int 
 def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, obs: pd.DataFrame,
                          forecasts: pd.DataFrame, lows: np.ndarray, highs: np.ndarray,
                          rng: np.random.Generator, cfg: WeatherModelConfig = WeatherModelConfig(),
-                         _inputs_only: bool = False) -> dict[str, np.ndarray]:
+                         params: np.ndarray | None = None, _inputs_only: bool = False) -> dict[str, np.ndarray]:
     """Arrays per decision time: pmf (D x brackets), hazard, expected_high, high_sd, obs_max, run issued_at.
+    ``params`` are the city's EMOS coefficients for the day (``emos.PARAM_COLUMNS``; None: the prior).
     (``_inputs_only`` returns the shared random inputs instead: the naive benchmark replays them.)"""
     n, k_steps = cfg.n_paths, STEPS_PER_DAY
     step_ns = STEP.value
@@ -89,30 +86,25 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     run_max = np.maximum.accumulate(o_v) if len(o_v) else o_v
     m = np.where(o_idx >= 0, run_max[np.maximum(o_idx, 0)] if len(o_v) else -np.inf, -np.inf)
 
-    # the latest forecast run issued <= tau, on the 5-minute grid
+    # the latest forecast run issued <= tau, on the 5-minute grid, and each run's daily-high features
     runs = forecasts.sort_values(["issued_at", "valid_time"])
     issued_all = runs["issued_at"].astype("int64").to_numpy()
+    valid_all = runs["valid_time"].astype("int64").to_numpy()
+    temp_all = runs["temp_f"].to_numpy(float)
     run_ids = np.unique(issued_all)
     r_idx = np.searchsorted(run_ids, dec, side="right") - 1  # -1: no run yet
     curves = np.empty((len(run_ids), k_steps))
+    run_high = np.full(len(run_ids), np.nan)
+    run_low = np.full(len(run_ids), np.nan)
+    in_window = (valid_all >= t0) & (valid_all < t0 + 86400 * 10**9)
     for j, rid in enumerate(run_ids):  # one interpolation per run (a handful per day)
         sel = issued_all == rid
-        vt = runs["valid_time"].astype("int64").to_numpy()[sel]
-        curves[j] = np.interp(step_times, vt, runs["temp_f"].to_numpy(float)[sel]) - cfg.forecast_bias
-
-    # per decision: current error b, level sd
-    lead_h = (t0 + cfg.peak_hour_lst * 3600e9 - dec) / 3600e9
-    remaining = np.clip((t0 + 86400e9 - dec) / 86400e9, 0, 1)
-    level_sd = np.sqrt(np.maximum(cfg.level_var_intercept + cfg.level_var_per_hour * np.maximum(lead_h, 0), 0) * remaining)
-    has_run = r_idx >= 0
-    level_sd = np.where(has_run, level_sd, cfg.no_forecast_level_sd * np.sqrt(remaining))
-    latest_obs_t = np.where(o_idx >= 0, o_t[np.maximum(o_idx, 0)] if len(o_t) else 0, 0)
-    latest_obs_v = np.where(o_idx >= 0, o_v[np.maximum(o_idx, 0)] if len(o_v) else np.nan, np.nan)
-    obs_step = np.clip((latest_obs_t - t0) // step_ns - 1, 0, k_steps - 1)
-    fc_at_obs = np.where(has_run, curves[np.maximum(r_idx, 0), obs_step] if len(run_ids) else np.nan, np.nan)
-    b = np.where(np.isfinite(latest_obs_v) & has_run, cfg.kappa * (latest_obs_v - fc_at_obs), 0.0)
-    # no forecast yet: persistence of the latest obs (or nothing at all)
-    persistence = np.where(np.isfinite(latest_obs_v), latest_obs_v, np.nan)
+        curves[j] = np.interp(step_times, valid_all[sel], temp_all[sel])
+        day_sel = sel & in_window
+        if day_sel.any():
+            run_high[j], run_low[j] = temp_all[day_sel].max(), temp_all[day_sel].min()
+    run_high = np.where(np.isfinite(run_high), run_high, curves.max(axis=1) if len(run_ids) else run_high)
+    mu_run, sd_run = run_high_distribution(run_ids, run_high, run_low, t0, cfg.peak_hour_lst, params)
 
     # common random numbers, float32 and steps-major: (steps, paths)
     f32 = np.float32
@@ -122,6 +114,27 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     innov = rng.standard_normal((k_steps, n), dtype=f32) * f32(cfg.residual_sd * np.sqrt(1 - phi**2))
     zi = (phi * cfg.residual_sd * rng.standard_normal(n, dtype=f32))[None, :]
     resid = lfilter(np.array([1.0], f32), np.array([1.0, -phi], f32), innov, axis=0, zi=zi)[0].astype(f32, copy=False)
+
+    # each used run: shift its curve and size its level error so the whole-day high has the EMOS moments
+    level_var = np.full(len(run_ids), cfg.min_level_sd**2)
+    for j in np.unique(r_idx[r_idx >= 0]):
+        day_max = (resid + curves[j].astype(f32)[:, None]).max(axis=0)
+        curves[j] += mu_run[j] - float(day_max.mean(dtype=np.float64))
+        level_var[j] = max(sd_run[j] ** 2 - 1 / 12 - float(day_max.var(dtype=np.float64)), cfg.min_level_sd**2)
+
+    # per decision: current error b, level sd
+    remaining = np.clip((t0 + 86400e9 - dec) / 86400e9, 0, 1)
+    has_run = r_idx >= 0
+    shrink = np.where(o_idx >= 0, remaining, 1.0)  # only obs tell what the hours gone were like
+    level_sd = np.where(has_run, np.sqrt(level_var[np.maximum(r_idx, 0)] * shrink) if len(run_ids) else 0.0,
+                        cfg.no_forecast_level_sd * np.sqrt(shrink))
+    latest_obs_t = np.where(o_idx >= 0, o_t[np.maximum(o_idx, 0)] if len(o_t) else 0, 0)
+    latest_obs_v = np.where(o_idx >= 0, o_v[np.maximum(o_idx, 0)] if len(o_v) else np.nan, np.nan)
+    obs_step = np.clip((latest_obs_t - t0) // step_ns - 1, 0, k_steps - 1)
+    fc_at_obs = np.where(has_run, curves[np.maximum(r_idx, 0), obs_step] if len(run_ids) else np.nan, np.nan)
+    b = np.where(np.isfinite(latest_obs_v) & has_run, cfg.kappa * (latest_obs_v - fc_at_obs), 0.0)
+    # no forecast yet: persistence of the latest obs (or nothing at all)
+    persistence = np.where(np.isfinite(latest_obs_v), latest_obs_v, np.nan)
 
     # step index of each decision: future steps are those ending strictly after tau
     d_step = np.clip((dec - t0) // step_ns, 0, k_steps).astype(int)  # number of steps already elapsed
@@ -184,6 +197,16 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     }
 
 
+def run_high_distribution(run_ids: np.ndarray, run_high: np.ndarray, run_low: np.ndarray, t0: int,
+                          peak_hour_lst: float, params: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """EMOS mean and SD of the official high given each forecast run (issued in order) and the two before it."""
+    prev1 = np.concatenate([[np.nan], run_high[:-1]])[: len(run_high)]
+    prev2 = np.concatenate([[np.nan, np.nan], run_high[:-2]])[: len(run_high)]
+    lead_h = np.maximum((t0 + peak_hour_lst * 3600e9 - run_ids.astype(float)) / 3600e9, 0)
+    xm, xs = emos.design(run_high, prev1, prev2, run_low, lead_h)
+    return emos.predict(emos.PRIOR if params is None else params, xm, xs)
+
+
 def _count_at_least(x: np.ndarray, threshold) -> np.ndarray:
     """Per row of ``x``, how many entries are >= ``threshold`` (bytes summed: ~4x numpy's count_nonzero)."""
     return np.greater_equal(x, threshold).view(np.uint8).sum(axis=1, dtype=np.int32)
@@ -202,7 +225,8 @@ def _new_high_threshold(m: np.ndarray) -> np.ndarray:
 
 
 def weather_pmf_frame(markets: pd.DataFrame, obs: pd.DataFrame, forecasts: pd.DataFrame, day_start: pd.Timestamp,
-                      rng: np.random.Generator, cfg: WeatherModelConfig = WeatherModelConfig()) -> pd.DataFrame:
+                      rng: np.random.Generator, cfg: WeatherModelConfig = WeatherModelConfig(),
+                      params: np.ndarray | None = None) -> pd.DataFrame:
     """Long frame: one row per decision time x bracket. Empty when there is no weather data."""
     if obs.empty and forecasts.empty:
         return pd.DataFrame()
@@ -210,7 +234,7 @@ def weather_pmf_frame(markets: pd.DataFrame, obs: pd.DataFrame, forecasts: pd.Da
     first = max(markets["open_time"].min(), day_start - pd.Timedelta(days=1))
     decisions = decision_times(day_start, first, cfg.decision_every_min)
     out = simulate_weather_pmf(day_start, decisions, obs, forecasts, markets["bracket_low_f"].to_numpy(float),
-                               markets["bracket_high_f"].to_numpy(float), rng, cfg)
+                               markets["bracket_high_f"].to_numpy(float), rng, cfg, params)
     keep = out["valid"]
     n_br = len(markets)
     d = decisions[keep]

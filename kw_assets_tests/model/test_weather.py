@@ -29,15 +29,19 @@ def test_no_time_left_puts_all_mass_on_the_bracket_of_the_observed_max():
     assert out["hazard"][0] == 0 and out["expected_high"][0] == 82
 
 
-def test_single_gaussian_step_matches_the_analytic_pmf():
-    cfg = WeatherModelConfig(n_paths=200_000, residual_sd=2.0, forecast_bias=0.0)
-    tau = DAY0 + pd.Timedelta(minutes=1435)  # one 5-minute step left, no obs: H = round(F + L + R)
-    out = simulate_weather_pmf(DAY0, pd.DatetimeIndex([tau]), obs_path([]), flat_run(82.0, DAY0),
-                               LOWS, HIGHS, np.random.default_rng(1), cfg)
-    remaining = 5 / 1440
-    s = np.sqrt(cfg.residual_sd**2 + (cfg.level_var_intercept) * remaining)
-    expected = norm.cdf((HIGHS + 0.5 - 82) / s) - norm.cdf((LOWS - 0.5 - 82) / s)
-    assert np.allclose(out["pmf"][0], expected, atol=0.006)
+def test_before_any_obs_the_pmf_has_the_emos_mean_and_spread():
+    """Whole-day MC (curve + AR(1) residual + level) moment-matched to the learned EMOS for the run."""
+    cfg = WeatherModelConfig(n_paths=100_000)
+    theta = np.array([0.0, -1.0, 0.0, 0.0, np.log(3.0), 0, 0, 0, 0])  # high ~ N(forecast - 1, 3^2)
+    lows, highs = np.concatenate([[-np.inf], np.arange(60.0, 101.0)]), np.concatenate([np.arange(59.0, 100.0), [np.inf]])
+    run = flat_run(80.0, DAY0 - pd.Timedelta(hours=20))
+    out = simulate_weather_pmf(DAY0, pd.DatetimeIndex([DAY0 - pd.Timedelta(hours=3)]), obs_path([]), run,
+                               lows, highs, np.random.default_rng(1), cfg, theta)
+    assert abs(out["expected_high"][0] - 79.0) < 0.05
+    assert abs(out["high_sd"][0] - 3.0) < 0.05
+    cdf = np.cumsum(out["pmf"][0])
+    k = np.searchsorted(highs, 79.0)  # P(high <= 79) = Phi((79.5 - 79) / sqrt(9 - 1/12))
+    assert abs(cdf[k] - norm.cdf(0.5 / np.sqrt(9 - 1 / 12))) < 0.01
 
 
 def test_deterministic_per_seed_and_pmfs_sum_to_one():

@@ -120,3 +120,16 @@ def test_client_retries_through_injected_faults():
     a = fetch_markets(client, get_city("ny"), day)
     b = fetch_markets(clean, get_city("ny"), day)
     assert a.equals(b) and client.http.stats["retries"] > 0
+
+
+def test_agents_who_see_the_running_high_late_price_the_same_until_the_day_starts():
+    from kw_assets.sources.simulator.world import SUBSTEP_S, Agents
+    ny, day = get_city("ny"), dt.date(2025, 6, 10)
+    base, late = build_world(ny, day), build_world(ny, day, 7, Agents(obs_delay_min=20))
+    t = np.arange(base.open_time, base.close_time + 1, SUBSTEP_S)
+    before = t < base.day_start
+    np.testing.assert_array_equal(base.bid[before], late.bid[before])
+    assert not np.array_equal(base.bid[~before], late.bid[~before])
+    assert base.official_high == late.official_high  # the weather is the same world
+    drift = build_world(ny, day, 7, Agents(ignore_forecast_drift=True))
+    assert not np.array_equal(base.bid, drift.bid)

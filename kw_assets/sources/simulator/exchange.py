@@ -19,7 +19,7 @@ import numpy as np
 
 from kw_assets.cities import City, all_cities, city_for_series, event_ticker as make_event_ticker, parse_event_ticker
 from kw_assets.sources.simulator.faults import FaultConfig, FaultInjector, ServerRateLimit
-from kw_assets.sources.simulator.world import LEGACY_SERIES_BEFORE, SUBSTEP_S, SUBSTEPS_PER_MIN, World, build_world
+from kw_assets.sources.simulator.world import LEGACY_SERIES_BEFORE, SUBSTEP_S, SUBSTEPS_PER_MIN, Agents, World, build_world
 
 PREFIX = "/trade-api/v2"
 TOO_MANY = json.dumps({"error": {"code": "too_many_requests", "message": "too many requests"}}).encode()
@@ -97,8 +97,10 @@ class KalshiApiError(Exception):
 class SimulatedExchange:
     def __init__(self, seed: int = 7, now: Callable[[], dt.datetime] | None = None,
                  rate_limit: float | None = None, faults: FaultConfig | None = None,
-                 cities: tuple[City, ...] | None = None, first_day: dt.date = SIM_FIRST_DAY):
+                 cities: tuple[City, ...] | None = None, first_day: dt.date = SIM_FIRST_DAY,
+                 agents: Agents = Agents()):
         self.seed = seed
+        self.agents = agents
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
         self.limit = ServerRateLimit(rate_limit) if rate_limit else None
         self.faults = FaultInjector(faults or FaultConfig())
@@ -165,7 +167,7 @@ class SimulatedExchange:
             raise KalshiApiError(404, f"event {ticker} not found")
         if day < self.first_day:
             raise KalshiApiError(404, f"event {ticker} not found")
-        w = build_world(city, day, self.seed)
+        w = build_world(city, day, self.seed, self.agents)
         if w.event_ticker != ticker or self.now_ts() < w.open_time - LISTED_BEFORE_OPEN_S:
             raise KalshiApiError(404, f"event {ticker} not found")
         return w
@@ -274,7 +276,7 @@ class SimulatedExchange:
             open_time = start.timestamp() - start.timestamp() % 86400 - 86400 + 14 * 3600
             if now < open_time - LISTED_BEFORE_OPEN_S:
                 continue
-            w = build_world(city, day, self.seed)
+            w = build_world(city, day, self.seed, self.agents)
             if status and self._status(w)[1] != status:
                 continue
             ev = self._event_json(w)

@@ -50,6 +50,19 @@ CLIMATES = {
 DEFAULT_CLIMATE = Climate(50, 85, 16, 6.0, 0.08, 0.12)
 
 
+@dataclass(frozen=True)
+class Agents:
+    """How the simulated market's traders see the weather. By default they watch the true running high
+    as it happens and follow every forecast run, pricing through an EWM (``lag_half_life_min``) with slow
+    disagreement (AR(1) in logit space, ``noise_logit_sd``). ``obs_delay_min`` makes them see the running
+    high that many minutes late; ``ignore_forecast_drift`` keeps them on the run they listed the event with."""
+
+    obs_delay_min: float = 0.0
+    ignore_forecast_drift: bool = False
+    lag_half_life_min: float = 8.0
+    noise_logit_sd: float = 0.35
+
+
 @dataclass
 class Bracket:
     ticker: str
@@ -133,13 +146,13 @@ def forecast_error_sd(lead_h: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=256)
-def build_world(city: City, day: dt.date, seed: int = 7) -> World:
+def build_world(city: City, day: dt.date, seed: int = 7, agents: Agents = Agents()) -> World:
     """The whole city-day: its weather (``build_weather``) and the market that trades on it."""
     w = build_weather(city, day, seed)
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = w.rng_state  # the market's draws continue the weather's stream
     bid, ask, mid = _simulate_quotes(rng, w.brackets, w.open_time, w.close_time, w.day_start, w.h_max, w.two_min,
-                                     w.run_times, w.run_error, w.smooth_hourly)
+                                     w.run_times, w.run_error, w.smooth_hourly, agents)
     trades = _simulate_trades(_rng(seed, city, day, 1), mid, bid, ask, w.open_time,
                               CLIMATES.get(city.key, DEFAULT_CLIMATE).liquidity)
     return World(**{f.name: getattr(w, f.name) for f in fields(WeatherDay)}, bid=bid, ask=ask, **trades)
@@ -217,15 +230,18 @@ def build_weather(city: City, day: dt.date, seed: int = 7) -> WeatherDay:
 
 
 def _simulate_quotes(rng, brackets, open_time, close_time, day_start, h_max, two_min, run_times, run_error,
-                     smooth_hourly):
+                     smooth_hourly, agents: Agents = Agents()):
     """Informed bracket probabilities per 15 s, seen by the market through lag and logit noise."""
     t = np.arange(open_time, close_time + 1, SUBSTEP_S)
+    seen = t - int(round(agents.obs_delay_min * 60))  # the instant whose running high the agents know
     lows = np.array([b.low for b in brackets])
     highs = np.array([b.high for b in brackets])
-    minute_of_day = np.clip((t - day_start) // 60, -1, 1438)
+    minute_of_day = np.clip((seen - day_start) // 60, -1, 1438)
     running_true = np.maximum.accumulate(np.where(minute_of_day >= 0, two_min[np.maximum(minute_of_day, 0)], -np.inf))
     # the latest forecast run issued by t, and its max over the hours still to come
     run_idx = np.clip(np.searchsorted(run_times, t, side="right") - 1, 0, run_times.size - 1)
+    if agents.ignore_forecast_drift:
+        run_idx = np.minimum(run_idx, max(int(np.searchsorted(run_times, open_time - 2 * 3600, side="right") - 1), 0))
     fc = smooth_hourly[None, :] + run_error[:, None]
     suffix_max = np.maximum.accumulate(fc[:, ::-1], axis=1)[:, ::-1]
     hour_idx = np.clip((t - day_start) // 3600, 0, 23)
@@ -244,11 +260,11 @@ def _simulate_quotes(rng, brackets, open_time, close_time, day_start, h_max, two
         return np.where(np.isneginf(x)[None, :], 0.0, np.where(np.isposinf(x)[None, :], 1.0, out))
 
     p_inf = np.clip(cdf(edges_hi) - cdf(edges_lo), 1e-4, 1 - 1e-4)
-    # agents: lagged (EWM, half-life ~8 min) and noisy (AR(1) in logit space)
-    alpha = 1 - 0.5 ** (1 / (8 * SUBSTEPS_PER_MIN))
+    # agents: lagged (EWM) and noisy (AR(1) in logit space)
+    alpha = 1 - 0.5 ** (1 / (max(agents.lag_half_life_min, 0.25) * SUBSTEPS_PER_MIN))
     lagged = lfilter([alpha], [1, -(1 - alpha)], logit(p_inf), axis=0, zi=(1 - alpha) * logit(p_inf[:1]))[0]
     phi = 0.998
-    noise = lfilter([np.sqrt(1 - phi**2)], [1, -phi], rng.normal(0, 0.35, p_inf.shape), axis=0)
+    noise = lfilter([np.sqrt(1 - phi**2)], [1, -phi], rng.normal(0, agents.noise_logit_sd, p_inf.shape), axis=0)
     noise *= (0.25 + 0.75 * remaining_h / 24)[:, None]  # disagreement fades as the day runs out
     mid = expit(lagged + noise)
     half_spread = 0.006 + 0.03 * 4 * mid * (1 - mid) * rng.uniform(0.6, 1.4, (1, len(brackets)))

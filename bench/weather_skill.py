@@ -1,0 +1,214 @@
+"""Skill of the project's weather model on real forecasts, walk-forward.
+
+    python bench/weather_skill.py --nws-csv FILE [--score-from YYYY-MM-DD] [--json OUT] [--cities all]
+
+FILE has the columns of the NWS forecast-vs-observed CSVs (``date``, ``city``, ``forecast_hi_2_prev_PM``,
+``forecast_hi_prev_AM``, ``forecast_lo_prev_PM``, ``forecast_hi_prev_PM``, ``forecast_lo_current_AM``,
+``forecast_hi_current_AM``, ``actual_hi_current_PM``). For every day D of the file, in order, the EMOS of
+``kw_assets.model.emos`` is fitted on the days <= D - 3 (the pipeline's embargo) and the project's weather
+model (``kw_assets.model.weather.simulate_weather_pmf``: the same code the ``weather_pmf`` asset runs) is
+given D's forecast runs as hourly paths (a diurnal curve from each run's high and low), no obs, and asked
+for the PMF of the high at two horizons:
+
+- prev_evening: 21:00 LST the day before, knowing the runs up to ``forecast_hi_prev_PM``;
+- morning_of: 07:00 LST, knowing ``forecast_hi_current_AM`` too (but no obs: a conservative test).
+
+Scored on six categories around c = round(forecast_hi_prev_PM): <= c-5, [c-4, c-3], [c-2, c-1], [c, c+1],
+[c+2, c+3], >= c+4; RPS = mean over the 5 cumulative thresholds of (P(high <= t) - 1[observed <= t])^2.
+Baselines: a Gaussian of SD 2.6 F around the horizon's forecast; a per-city Gaussian whose bias and SD are
+fitted on the same walk-forward days; the uniform PMF. Interval coverage uses the mid-PIT of the project's
+integer PMF ((F(y-1) + F(y)) / 2 inside [0.25, 0.75] or [0.05, 0.95]). Rows missing the forecast or the
+observed high are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kw_assets.model import emos  # noqa: E402
+from kw_assets.model.weather import WeatherModelConfig, simulate_weather_pmf  # noqa: E402
+
+KALSHI_CITIES = ("AUSTIN", "CHICAGO", "DENVER", "LOS_ANGELES", "MIAMI_BEACH", "NEW_YORK_CITY", "PHILADELPHIA")
+HORIZONS = ("prev_evening", "morning_of")
+THRESHOLDS = np.array([-5, -3, -1, 1, 3])  # upper ends of the first five categories, relative to c
+SPAN = 25  # integer highs c-25..c+25 get their own probability; the tails beyond are lumped
+PEAK_HOUR = 14.0  # the synthetic curves peak on the hour, so a run's hourly max is its forecast high
+# (column of the high, column of the low, issue hour relative to D's LST midnight)
+RUNS = (("forecast_hi_2_prev_PM", None, -32.0), ("forecast_hi_prev_AM", "forecast_lo_prev_AM", -19.0),
+        ("forecast_hi_prev_PM", "forecast_lo_prev_PM", -8.0), ("forecast_hi_current_AM", "forecast_lo_current_AM", 5.0))
+DECISION_HOUR = {"prev_evening": -3.0, "morning_of": 7.0}
+LEAD_H = {"prev_evening": PEAK_HOUR + 8.0, "morning_of": PEAK_HOUR - 5.0}
+KEYS = ("n", "project", "gauss_2_6", "per_city_gauss", "uniform", "mae", "cover_50", "cover_90")
+
+
+def category_rps(cdf_at_thresholds: np.ndarray, observed: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """RPS per row from P(high <= c + t) at the five thresholds."""
+    t = c[:, None] + THRESHOLDS[None, :]
+    return ((cdf_at_thresholds - (observed[:, None] <= t)) ** 2).mean(axis=1)
+
+
+def gaussian_cdf_at_thresholds(mu, sd, c) -> np.ndarray:
+    """P(round(X) <= c + t) for X ~ N(mu, sd)."""
+    t = c[:, None] + THRESHOLDS[None, :]
+    return ndtr((t + 0.5 - np.asarray(mu)[:, None]) / np.asarray(sd)[:, None])
+
+
+def load(path: str, cities: tuple[str, ...] | None) -> tuple[pd.DataFrame, dict[str, int]]:
+    df = pd.read_csv(path)
+    if cities:
+        df = df[df["city"].isin(cities)]
+    df = df.assign(day=pd.to_datetime(df["date"]).dt.date).sort_values(["day", "city"]).reset_index(drop=True)
+    skipped = {h: int((df[["forecast_hi_prev_PM", "actual_hi_current_PM"] +
+                          (["forecast_hi_current_AM"] if h == "morning_of" else [])].isna().any(axis=1)).sum())
+               for h in HORIZONS}
+    return df, skipped
+
+
+def training_samples(df: pd.DataFrame) -> pd.DataFrame:
+    """The EMOS samples of each row: one per horizon, as the pipeline would see them (lead, revisions, low)."""
+    frames = []
+    for h, (f, p1, p2, lo) in {"prev_evening": ("forecast_hi_prev_PM", "forecast_hi_prev_AM", "forecast_hi_2_prev_PM",
+                                                "forecast_lo_prev_PM"),
+                               "morning_of": ("forecast_hi_current_AM", "forecast_hi_prev_PM", "forecast_hi_prev_AM",
+                                              "forecast_lo_current_AM")}.items():
+        frames.append(pd.DataFrame({"city": df["city"], "climate_day": df["day"], "lead_h": LEAD_H[h],
+                                    "forecast_high_f": df[f], "previous_high_f": df[p1],
+                                    "before_previous_high_f": df[p2], "forecast_low_f": df[lo],
+                                    "observed_high_f": df["actual_hi_current_PM"]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def diurnal_run(high: float, low: float, issued_h: float, day_start: pd.Timestamp) -> pd.DataFrame:
+    """An hourly forecast path over the climate day: cosine from the low at 06 LST to the high at 14 LST."""
+    low = high - 18.0 if not np.isfinite(low) else min(low, high)
+    hours = np.arange(24.0)
+    rise = (hours >= 6) & (hours <= PEAK_HOUR)
+    fall = np.where(hours > PEAK_HOUR, hours - PEAK_HOUR, hours + 24 - PEAK_HOUR) / (30 - PEAK_HOUR)
+    shape = np.where(rise, 0.5 - 0.5 * np.cos(np.pi * (hours - 6) / (PEAK_HOUR - 6)), 0.5 + 0.5 * np.cos(np.pi * np.clip(fall, 0, 1)))
+    issued = day_start + pd.Timedelta(hours=issued_h)
+    valid = day_start + pd.to_timedelta(hours, unit="h")
+    keep = valid >= issued
+    return pd.DataFrame({"issued_at": issued, "valid_time": valid[keep], "temp_f": (low + (high - low) * shape)[keep]})
+
+
+def project_pmfs(df: pd.DataFrame, cfg: WeatherModelConfig, emos_cfg: emos.EmosConfig, seed: int = 0):
+    """Integer-high CDFs (rows x horizons x 2 SPAN + 1, at c-SPAN..c+SPAN) from the weather model, walk-forward."""
+    walk = emos.WalkForward(training_samples(df), emos_cfg)
+    day_start = pd.Timestamp("2021-06-01", tz="UTC")  # any: only hours relative to it matter
+    out = np.full((len(df), len(HORIZONS), 2 * SPAN + 1), np.nan)
+    rng = np.random.default_rng(seed)
+    empty_obs = pd.DataFrame({"valid_time": pd.to_datetime([], utc=True), "temp_f": []})
+    fit = None
+    for day, rows in df.groupby("day", sort=True).indices.items():
+        fit = walk.fit(day)
+        for i in rows:
+            r = df.iloc[i]
+            if not (np.isfinite(r["forecast_hi_prev_PM"]) and np.isfinite(r["actual_hi_current_PM"])):
+                continue
+            c = int(np.floor(r["forecast_hi_prev_PM"] + 0.5))
+            lows = np.concatenate([[-np.inf], np.arange(c - SPAN + 1, c + SPAN + 1)]).astype(float)
+            highs = np.concatenate([np.arange(c - SPAN, c + SPAN), [np.inf]]).astype(float)
+            runs = [diurnal_run(r[hi], r[lo] if lo else np.nan, h, day_start) for hi, lo, h in RUNS if np.isfinite(r[hi])]
+            forecasts = pd.concat(runs, ignore_index=True)
+            decisions = pd.DatetimeIndex([day_start + pd.Timedelta(hours=DECISION_HOUR[h]) for h in HORIZONS])
+            res = simulate_weather_pmf(day_start, decisions, empty_obs, forecasts, lows, highs, rng, cfg,
+                                       params=fit.coefficients(r["city"]))
+            for k, h in enumerate(HORIZONS):
+                if h == "morning_of" and not np.isfinite(r["forecast_hi_current_AM"]):
+                    continue
+                out[i, k] = np.cumsum(res["pmf"][k])[:-1].tolist() + [1.0]
+    return out, walk.cities
+
+
+def per_city_gaussian(df: pd.DataFrame, forecast: np.ndarray, embargo_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bias and SD of (observed - forecast) per city over the days <= D - 1 - embargo (2.6 F, no bias, until 10 days)."""
+    mu, sd = forecast.copy(), np.full(len(df), 2.6)
+    err = df["actual_hi_current_PM"].to_numpy(float) - forecast
+    days = pd.to_datetime(df["day"]).to_numpy("datetime64[D]")
+    for city, idx in df.groupby("city").indices.items():
+        d, e = days[idx], err[idx]
+        ok = np.isfinite(e)
+        for day in np.unique(d):
+            past = ok & (d <= day - np.timedelta64(embargo_days + 1, "D"))
+            if past.sum() >= 10:
+                here = idx[d == day]
+                mu[here] = forecast[here] + e[past].mean()
+                sd[here] = max(e[past].std(ddof=1), 1.0)
+    return mu, np.sqrt(np.maximum(sd**2 - 1 / 12, 0.25))
+
+
+def score(df: pd.DataFrame, cdf: np.ndarray, score_from: dt.date | None, embargo_days: int) -> dict:
+    c = np.floor(df["forecast_hi_prev_PM"].to_numpy(float) + 0.5)
+    y = df["actual_hi_current_PM"].to_numpy(float)
+    ks = np.arange(-SPAN, SPAN + 1)
+    result = {}
+    for k, h in enumerate(HORIZONS):
+        f = df["forecast_hi_prev_PM" if h == "prev_evening" else "forecast_hi_current_AM"].to_numpy(float)
+        ok = np.isfinite(cdf[:, k, 0]) & np.isfinite(f) & np.isfinite(y)
+        if score_from is not None:
+            ok &= (df["day"] >= score_from).to_numpy()
+        mu_g, sd_g = per_city_gaussian(df, f, embargo_days)
+        idx = np.nonzero(ok)[0]
+        cc, yy = c[idx], y[idx]
+        full = cdf[idx, k]  # P(high <= c + j) for j in ks
+        at_t = full[:, THRESHOLDS + SPAN]
+        pmf = np.diff(np.concatenate([np.zeros((len(idx), 1)), full], axis=1), axis=1)
+        rel = np.clip(yy - cc, -SPAN, SPAN).astype(int) + SPAN
+        below = np.where(rel > 0, full[np.arange(len(idx)), np.maximum(rel - 1, 0)], 0.0)
+        pit = (below + full[np.arange(len(idx)), rel]) / 2
+        expected = (pmf * (cc[:, None] + ks[None, :])).sum(axis=1)
+        rows = pd.DataFrame({
+            "city": df["city"].to_numpy()[idx],
+            "project": category_rps(at_t, yy, cc),
+            "gauss_2_6": category_rps(gaussian_cdf_at_thresholds(f[idx], np.full(len(idx), 2.6), cc), yy, cc),
+            "per_city_gauss": category_rps(gaussian_cdf_at_thresholds(mu_g[idx], sd_g[idx], cc), yy, cc),
+            "uniform": category_rps(np.tile(np.arange(1, 6) / 6, (len(idx), 1)), yy, cc),
+            "mae": np.abs(expected - yy),
+            "cover_50": (pit >= 0.25) & (pit <= 0.75),
+            "cover_90": (pit >= 0.05) & (pit <= 0.95),
+        })
+        summary = lambda g: {"n": int(len(g)), **{key: float(g[key].mean()) for key in KEYS[1:]}}  # noqa: E731
+        result[h] = {"overall": summary(rows), "cities": {city: summary(g) for city, g in rows.groupby("city")}}
+    return result
+
+
+def render(result: dict, skipped: dict[str, int]) -> str:
+    lines = []
+    for h, block in result.items():
+        lines.append(f"\n{h}  (skipped rows missing a forecast or the observed high: {skipped.get(h, 0)})")
+        lines.append(f"{'city':<16}" + "".join(f"{k:>15}" for k in KEYS))
+        for name, s in list(block["cities"].items()) + [("OVERALL", block["overall"])]:
+            lines.append(f"{name:<16}" + "".join(f"{s[k]:>15d}" if k == "n" else f"{s[k]:>15.4f}" for k in KEYS))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nws-csv", required=True)
+    ap.add_argument("--score-from", type=dt.date.fromisoformat, default=None)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--cities", default="kalshi", help="'kalshi' (the 7 Kalshi cities) or 'all'")
+    ap.add_argument("--n-paths", type=int, default=4000)
+    a = ap.parse_args(argv)
+    df, skipped = load(a.nws_csv, KALSHI_CITIES if a.cities == "kalshi" else None)
+    emos_cfg = emos.EmosConfig()
+    cdf, _ = project_pmfs(df, WeatherModelConfig(n_paths=a.n_paths), emos_cfg)
+    result = score(df, cdf, a.score_from, emos_cfg.embargo_days)
+    print(render(result, skipped))
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""EMOS for the daily high: a Gaussian predictive distribution of the official high whose centre and
+spread are learned walk-forward from past (forecast, settled high) pairs, per city with shrinkage to a
+pooled fit.
+
+    mean     = f + b + a * (f - 65) / 10 + c1 * r1 + c2 * r2
+    log(sd)  = s0 + s1 * log1p|r1| + s2 * log1p|r2| + s3 * (18 - range) / 10 + s4 * lead / 24
+
+f is the forecast high of one run, r1 its revision against the run before, r2 the revision before
+that, range the forecast's own diurnal range (f minus its low, clipped to [0, 40] F; a flat forecast
+day is a less certain one), lead the hours from issue to the climatological peak. On real NWS forecasts
+(~160 US cities, 2021) a large revision widens the error SD from ~2.6 to ~4 F and the mean reverts
+about a fifth of the way toward the older forecast; both are learned here, not assumed.
+
+The fit minimizes the CRPS of the Gaussian (closed form, analytic gradient, L-BFGS) with sample weights
+that halve every ``half_life_days`` (the season moves; recent days speak for it better than a seasonal
+curve fitted on months that are not this one), a penalty ``city_shrinkage`` on each city's deviation
+from the pooled coefficients, and a penalty ``prior_weight`` pulling the pooled coefficients toward the
+prior. Parameters for climate day D use only days <= D - 1 - ``embargo_days``: the days whose
+settlement was public before D's market opened (the calibrators' rule).
+
+The prior is the pooled fit on the NWS forecasts of the 153 US cities of the reference data
+(2021-01-30..2021-09-30) that Kalshi does not list: it matters only while a city has few settled days,
+and it has never seen a Kalshi city's errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import ndtr
+
+from kw_assets.model.calibration import EMBARGO_DAYS
+
+MEAN_TERMS = ("slope", "bias", "revision", "prior_revision")  # slope: per 10 F above 65 F; bias: at 65 F
+SPREAD_TERMS = ("intercept", "abs_revision", "abs_prior_revision", "narrow_range", "lead")
+PARAM_COLUMNS = tuple(f"mean_{t}" for t in MEAN_TERMS) + tuple(f"log_sd_{t}" for t in SPREAD_TERMS)
+# pooled fit, no recency weighting, on the 153 non-Kalshi cities of the reference NWS file (78,080 samples)
+PRIOR = np.array([-0.0970, 0.4386, -0.1071, 0.0886, 0.5879, 0.1700, 0.1343, 0.1059, 0.2158])
+SAMPLE_COLUMNS = ("city", "climate_day", "lead_h", "forecast_high_f", "previous_high_f", "before_previous_high_f",
+                  "forecast_low_f", "observed_high_f")
+_NM, _NS = len(MEAN_TERMS), len(SPREAD_TERMS)
+_INV_SQRT_PI = 1 / np.sqrt(np.pi)
+
+
+@dataclass(frozen=True)
+class EmosConfig:
+    half_life_days: float = 25.0
+    city_shrinkage: float = 10.0
+    prior_weight: float = 5.0
+    embargo_days: int = EMBARGO_DAYS
+    min_sd_f: float = 0.5
+
+
+def design(forecast_high: np.ndarray, previous_high: np.ndarray, before_previous_high: np.ndarray,
+           forecast_low: np.ndarray, lead_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (as a correction to the forecast) and log-SD design matrices. Every column is O(1), so the
+    shrinkage weighs a city's slope and its bias alike. A missing earlier run counts as no revision; a
+    missing low as a typical 18 F range."""
+    f = np.asarray(forecast_high, float)
+    p1, p2 = np.asarray(previous_high, float), np.asarray(before_previous_high, float)
+    r1 = np.nan_to_num(f - p1)
+    r2 = np.nan_to_num(p1 - p2)
+    rng = np.clip(np.nan_to_num(f - np.asarray(forecast_low, float), nan=18.0), 0, 40)
+    one = np.ones_like(f)
+    xm = np.column_stack([(f - 65) / 10, one, r1, r2])
+    xs = np.column_stack([one, np.log1p(np.abs(r1)), np.log1p(np.abs(r2)), (18 - rng) / 10,
+                          np.clip(np.asarray(lead_h, float) * one, 0, 96) / 24])
+    return xm, xs
+
+
+def _crps(mu, sd, y):
+    """CRPS of N(mu, sd) at y, and its derivatives in mu and sd."""
+    z = (y - mu) / sd
+    cdf = ndtr(z)
+    pdf = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+    return sd * (z * (2 * cdf - 1) + 2 * pdf - _INV_SQRT_PI), -(2 * cdf - 1), 2 * pdf - _INV_SQRT_PI
+
+
+@dataclass(frozen=True)
+class EmosFit:
+    """Coefficients per city (pooled plus the city's shrunk deviation) and the fit's lineage."""
+
+    pooled: np.ndarray
+    by_city: dict[str, np.ndarray]
+    fit_start: dt.date | None
+    fit_end: dt.date | None
+    fit_days: int
+    samples: dict[str, int]
+
+    def coefficients(self, city: str) -> np.ndarray:
+        return self.by_city.get(city, self.pooled)
+
+    def describe(self, city: str) -> dict:
+        """One row of lineage and coefficients for ``city``: what ``weather_model_params`` stores."""
+        row = {"fit_start": self.fit_start, "fit_end": self.fit_end, "fit_days": self.fit_days,
+               "fit_samples": int(self.samples.get(city, 0)), "pooled_samples": int(sum(self.samples.values()))}
+        row.update(dict(zip(PARAM_COLUMNS, map(float, self.coefficients(city)))))
+        return row
+
+
+def predict(theta: np.ndarray, xm: np.ndarray, xs: np.ndarray, min_sd: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of the official high (integer F, so the SD includes rounding's 1/12 F^2)."""
+    theta = np.asarray(theta, float)
+    return xm_forecast(xm) + xm @ theta[:_NM], np.maximum(np.exp(np.clip(xs @ theta[_NM:], -3, 3)), min_sd)
+
+
+def xm_forecast(xm: np.ndarray) -> np.ndarray:
+    """The forecast high itself, recovered from the design's slope column."""
+    return xm[:, 0] * 10 + 65
+
+
+def empty_samples() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c in ("city", "climate_day") else float) for c in SAMPLE_COLUMNS})
+
+
+class WalkForward:
+    """Fits for successive climate days over one sample table; each fit starts from the last (warm start)."""
+
+    def __init__(self, samples: pd.DataFrame, cfg: EmosConfig = EmosConfig(), prior: np.ndarray = PRIOR):
+        s = samples.dropna(subset=["forecast_high_f", "observed_high_f"]).reset_index(drop=True)
+        self.cfg, self.prior = cfg, np.asarray(prior, float)
+        self.cities = sorted(s["city"].unique().tolist())
+        self.city_index = pd.Index(self.cities).get_indexer(s["city"]) if len(s) else np.zeros(0, int)
+        self.day = pd.to_datetime(s["climate_day"]).to_numpy("datetime64[D]") if len(s) else np.zeros(0, "datetime64[D]")
+        self.y = s["observed_high_f"].to_numpy(float)
+        self.xm, self.xs = design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"],
+                                  s["forecast_low_f"], s["lead_h"])
+        self._x: np.ndarray | None = None
+
+    def fit(self, day: dt.date) -> EmosFit:
+        """Coefficients for climate day ``day`` from samples of days <= day - 1 - embargo."""
+        end = np.datetime64(day - dt.timedelta(days=self.cfg.embargo_days + 1), "D")
+        use = self.day <= end
+        n_city = len(self.cities)
+        if not use.any():
+            return EmosFit(self.prior.copy(), {}, None, None, 0, {})
+        ci, y, xm, xs = self.city_index[use], self.y[use], self.xm[use], self.xs[use]
+        age = (end - self.day[use]).astype(float)
+        w = 0.5 ** (age / self.cfg.half_life_days)
+        x0 = self._x if self._x is not None else np.concatenate([self.prior, np.zeros(n_city * len(self.prior))])
+        x = _fit(xm, xs, ci, y, w, n_city, self.prior, self.cfg, x0)
+        self._x = x
+        p = len(self.prior)
+        pooled, delta = x[:p], x[p:].reshape(n_city, p)
+        days = self.day[use]
+        counts = np.bincount(ci, minlength=n_city)
+        return EmosFit(pooled, {c: pooled + delta[k] for k, c in enumerate(self.cities)},
+                       pd.Timestamp(days.min()).date(), pd.Timestamp(days.max()).date(), int(len(np.unique(days))),
+                       {c: int(counts[k]) for k, c in enumerate(self.cities)})
+
+
+def _fit(xm, xs, ci, y, w, n_city, prior, cfg: EmosConfig, x0) -> np.ndarray:
+    p = len(prior)
+    base = xm_forecast(xm)
+
+    def loss(x):
+        pooled, delta = x[:p], x[p:].reshape(n_city, p)
+        theta = pooled[None, :] + delta[ci]
+        mu = base + np.einsum("ij,ij->i", xm, theta[:, :_NM])
+        log_sd = np.clip(np.einsum("ij,ij->i", xs, theta[:, _NM:]), -3, 3)
+        sd = np.exp(log_sd)
+        c, d_mu, d_sd = _crps(mu, sd, y)
+        grad_rows = np.concatenate([(w * d_mu)[:, None] * xm, (w * d_sd * sd)[:, None] * xs], axis=1)
+        g_pooled = grad_rows.sum(axis=0) + 2 * cfg.prior_weight * (pooled - prior)
+        g_delta = np.zeros((n_city, p))
+        np.add.at(g_delta, ci, grad_rows)
+        g_delta += 2 * cfg.city_shrinkage * delta
+        value = (w * c).sum() + cfg.prior_weight * ((pooled - prior) ** 2).sum() + cfg.city_shrinkage * (delta ** 2).sum()
+        return value, np.concatenate([g_pooled, g_delta.ravel()])
+
+    return minimize(loss, x0, jac=True, method="L-BFGS-B").x

@@ -1,0 +1,67 @@
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from kw_assets.model import emos
+
+D0 = dt.date(2025, 1, 1)
+
+
+def samples(n_days=150, seed=0, cities=(("A", 2.0, 1.0), ("B", -1.0, 3.0))) -> pd.DataFrame:
+    """Two runs a day per city: high = forecast + bias + N(0, sd^2), rounded like an official high."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for city, bias, sd in cities:
+        f = rng.uniform(40, 90, n_days)
+        err = rng.normal(bias, sd, n_days)
+        for lead in (20.0, 8.0):
+            rows.append(pd.DataFrame({"city": city, "climate_day": [D0 + dt.timedelta(days=k) for k in range(n_days)],
+                                      "lead_h": lead, "forecast_high_f": f, "previous_high_f": f,
+                                      "before_previous_high_f": f, "forecast_low_f": f - 18,
+                                      "observed_high_f": np.round(f + err)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def mean_sd(fit: emos.EmosFit, city: str, f: float = 70.0):
+    xm, xs = emos.design(np.array([f]), np.array([f]), np.array([f]), np.array([f - 18]), np.array([14.0]))
+    mu, sd = emos.predict(fit.coefficients(city), xm, xs)
+    return mu[0] - f, sd[0]
+
+
+def test_learns_each_citys_bias_and_spread_walk_forward():
+    fit = emos.WalkForward(samples(), emos.EmosConfig(half_life_days=1e6, city_shrinkage=1.0)).fit(D0 + dt.timedelta(days=150))
+    bias_a, sd_a = mean_sd(fit, "A")
+    bias_b, sd_b = mean_sd(fit, "B")
+    assert abs(bias_a - 2.0) < 0.3 and abs(bias_b + 1.0) < 0.5
+    # sd of the integer high: sqrt(sd^2 + 1/12); CRPS-fitted Gaussians recover it within a few tenths
+    assert abs(sd_a - np.sqrt(1 + 1 / 12)) < 0.25 and abs(sd_b - np.sqrt(9 + 1 / 12)) < 0.4
+
+
+def test_fit_for_day_d_uses_only_days_settled_before_its_market_opened():
+    s = samples(40)
+    day = D0 + dt.timedelta(days=30)
+    fit = emos.WalkForward(s, emos.EmosConfig()).fit(day)
+    assert fit.fit_end == day - dt.timedelta(days=3) and fit.fit_start == D0 and fit.fit_days == 28
+    assert fit.samples == {"A": 56, "B": 56}
+    # canary: rewriting the outcome of D-2 and later changes nothing
+    later = pd.to_datetime(s["climate_day"]).dt.date >= day - dt.timedelta(days=2)
+    changed = s.assign(observed_high_f=np.where(later, s["observed_high_f"] + 30, s["observed_high_f"]))
+    again = emos.WalkForward(changed, emos.EmosConfig()).fit(day)
+    np.testing.assert_allclose(again.coefficients("A"), fit.coefficients("A"))
+
+
+def test_a_city_with_few_days_is_shrunk_toward_the_pooled_fit():
+    s = samples(120, cities=(("A", 2.0, 1.0), ("B", 2.0, 1.0), ("C", -4.0, 1.0)))
+    few = s[(s["city"] != "C") | (pd.to_datetime(s["climate_day"]).dt.date >= D0 + dt.timedelta(days=115))]
+    fit = emos.WalkForward(few, emos.EmosConfig(half_life_days=1e6, city_shrinkage=50.0)).fit(D0 + dt.timedelta(days=120))
+    bias_c, _ = mean_sd(fit, "C")
+    assert fit.samples["C"] == 6  # days 115-117 (<= D-3), two runs each
+    assert 0.0 < bias_c < 2.0  # between its own -4 and the pooled +2, much nearer the pool
+
+
+def test_no_history_gives_the_prior_and_an_empty_lineage():
+    fit = emos.WalkForward(emos.empty_samples()).fit(D0)
+    np.testing.assert_array_equal(fit.pooled, emos.PRIOR)
+    row = fit.describe("ny")
+    assert row["fit_end"] is None and row["fit_samples"] == 0 and row["mean_bias"] == emos.PRIOR[1]
