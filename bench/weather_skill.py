@@ -47,7 +47,9 @@ PEAK_HOUR = 14.0  # the synthetic curves peak on the hour, so a run's hourly max
 RUNS = (("forecast_hi_2_prev_PM", None, -32.0), ("forecast_hi_prev_AM", "forecast_lo_prev_AM", -19.0),
         ("forecast_hi_prev_PM", "forecast_lo_prev_PM", -8.0), ("forecast_hi_current_AM", "forecast_lo_current_AM", 5.0))
 DECISION_HOUR = {"prev_evening": -3.0, "morning_of": 7.0}
-LEAD_H = {"prev_evening": PEAK_HOUR + 8.0, "morning_of": PEAK_HOUR - 5.0}
+# the lead the weather model computes for the horizon's latest run (issue hour -> its peak_hour_lst)
+LEAD_H = {"prev_evening": WeatherModelConfig().peak_hour_lst - RUNS[2][2],
+          "morning_of": WeatherModelConfig().peak_hour_lst - RUNS[3][2]}
 KEYS = ("n", "project", "gauss_2_6", "per_city_gauss", "uniform", "mae", "cover_50", "cover_90")
 
 

@@ -52,7 +52,6 @@ class EmosConfig:
     city_shrinkage: float = 10.0
     prior_weight: float = 5.0
     embargo_days: int = EMBARGO_DAYS
-    min_sd_f: float = 0.5
 
 
 def design(forecast_high: np.ndarray, previous_high: np.ndarray, before_previous_high: np.ndarray,

@@ -46,7 +46,7 @@ def summary(fills: pd.DataFrame) -> dict:
         "fees": float(f["fee"].sum()),
         "realized_pnl": float(orders.loc[~orders["held_to_settlement"], "net"].sum()) if len(orders) else 0.0,
         "settlement_pnl": float(orders.loc[orders["held_to_settlement"], "net"].sum()) if len(orders) else 0.0,
-        "orders_sent": int(len(fills[fills["action"] != "settle"].drop_duplicates(["city", "climate_day", "order_id"]))),
+        "orders_sent": int(orders_per_city_day(fills)["orders_sent"].sum()),
         "orders_filled": int(len(orders)),
         "hit_rate": float((orders["net"] > 0).mean()) if len(orders) else np.nan,
         "avg_edge_at_entry": float(orders["edge"].mean()) if len(orders) else np.nan,
@@ -71,8 +71,10 @@ def bootstrap_daily_ci(fills: pd.DataFrame, n_boot: int = 10_000, level: float =
     per_day = f.groupby(["city", "climate_day"])["cash_flow"].sum().to_numpy(float)
     if len(per_day) == 0:
         return {"city_days": 0, "net_pnl": 0.0, "ci_low": np.nan, "ci_high": np.nan}
-    idx = np.random.default_rng(seed).integers(0, len(per_day), (n_boot, len(per_day)))
-    totals = per_day[idx].sum(axis=1)
+    rng = np.random.default_rng(seed)
+    block = max(1, 2_000_000 // len(per_day))  # resamples per block: ~16 MB of indices whatever the span
+    totals = np.concatenate([per_day[rng.integers(0, len(per_day), (min(block, n_boot - i), len(per_day)))].sum(axis=1)
+                             for i in range(0, n_boot, block)])
     lo, hi = np.quantile(totals, [(1 - level) / 2, (1 + level) / 2])
     return {"city_days": int(len(per_day)), "net_pnl": float(per_day.sum()), "ci_low": float(lo), "ci_high": float(hi)}
 
