@@ -38,10 +38,10 @@ class MarketDataResource(dg.ConfigurableResource):
     seed: int = Field(default=7, description="simulator seed (with city and day)")
     simulated_now: Optional[str] = Field(default=None, description="ISO instant the simulated world is at; default: now")
     simulated_rate_limit: Optional[float] = Field(default=None, description="simulated exchange's requests/s limit")
-    sim_agents_obs_delay_min: float = Field(default=0.0, description="simulated market: its traders see the running "
-                                                                      "high this many minutes late (a planted edge)")
+    sim_agents_obs_delay_min: float = Field(default=0.0, description="simulated market: its traders learn each 5-minute "
+                                                                      "obs this many minutes late (a planted edge)")
     sim_agents_ignore_forecast_drift: bool = Field(default=False, description="simulated market: its traders stay on "
-                                                                              "the listing forecast run (a planted edge)")
+                                                                              "the runs issued by the listing (a planted edge)")
     fault_rate_429: float = 0.0
     fault_rate_5xx: float = 0.0
     fault_rate_timeout: float = 0.0

@@ -1,6 +1,7 @@
 """Backtest report tables (pure): P&L after fees by city and month, trade statistics, maker/taker split,
 daily Sharpe (annualized with sqrt(365): the markets trade every calendar day), max drawdown, turnover,
-a bootstrap 95% interval of net P&L over city-days, orders sent and filled per city-day."""
+a bootstrap 95% interval of net P&L over city-days, orders sent and filled per city-day, the hit rate of
+"next-bar winners" and bracket migration (did the strategy follow the PMF's centre of mass)."""
 
 from __future__ import annotations
 
@@ -65,10 +66,10 @@ def summary(fills: pd.DataFrame) -> dict:
 
 
 def bootstrap_daily_ci(fills: pd.DataFrame, n_boot: int = 10_000, level: float = 0.95, seed: int = 0) -> dict:
-    """Net P&L per city-day, its total and a bootstrap interval for the total (city-days resampled with
-    replacement): the test of whether a profit is more than luck."""
-    f = fills[fills["contracts"] > 0]
-    per_day = f.groupby(["city", "climate_day"])["cash_flow"].sum().to_numpy(float)
+    """Net P&L per city-day that sent orders, its total and a bootstrap interval for the total (city-days
+    resampled with replacement): the test of whether a profit is more than luck."""
+    # every city-day the strategy sent an order on counts, filled or not (its P&L is then 0)
+    per_day = fills.groupby(["city", "climate_day"])["cash_flow"].sum().to_numpy(float)
     if len(per_day) == 0:
         return {"city_days": 0, "net_pnl": 0.0, "ci_low": np.nan, "ci_high": np.nan}
     rng = np.random.default_rng(seed)
@@ -103,3 +104,70 @@ def pnl_by_entry_hour(fills: pd.DataFrame, lst_offsets: dict[str, pd.Timedelta])
         return pd.Series(dtype=float)
     hour = (o["entry_ts"] + o["city"].map(lst_offsets)).dt.hour
     return o.groupby(hour)["net"].sum().reindex(range(24), fill_value=0.0)
+
+
+NEXT_BAR_MINUTES = (1, 5, 15)
+
+
+def entry_orders(fills: pd.DataFrame) -> pd.DataFrame:
+    """One row per filled entry order: city, climate_day, order_id, bracket_index, side, decided_ts, and the
+    minute of its first fill (``fill_ts``)."""
+    e = fills[(fills["action"] == "buy") & (fills["contracts"] > 0)]
+    return (e.groupby(["city", "climate_day", "order_id"], as_index=False)
+            .agg(bracket_index=("bracket_index", "first"), side=("side", "first"), decided_ts=("decided_ts", "first"),
+                 fill_ts=("fill_ts", "min")))
+
+
+def next_bar_winners(moves: pd.DataFrame, horizons=NEXT_BAR_MINUTES) -> pd.DataFrame:
+    """Did the bracket we bought move our way (YES: its mid rose; NO: it fell) over the next minutes?
+    ``moves``: one row per entry with ``side``, ``mid_0`` (mid at the fill minute) and ``mid_<h>`` for each
+    horizon. Per horizon: entries with both mids known, the share that moved our way, the share flat, and
+    the mean move in our favour in cents."""
+    rows = []
+    sign = np.where(moves["side"].to_numpy() == "yes", 1.0, -1.0)
+    for h in horizons:
+        move = sign * (moves[f"mid_{h}"].to_numpy(float) - moves["mid_0"].to_numpy(float))
+        known = np.isfinite(move)
+        m = move[known]
+        rows.append({"minutes_after_fill": h, "entries": int(known.sum()),
+                     "hit_rate": float((m > 1e-9).mean()) if len(m) else np.nan,
+                     "flat_share": float((np.abs(m) <= 1e-9).mean()) if len(m) else np.nan,
+                     "mean_move_cents": float(m.mean() * 100) if len(m) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def bracket_migration(pmf: pd.DataFrame, entries: pd.DataFrame, window_min: int = 15) -> pd.DataFrame:
+    """The calibrated PMF's centre of mass (expected bracket index) per city-day: at the first and last
+    minute, its total path, and whether entries followed it. ``pmf``: city, climate_day, minute_ts,
+    bracket_index, p (any regular sampling); an entry follows the migration when, with the centre moving
+    (by >= 0.05 brackets over the ``window_min`` minutes before its decision), it buys YES on a bracket on the
+    side the centre moves to, or NO on one on the side it leaves."""
+    if pmf.empty:
+        return pd.DataFrame(columns=["city", "climate_day", "com_first", "com_last", "com_path", "entries_in_move",
+                                     "followed_share"])
+    pmf = pmf.assign(climate_day=pd.to_datetime(pmf["climate_day"]).astype("datetime64[ns]"),
+                     minute_ts=pd.to_datetime(pmf["minute_ts"], utc=True).astype("datetime64[ns, UTC]"))
+    entries = entries.assign(climate_day=pd.to_datetime(entries["climate_day"]).astype("datetime64[ns]"),
+                             decided_ts=pd.to_datetime(entries["decided_ts"], utc=True).astype("datetime64[ns, UTC]"))
+    wide = pmf.pivot_table(index=["city", "climate_day", "minute_ts"], columns="bracket_index", values="p").sort_index()
+    com = pd.Series(wide.to_numpy(float) @ wide.columns.to_numpy(float), index=wide.index, name="com").dropna()
+    days = com.groupby(level=["city", "climate_day"])
+    out = pd.DataFrame({"com_first": days.first(), "com_last": days.last(),
+                        "com_path": days.apply(lambda s: float(np.abs(np.diff(s.to_numpy())).sum()))})
+    table = com.reset_index().sort_values("minute_ts")
+    e = entries.assign(before_ts=entries["decided_ts"] - pd.Timedelta(minutes=window_min)).reset_index(drop=True)
+    e["_row"] = np.arange(len(e))
+    for col, at in (("com_now", "decided_ts"), ("com_before", "before_ts")):
+        asof = pd.merge_asof(e[["_row", "city", "climate_day", at]].sort_values(at), table, left_on=at,
+                             right_on="minute_ts", by=["city", "climate_day"], direction="backward")
+        e[col] = asof.set_index("_row")["com"].reindex(e["_row"]).to_numpy()
+    vel = e["com_now"] - e["com_before"]
+    moving = vel.abs() >= 0.05
+    toward = np.sign(e["bracket_index"] - e["com_before"]) == np.sign(vel)
+    followed = np.where(e["side"] == "yes", toward, ~toward)
+    e["moving"], e["followed"] = moving, moving & followed
+    per_day = e.groupby(["city", "climate_day"]).agg(entries_in_move=("moving", "sum"), followed=("followed", "sum"))
+    out = out.join(per_day).fillna({"entries_in_move": 0, "followed": 0})
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["followed_share"] = out["followed"] / out["entries_in_move"].where(out["entries_in_move"] > 0)
+    return out.drop(columns="followed").astype({"entries_in_move": int}).reset_index()

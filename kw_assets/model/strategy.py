@@ -7,8 +7,14 @@ Entry on a bracket (all gates configurable, each can be switched off):
 - edge: calibrated probability minus the price paid, above the fee plus a slippage cushion; a high
   new-high hazard (>= ``hazard_high``) lowers the cushion by ``hazard_cushion_discount``;
 - execution: taker (lift the ask) when the taker edge beats fee + cushion + ``taker_extra_edge``,
-  else maker (post at the bid) when the maker edge beats its fee + cushion;
+  else maker (post at the bid) when the maker edge beats its fee + cushion; with ``allow_maker`` off,
+  only taker orders, entered when the taker edge beats fee + cushion + ``taker_extra_edge``;
 - only signal onsets (and at most one per ``cooldown_min`` per bracket and side) become orders.
+
+Optional (``use_bleed``, off by default), the seed's bracket-migration rule: when the calibrated PMF's
+centre of mass (expected bracket index) accelerates toward higher strikes (its change over
+``bleed_window_min`` grows by more than ``bleed_accel``), YES held on the bracket it is leaving is exited and
+YES is bought, as a taker, on the bracket above; mirrored for a downward acceleration.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ class StrategyConfig:
     hazard_high: float = 0.3
     hazard_cushion_discount: float = 0.5
     taker_extra_edge: float = 0.03
+    allow_maker: bool = True
+    use_bleed: bool = False
+    bleed_window_min: int = 10
+    bleed_accel: float = 0.15
     cooldown_min: int = 20
 
 
@@ -78,14 +88,21 @@ def signal_intents(panel: pd.DataFrame, calibrated: pd.DataFrame, cfg: StrategyC
         maker_yes = p - bid - fee_per_contract(bid, cfg.contracts, maker_rate)
         taker_no = (1 - p) - (1 - bid) - fee_per_contract(1 - bid, cfg.contracts, taker_rate)
         maker_no = (1 - p) - (1 - ask) - fee_per_contract(1 - ask, cfg.contracts, maker_rate)
-        yes_sig = book_ok & ras_yes & clv_yes & (maker_yes > cushion)
-        no_sig = book_ok & ras_no & clv_no & (maker_no > cushion)
+        entry_yes, entry_no = (maker_yes, maker_no) if cfg.allow_maker else (taker_yes - cfg.taker_extra_edge,
+                                                                            taker_no - cfg.taker_extra_edge)
+        yes_sig = book_ok & ras_yes & clv_yes & (entry_yes > cushion)
+        no_sig = book_ok & ras_no & clv_no & (entry_no > cushion)
     opposite = np.stack([no_sig, yes_sig], axis=2)  # exit a YES on a NO signal and vice versa
     rows = []
+    if cfg.use_bleed:
+        bleed = _bleed_intents(p, book_ok, taker_yes, cfg)
+        for r, leaving in zip(bleed["row"], bleed["leaving"]):
+            opposite[r, leaving, 0] = True
+        rows.append(bleed.drop(columns="leaving"))
     for side, sig, t_edge, m_edge in (("yes", yes_sig, taker_yes, maker_yes), ("no", no_sig, taker_no, maker_no)):
         onset = sig & ~np.vstack([np.zeros((1, n_br), bool), sig[:-1]])
         r, b = np.nonzero(onset)
-        taker = t_edge[r, b] > cushion[r, 0] + cfg.taker_extra_edge
+        taker = (t_edge[r, b] > cushion[r, 0] + cfg.taker_extra_edge) | (not cfg.allow_maker)
         limit = np.where(side == "yes", bid[r, b], 1 - ask[r, b])
         rows.append(pd.DataFrame({"row": r, "bracket": b, "side": side, "size": cfg.contracts,
                                   "liquidity": np.where(taker, "taker", "maker"), "limit": limit,
@@ -93,6 +110,45 @@ def signal_intents(panel: pd.DataFrame, calibrated: pd.DataFrame, cfg: StrategyC
     intents = pd.concat(rows, ignore_index=True).sort_values(["row", "bracket", "side"], kind="stable")
     keep = _cooldown(intents, cfg.cooldown_min)
     return intents[keep].reset_index(drop=True), opposite
+
+
+def centre_of_mass(p: np.ndarray) -> np.ndarray:
+    """Expected bracket index per minute under the PMF ``p`` (minutes x brackets), NaN where unknown."""
+    return p @ np.arange(p.shape[1], dtype=float)
+
+
+def migration(p: np.ndarray, window_min: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre of mass, its change over ``window_min`` minutes (velocity) and that velocity's change over
+    the same window (acceleration); causal (minute t uses rows <= t), NaN until the windows fill."""
+    com = centre_of_mass(p)
+    k = max(int(window_min), 1)
+    vel = np.full_like(com, np.nan)
+    vel[k:] = com[k:] - com[:-k]
+    acc = np.full_like(com, np.nan)
+    acc[k:] = vel[k:] - vel[:-k]
+    return com, vel, acc
+
+
+def _bleed_intents(p: np.ndarray, book_ok: np.ndarray, taker_yes: np.ndarray, cfg: StrategyConfig) -> pd.DataFrame:
+    """Taker YES intents on the bracket the centre of mass accelerates into, with the bracket it leaves."""
+    n_br = p.shape[1]
+    com, vel, acc = migration(p, cfg.bleed_window_min)
+    with np.errstate(invalid="ignore"):
+        up = (acc > cfg.bleed_accel) & (vel > 0)
+        down = (acc < -cfg.bleed_accel) & (vel < 0)
+    frames = []
+    for sig, leaving, step in ((up, np.floor(com), 1), (down, np.ceil(com), -1)):
+        onset = sig & ~np.concatenate([[False], sig[:-1]])
+        r = np.nonzero(onset)[0]
+        j = np.nan_to_num(leaving[r]).astype(int)
+        target = j + step
+        ok = (target >= 0) & (target < n_br)
+        r, j, target = r[ok], j[ok], target[ok]
+        ok = book_ok[r, target]
+        r, j, target = r[ok], j[ok], target[ok]
+        frames.append(pd.DataFrame({"row": r, "bracket": target, "side": "yes", "size": cfg.contracts,
+                                    "liquidity": "taker", "limit": np.nan, "edge": taker_yes[r, target], "leaving": j}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _cooldown(intents: pd.DataFrame, minutes: int) -> np.ndarray:

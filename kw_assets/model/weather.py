@@ -19,7 +19,9 @@ Model, at decision time tau (all inputs stamped <= tau):
 - Official high H = round(max(M + G, max_k X_k)); PMF = share of paths per bracket.
 - Hazard: the share of paths whose next 5-minute reading (whole C, shown in F) exceeds M.
 
-r_sd, r_tau_h, kappa and the gap have no published figure: they are priors, exposed as parameters.
+r_sd, r_tau_h, kappa and the gap have no published figure: they are priors, exposed as parameters. (The
+gap's spread is mostly whole-C rounding, uniform over +-0.9 F: SD 0.52; its mean is the 5-minute
+sampling missing the 2-minute peak.)
 
 Random numbers are shared across decision times (one z, G and R per path), so the future max for
 every decision time comes from one reverse cumulative max per forecast run. Paths are float32 and
@@ -49,8 +51,8 @@ class WeatherModelConfig:
     residual_sd: float = 0.8
     residual_tau_h: float = 1.0
     kappa: float = 0.7
-    gap_mean: float = 0.4
-    gap_sd: float = 0.6
+    gap_mean: float = 0.3
+    gap_sd: float = 0.5
     no_forecast_level_sd: float = 4.0
     min_level_sd: float = 0.3
 
@@ -67,9 +69,11 @@ def decision_times(day_start: pd.Timestamp, first: pd.Timestamp, every_min: int 
 def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, obs: pd.DataFrame,
                          forecasts: pd.DataFrame, lows: np.ndarray, highs: np.ndarray,
                          rng: np.random.Generator, cfg: WeatherModelConfig = WeatherModelConfig(),
-                         params: np.ndarray | None = None, _inputs_only: bool = False) -> dict[str, np.ndarray]:
+                         params: np.ndarray | None = None, obs_delay: pd.Timedelta = pd.Timedelta(0),
+                         _inputs_only: bool = False) -> dict[str, np.ndarray]:
     """Arrays per decision time: pmf (D x brackets), hazard, expected_high, high_sd, obs_max, run issued_at.
     ``params`` are the city's EMOS coefficients for the day (``emos.PARAM_COLUMNS``; None: the prior).
+    ``obs_delay``: an obs is known only that long after its valid time (the simulator's slow traders).
     (``_inputs_only`` returns the shared random inputs instead: the naive benchmark replays them.)"""
     n, k_steps = cfg.n_paths, STEPS_PER_DAY
     step_ns = STEP.value
@@ -82,7 +86,7 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     o = obs.sort_values("valid_time")
     o_t = o["valid_time"].astype("int64").to_numpy()
     o_v = o["temp_f"].to_numpy(float)
-    o_idx = np.searchsorted(o_t, dec, side="right") - 1  # latest obs <= tau
+    o_idx = np.searchsorted(o_t, dec - pd.Timedelta(obs_delay).value, side="right") - 1  # latest obs known at tau
     run_max = np.maximum.accumulate(o_v) if len(o_v) else o_v
     m = np.where(o_idx >= 0, run_max[np.maximum(o_idx, 0)] if len(o_v) else -np.inf, -np.inf)
 

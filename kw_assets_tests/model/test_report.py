@@ -1,7 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from kw_assets.model.report import bootstrap_daily_ci, orders_per_city_day, summary
+from kw_assets.model.report import (bootstrap_daily_ci, bracket_migration, entry_orders, next_bar_winners,
+                                    orders_per_city_day, summary)
 
 
 def fills_for(days: dict[tuple[str, str], list[tuple[str, str, float, float]]]) -> pd.DataFrame:
@@ -38,3 +39,36 @@ def test_bootstrap_interval_separates_a_steady_profit_from_noise():
     coin = fills_for({("ny", d): [("o0", "buy", 1, float(x))] for d, x in zip(days, rng.choice([-1.0, 1.0], 28))})
     noisy = bootstrap_daily_ci(coin)
     assert noisy["ci_low"] < 0 < noisy["ci_high"]
+
+
+def test_next_bar_winners_count_a_yes_that_rose_and_a_no_that_fell():
+    moves = pd.DataFrame({"side": ["yes", "yes", "no", "no"], "mid_0": [0.40, 0.40, 0.60, 0.60],
+                          "mid_1": [0.40, 0.45, 0.55, np.nan], "mid_5": [0.42, 0.35, 0.50, 0.70]})
+    t = next_bar_winners(moves, horizons=(1, 5)).set_index("minutes_after_fill")
+    assert t.loc[1, "entries"] == 3 and t.loc[5, "entries"] == 4
+    assert t.loc[1, "hit_rate"] == 2 / 3 and t.loc[1, "flat_share"] == 1 / 3
+    assert t.loc[5, "hit_rate"] == 0.5  # the YES that rose 2c and the NO whose YES fell 10c
+    assert abs(t.loc[5, "mean_move_cents"] - (2 - 5 + 10 - 10) / 4) < 1e-9
+
+
+def test_entry_orders_take_the_first_fill_of_each_order():
+    f = fills_for({("ny", "2025-06-01"): [("o00000", "buy", 4, -2.0), ("o00000", "buy", 6, -3.0), ("o00000", "settle", 10, 10.0),
+                                          ("o00001", "buy", 0, 0.0)]})
+    f["fill_ts"] = pd.Timestamp("2025-06-01T15:00Z") + pd.to_timedelta(np.arange(len(f)), unit="min")
+    f["decided_ts"] = pd.Timestamp("2025-06-01T14:59Z")
+    e = entry_orders(f)
+    assert len(e) == 1 and e["fill_ts"].iloc[0] == pd.Timestamp("2025-06-01T15:00Z")
+
+
+def test_bracket_migration_tracks_the_centre_of_mass_and_who_followed_it():
+    ts = pd.date_range("2025-06-01T12:00Z", periods=7, freq="5min")
+    x = np.array([0, 0, 0, 0.2, 0.5, 0.8, 1.0])  # mass moving from bracket 1 to bracket 2
+    pmf = pd.DataFrame({"city": "ny", "climate_day": pd.Timestamp("2025-06-01"), "minute_ts": np.repeat(ts, 2),
+                        "bracket_index": np.tile([1, 2], 7), "p": np.column_stack([1 - x, x]).ravel()})
+    entries = pd.DataFrame({"city": "ny", "climate_day": pd.Timestamp("2025-06-01"),
+                            "decided_ts": [ts[1], ts[4], ts[4], ts[5], ts[5]],
+                            "bracket_index": [2, 2, 1, 1, 2], "side": ["yes", "yes", "yes", "no", "no"]})
+    t = bracket_migration(pmf, entries, window_min=10).iloc[0]
+    assert (t["com_first"], t["com_last"], t["com_path"]) == (1.0, 2.0, 1.0)
+    # the first entry came before any move; of the four in the move, YES on 2 and NO on 1 followed it
+    assert t["entries_in_move"] == 4 and t["followed_share"] == 0.5

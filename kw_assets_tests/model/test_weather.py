@@ -86,3 +86,40 @@ def test_no_weather_means_no_rows():
     empty = pd.DataFrame({"valid_time": pd.to_datetime([], utc=True), "temp_f": []})
     assert weather_pmf_frame(markets, empty, pd.DataFrame({"issued_at": [], "valid_time": [], "temp_f": []}),
                              DAY0, np.random.default_rng(0)).empty
+
+
+def test_on_simulated_days_the_pmf_sharpens_hour_by_hour_and_settles_on_the_observed_max():
+    """20 simulated city-days of the public feed (obs, runs): mean RPS per 3-hour LST block of the climate
+    day never rises, and at the close the bracket of the observed max holds >= 0.9 unless that max sits
+    within 1 F of the bracket's edge (where the official 2-minute high can still fall on either side)."""
+    import datetime as dt
+
+    from kw_assets.cities import get_city
+    from kw_assets.sources.simulator.world import build_weather
+
+    cfg = WeatherModelConfig(n_paths=2000)
+    blocks, close_ok = [], []
+    for key in ("ny", "den"):
+        for k in range(10):
+            w = build_weather(get_city(key), dt.date(2025, 5, 1) + dt.timedelta(days=7 * k))
+            day_start = pd.Timestamp(w.day_start, unit="s", tz="UTC")
+            issued, valid, temp = w.forecast_rows()
+            runs = pd.DataFrame({"issued_at": pd.to_datetime(issued, unit="s", utc=True),
+                                 "valid_time": pd.to_datetime(valid, unit="s", utc=True), "temp_f": temp})
+            obs = pd.DataFrame({"valid_time": pd.to_datetime(w.obs_epoch, unit="s", utc=True), "temp_f": w.obs_temp_f})
+            lows = np.array([b.low for b in w.brackets])
+            highs = np.array([b.high for b in w.brackets])
+            dec = pd.date_range(day_start + pd.Timedelta(minutes=5), day_start + pd.Timedelta(days=1), freq="5min")
+            out = simulate_weather_pmf(day_start, dec, obs, runs, lows, highs, np.random.default_rng(k), cfg)
+            observed_cdf = (np.arange(len(lows) - 1) >= w.winner).astype(float)
+            r = ((np.cumsum(out["pmf"], axis=1)[:, :-1] - observed_cdf) ** 2).mean(axis=1)
+            blocks.append(pd.Series(r).groupby(np.arange(len(dec)) // 36).mean().to_numpy())
+            m = out["obs_max"][-1]
+            edges_lo, edges_hi = np.ceil(lows) - 0.5, np.floor(highs) + 0.5
+            b = int(np.nonzero((m >= edges_lo) & (m < edges_hi))[0][0])
+            if min(m - edges_lo[b], edges_hi[b] - m) > 1.0:
+                close_ok.append(out["pmf"][-1, b] >= 0.9)
+    by_block = np.mean(blocks, axis=0)
+    assert len(by_block) == 8 and np.all(np.diff(by_block) <= 1e-9), by_block.round(4)
+    assert by_block[-1] < 0.5 * by_block[0]
+    assert close_ok and all(close_ok)

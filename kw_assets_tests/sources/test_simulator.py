@@ -133,3 +133,22 @@ def test_agents_who_see_the_running_high_late_price_the_same_until_the_day_start
     assert base.official_high == late.official_high  # the weather is the same world
     drift = build_world(ny, day, 7, Agents(ignore_forecast_drift=True))
     assert not np.array_equal(base.bid, drift.bid)
+
+
+def test_the_agents_long_run_emos_is_what_a_fit_on_the_simulated_world_gives():
+    from kw_assets.cities import all_cities
+    from kw_assets.sources.simulator.world import AGENT_EMOS, fit_agent_emos
+    refit = fit_agent_emos(all_cities(), dt.date(2024, 3, 1), 90)  # other days than the constant's fit
+    assert abs(refit[1] - AGENT_EMOS[1]) < 0.6  # the forecasts' ~2 F cold bias at 65 F
+    assert abs(refit[4] - AGENT_EMOS[4]) < 0.2  # log-SD intercept
+    assert AGENT_EMOS[1] > 1.5  # hourly forecast maxima miss the official (2-minute) high
+
+
+def test_agents_see_the_public_runs_with_part_of_each_runs_error_taken_out():
+    from kw_assets.sources.simulator.world import Agents
+    w = build_world(get_city("ny"), dt.date(2025, 6, 10))
+    (issued, valid, public), (_, valid2, theirs) = w.forecast_rows(0.0), w.forecast_rows(Agents().forecast_insight)
+    np.testing.assert_array_equal(valid, valid2)
+    run = np.searchsorted(w.run_times, issued)
+    shift = -Agents().forecast_insight * w.run_error[run]
+    assert np.abs(theirs - public - shift).max() <= 0.1 + 1e-9  # both rounded to 0.1 F

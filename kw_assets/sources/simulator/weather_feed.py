@@ -105,14 +105,10 @@ class SimulatedWeatherFeed:
                  self._now().timestamp() + 1)
         runs: dict[int, dict[int, float]] = {}
         for w in self._worlds(city, t0, t1 + 2 * 86400):
-            for r, issued in enumerate(w.run_times):
-                if not t0 <= issued < t1:
-                    continue
-                valid = w.day_start + 3600 * np.arange(24)
-                path = w.forecast_hourly(r)
-                for v, temp in zip(valid, path):
-                    if issued <= v < issued + 2 * 86400:
-                        runs.setdefault(int(issued), {})[int(v)] = round(float(temp), 1)
+            issued, valid, temp = w.forecast_rows()
+            keep = (issued >= t0) & (issued < t1)
+            for i, v, x in zip(issued[keep].tolist(), valid[keep].tolist(), temp[keep].tolist()):
+                runs.setdefault(int(i), {})[int(v)] = x
         days = []
         for issued in sorted(runs):
             by_date: dict[str, list] = {}

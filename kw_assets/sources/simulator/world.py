@@ -17,10 +17,13 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 from scipy.signal import lfilter
-from scipy.special import expit, logit, ndtr
+from scipy.special import expit, logit
 
 from kw_assets.cities import City, event_ticker
+from kw_assets.model import emos
+from kw_assets.model.weather import WeatherModelConfig, decision_times, simulate_weather_pmf
 
 SUBSTEP_S = 15
 SUBSTEPS_PER_MIN = 60 // SUBSTEP_S
@@ -52,15 +55,21 @@ DEFAULT_CLIMATE = Climate(50, 85, 16, 6.0, 0.08, 0.12)
 
 @dataclass(frozen=True)
 class Agents:
-    """How the simulated market's traders see the weather. By default they watch the true running high
-    as it happens and follow every forecast run, pricing through an EWM (``lag_half_life_min``) with slow
-    disagreement (AR(1) in logit space, ``noise_logit_sd``). ``obs_delay_min`` makes them see the running
-    high that many minutes late; ``ignore_forecast_drift`` keeps them on the run they listed the event with."""
+    """How the simulated market's traders see the weather. By default they know more than this project:
+    their fundamental is the project's own weather Monte Carlo (``model/weather.py``, fewer paths) on the
+    station's 1-minute feed (the 2-minute means to 0.1 F, where the pipeline reads whole-C 5-minute obs) and
+    on forecast runs with ``forecast_insight`` of each run's error taken out, with a daily-high EMOS learned
+    from the city's last 90 days (``agent_emos``); followed through an EWM
+    (``lag_half_life_min``) with slow disagreement (AR(1) in logit space, ``noise_logit_sd``); a strategy
+    has no information edge over them. Planted edges: ``obs_delay_min`` makes them learn each obs that many
+    minutes late; ``ignore_forecast_drift`` keeps them on the runs issued by the time the event was listed."""
 
     obs_delay_min: float = 0.0
     ignore_forecast_drift: bool = False
-    lag_half_life_min: float = 8.0
-    noise_logit_sd: float = 0.35
+    lag_half_life_min: float = 2.0
+    noise_logit_sd: float = 0.1
+    n_paths: int = 1000
+    forecast_insight: float = 0.3
 
 
 @dataclass
@@ -95,6 +104,7 @@ class WeatherDay:
     smooth_hourly: np.ndarray  # 24 hourly smooth temps at day_start + h*3600 (+ the noise-free path)
     fcst_noise: np.ndarray  # runs x 24
     brackets: list[Bracket]
+    listing_run: int  # the run the event's strikes were centred on
     open_time: int
     close_time: int
     expected_expiration: int
@@ -107,6 +117,18 @@ class WeatherDay:
 
     def forecast_hourly(self, run_index: int) -> np.ndarray:
         return self.smooth_hourly + self.run_error[run_index] + self.fcst_noise[run_index]
+
+    def forecast_rows(self, insight: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(issued, valid, temp_f) of every published forecast hour of this day: each run covers the
+        day's hours from its issue time to two days ahead, to 0.1 F. ``insight``: the share of each run's
+        level error taken out (what a trader with better models than the public feed would see)."""
+        valid = self.day_start + 3600 * np.arange(24)
+        issued = np.repeat(self.run_times, 24)
+        valid = np.tile(valid, self.run_times.size)
+        error = (1 - insight) * self.run_error[:, None]
+        temp = np.round((self.smooth_hourly[None, :] + error + self.fcst_noise).ravel(), 1)
+        keep = (issued <= valid) & (valid < issued + 2 * 86400)
+        return issued[keep], valid[keep], temp[keep]
 
 
 @dataclass
@@ -122,6 +144,56 @@ class World(WeatherDay):
     trade_yes: np.ndarray  # taker outcome side == yes
     trade_block: np.ndarray
     trade_id: list[str]
+
+
+# The agents' long-run daily-high EMOS: what a market that has traded this world for years has learned of
+# its forecasts (their hourly max runs ~2 F under the official high). Fitted pooled on two years x 7
+# cities of seed-7 days from 2024-01-01 by ``fit_agent_emos``; a test refits it. Each day the agents also
+# learn from the season's recent days (``agent_emos``), as the pipeline does.
+AGENT_EMOS = np.array([-0.4336, 2.2740, -0.0723, -0.1529, 0.9606, -0.1271, -0.3502, 0.0395, 0.5550])
+
+
+def emos_samples(worlds, insight: float = 0.0) -> pd.DataFrame:
+    """The EMOS samples of simulated days, as ``weather_model_params`` builds them from the warehouse: per
+    run issued before the climatological peak, the run's high and low over the day, the two runs before
+    it and the official high."""
+    rows = []
+    peak_h = WeatherModelConfig().peak_hour_lst
+    for w in worlds:
+        issued, _, temp = w.forecast_rows(insight)
+        run_ids, start = np.unique(issued, return_index=True)
+        high = np.maximum.reduceat(temp, start)
+        low = np.minimum.reduceat(temp, start)
+        lead = (w.day_start + peak_h * 3600 - run_ids) / 3600.0
+        prev1 = np.concatenate([[np.nan], high[:-1]])
+        prev2 = np.concatenate([[np.nan, np.nan], high[:-2]])[: len(high)]
+        keep = lead > 0
+        rows.append(pd.DataFrame({"city": w.city.key, "climate_day": w.day, "lead_h": lead[keep],
+                                  "forecast_high_f": high[keep], "previous_high_f": prev1[keep],
+                                  "before_previous_high_f": prev2[keep], "forecast_low_f": low[keep],
+                                  "observed_high_f": float(w.official_high)}))
+    return pd.concat(rows, ignore_index=True) if rows else emos.empty_samples()
+
+
+def fit_agent_emos(cities, first: dt.date, days: int, seed: int = 7) -> np.ndarray:
+    """Pooled EMOS coefficients over ``days`` simulated days from ``first`` (no recency weighting)."""
+    worlds = [build_weather(c, first + dt.timedelta(days=k), seed) for c in cities for k in range(days)]
+    cfg = emos.EmosConfig(half_life_days=1e9, city_shrinkage=1e9, prior_weight=0.0, embargo_days=0)
+    return emos.WalkForward(emos_samples(worlds), cfg).fit(first + dt.timedelta(days=days + 1)).pooled
+
+
+AGENT_HISTORY_DAYS = 90
+
+
+@lru_cache(maxsize=4096)
+def agent_emos(city: City, day: dt.date, seed: int = 7, insight: float = 0.0) -> np.ndarray:
+    """The agents' EMOS coefficients for ``city`` on ``day``: the project's walk-forward fit (same recency
+    weighting and embargo) over the city's previous ``AGENT_HISTORY_DAYS`` simulated days, shrunk to
+    ``AGENT_EMOS``. The market knows at least what the pipeline can learn."""
+    first = day - dt.timedelta(days=AGENT_HISTORY_DAYS)
+    samples = emos_samples((build_weather(city, first + dt.timedelta(days=k), seed) for k in range(AGENT_HISTORY_DAYS)),
+                           insight)
+    return emos.WalkForward(samples, emos.EmosConfig(), prior=AGENT_EMOS).fit(day).coefficients(city.key)
 
 
 def _rng(seed: int, city: City, day: dt.date, stream: int) -> np.random.Generator:
@@ -151,8 +223,8 @@ def build_world(city: City, day: dt.date, seed: int = 7, agents: Agents = Agents
     w = build_weather(city, day, seed)
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = w.rng_state  # the market's draws continue the weather's stream
-    bid, ask, mid = _simulate_quotes(rng, w.brackets, w.open_time, w.close_time, w.day_start, w.h_max, w.two_min,
-                                     w.run_times, w.run_error, w.smooth_hourly, agents)
+    bid, ask, mid = _simulate_quotes(rng, w, agents, agent_emos(city, day, seed, agents.forecast_insight),
+                                     _rng(seed, city, day, 2))
     trades = _simulate_trades(_rng(seed, city, day, 1), mid, bid, ask, w.open_time,
                               CLIMATES.get(city.key, DEFAULT_CLIMATE).liquidity)
     return World(**{f.name: getattr(w, f.name) for f in fields(WeatherDay)}, bid=bid, ask=ask, **trades)
@@ -224,54 +296,55 @@ def build_weather(city: City, day: dt.date, seed: int = 7) -> WeatherDay:
     return WeatherDay(city=city, day=day, event_ticker=ev, series_ticker=series, day_start=day_start,
                       temp_true=temp_true, two_min=two_min, h_max=h_max, official_high=official_high,
                       obs_epoch=obs_epoch, obs_temp_f=obs_temp, run_times=run_times, run_error=run_error,
-                      smooth_hourly=smooth_hourly, fcst_noise=fcst_noise, brackets=brackets, open_time=open_time,
+                      smooth_hourly=smooth_hourly, fcst_noise=fcst_noise, brackets=brackets,
+                      listing_run=max(listing_run, 0), open_time=open_time,
                       close_time=close_time, expected_expiration=expected_exp, settlement_ts=settlement_ts,
                       rng_state=rng.bit_generator.state)
 
 
-def _simulate_quotes(rng, brackets, open_time, close_time, day_start, h_max, two_min, run_times, run_error,
-                     smooth_hourly, agents: Agents = Agents()):
-    """Informed bracket probabilities per 15 s, seen by the market through lag and logit noise."""
-    t = np.arange(open_time, close_time + 1, SUBSTEP_S)
-    seen = t - int(round(agents.obs_delay_min * 60))  # the instant whose running high the agents know
-    lows = np.array([b.low for b in brackets])
-    highs = np.array([b.high for b in brackets])
-    minute_of_day = np.clip((seen - day_start) // 60, -1, 1438)
-    running_true = np.maximum.accumulate(np.where(minute_of_day >= 0, two_min[np.maximum(minute_of_day, 0)], -np.inf))
-    # the latest forecast run issued by t, and its max over the hours still to come
-    run_idx = np.clip(np.searchsorted(run_times, t, side="right") - 1, 0, run_times.size - 1)
-    if agents.ignore_forecast_drift:
-        run_idx = np.minimum(run_idx, max(int(np.searchsorted(run_times, open_time - 2 * 3600, side="right") - 1), 0))
-    fc = smooth_hourly[None, :] + run_error[:, None]
-    suffix_max = np.maximum.accumulate(fc[:, ::-1], axis=1)[:, ::-1]
-    hour_idx = np.clip((t - day_start) // 3600, 0, 23)
-    mu = suffix_max[run_idx, hour_idx]
-    lead_h = (day_start + h_max * 3600 - t) / 3600.0
-    remaining_h = np.clip((day_start + 86400 - t) / 3600.0, 0, 24)
-    sigma = np.where(lead_h >= 0, forecast_error_sd(lead_h), np.maximum(0.3, 0.9 * np.sqrt(remaining_h / 10)))
-    r_sd = 0.3  # traders watch the running high closely; what they cannot see is the official rounding
-    edges_lo, edges_hi = lows - 0.5, highs + 0.5
-
-    def cdf(x):
-        with np.errstate(invalid="ignore"):
-            pr = np.where(np.isfinite(running_true)[:, None], ndtr((x[None, :] - running_true[:, None]) / r_sd), 1.0)
-            px = ndtr((x[None, :] - mu[:, None]) / sigma[:, None])
-        out = pr * px
-        return np.where(np.isneginf(x)[None, :], 0.0, np.where(np.isposinf(x)[None, :], 1.0, out))
-
-    p_inf = np.clip(cdf(edges_hi) - cdf(edges_lo), 1e-4, 1 - 1e-4)
-    # agents: lagged (EWM) and noisy (AR(1) in logit space)
+def _simulate_quotes(rng, w: WeatherDay, agents: Agents, params: np.ndarray, model_rng: np.random.Generator):
+    """Bid and ask per 15 s: the agents' fundamental, seen through lag and logit noise."""
+    t = np.arange(w.open_time, w.close_time + 1, SUBSTEP_S)
+    p_inf = np.clip(_fundamental(w, t, agents, params, model_rng), 1e-4, 1 - 1e-4)
+    remaining_h = np.clip((w.day_start + 86400 - t) / 3600.0, 0, 24)
     alpha = 1 - 0.5 ** (1 / (max(agents.lag_half_life_min, 0.25) * SUBSTEPS_PER_MIN))
     lagged = lfilter([alpha], [1, -(1 - alpha)], logit(p_inf), axis=0, zi=(1 - alpha) * logit(p_inf[:1]))[0]
     phi = 0.998
     noise = lfilter([np.sqrt(1 - phi**2)], [1, -phi], rng.normal(0, agents.noise_logit_sd, p_inf.shape), axis=0)
     noise *= (0.25 + 0.75 * remaining_h / 24)[:, None]  # disagreement fades as the day runs out
     mid = expit(lagged + noise)
-    half_spread = 0.006 + 0.03 * 4 * mid * (1 - mid) * rng.uniform(0.6, 1.4, (1, len(brackets)))
+    half_spread = 0.006 + 0.03 * 4 * mid * (1 - mid) * rng.uniform(0.6, 1.4, (1, len(w.brackets)))
     bid = np.clip(np.floor((mid - half_spread) * 100 + 1e-9) / 100, 0.0, 0.99)
     ask = np.clip(np.ceil((mid + half_spread) * 100 - 1e-9) / 100, 0.01, 1.0)
     ask = np.maximum(ask, bid + 0.01)
     return bid, ask, mid
+
+
+def _fundamental(w: WeatherDay, t: np.ndarray, agents: Agents, params: np.ndarray,
+                 model_rng: np.random.Generator) -> np.ndarray:
+    """The agents' bracket probabilities at each instant of ``t`` (substeps x brackets): the weather
+    Monte Carlo every 5 minutes on what has been published (the runs, the obs they have seen), held
+    until the next decision; uniform before they know anything."""
+    day_start = pd.Timestamp(w.day_start, unit="s", tz="UTC")
+    decisions = decision_times(day_start, pd.Timestamp(w.open_time, unit="s", tz="UTC") - pd.Timedelta(minutes=5))
+    issued, valid, temp = w.forecast_rows(agents.forecast_insight)
+    if agents.ignore_forecast_drift:
+        keep = issued <= w.run_times[w.listing_run]
+        issued, valid, temp = issued[keep], valid[keep], temp[keep]
+    forecasts = pd.DataFrame({"issued_at": pd.to_datetime(issued, unit="s", utc=True),
+                              "valid_time": pd.to_datetime(valid, unit="s", utc=True), "temp_f": temp})
+    # the traders watch the station's 1-minute feed: every 2-minute mean, to 0.1 F, as it completes
+    obs = pd.DataFrame({"valid_time": pd.to_datetime(w.day_start + 60 * np.arange(1, w.two_min.size + 1), unit="s", utc=True),
+                        "temp_f": np.round(w.two_min, 1)})
+    lows = np.array([b.low for b in w.brackets])
+    highs = np.array([b.high for b in w.brackets])
+    out = simulate_weather_pmf(day_start, decisions, obs, forecasts, lows, highs, model_rng,
+                               WeatherModelConfig(n_paths=agents.n_paths, gap_mean=0.0, gap_sd=0.05), params, pd.Timedelta(minutes=agents.obs_delay_min))
+    dec_s = decisions.asi8 // 10**9
+    pmf = np.where(out["valid"][:, None], out["pmf"], np.nan)
+    pmf = pd.DataFrame(pmf).ffill().fillna(1 / len(w.brackets)).to_numpy()
+    at = np.searchsorted(dec_s, t, side="right") - 1
+    return np.where((at >= 0)[:, None], pmf[np.maximum(at, 0)], 1 / len(w.brackets))
 
 
 def _uuid_strings(raw: bytes) -> list[str]:
