@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from kw_assets.errors import DataError
 from kw_assets.schemas import PARTITION_COLUMNS, TABLES, conform, sql_columns
 
 Partition = tuple[str, dt.date]
@@ -53,8 +54,18 @@ class Warehouse:
 
     @staticmethod
     def _ensure(con: duckdb.DuckDBPyConnection, table: str) -> None:
+        """Create ``table`` if missing; refuse to write into one an older schema left behind."""
         cols = ", ".join(f'"{n}" {t}' for n, t in sql_columns(table))
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+        have = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                                          [table]).fetchall()}
+        want = {n for n, _ in sql_columns(table)}
+        if have != want:
+            missing, extra = sorted(want - have), sorted(have - want)
+            raise DataError(table, ", ".join(missing or extra),
+                            f"the warehouse's table has another schema (missing {missing}, not in the schema {extra}), "
+                            f"written by an older version; nothing was written. Re-materialize it into a fresh "
+                            f"table: DROP TABLE {table} (or delete the warehouse file)")
 
     def replace_partitions(self, table: str, frame: pd.DataFrame, partitions: Iterable[Partition]) -> int:
         """Make ``frame`` the whole content of ``partitions`` in ``table``; returns rows written."""

@@ -60,3 +60,19 @@ def test_reads_keep_insertion_order_text_values_and_nulls_and_can_pick_columns(t
     assert list(picked.columns) == ["city", "climate_day", "temp_f"] and picked["temp_f"].tolist() == [72.0, 73.0]
     with pytest.raises(KeyError, match="no column"):
         wh.read("weather_obs", columns=["temperature"])
+
+
+def test_a_table_left_by_an_older_schema_is_named_and_kept_as_it_was(tmp_path):
+    import duckdb
+
+    from kw_assets.errors import DataError
+    path = tmp_path / "w.duckdb"
+    with duckdb.connect(str(path)) as con:  # what an older version wrote: another column set
+        con.execute("CREATE TABLE weather_obs (city VARCHAR, climate_day DATE, temp_c DOUBLE)")
+        con.execute("INSERT INTO weather_obs VALUES ('ny', DATE '2025-06-01', 21.0)")
+    wh = Warehouse(path)
+    with pytest.raises(DataError, match=r"table weather_obs, field .*another schema.*DROP TABLE weather_obs") as e:
+        wh.replace_partitions("weather_obs", obs("ny", dt.date(2025, 6, 1), [70.0]), [("ny", dt.date(2025, 6, 1))])
+    assert "temp_c" in str(e.value) and "temp_f" in str(e.value)
+    with duckdb.connect(str(path)) as con:
+        assert con.execute("SELECT temp_c FROM weather_obs").fetchall() == [(21.0,)]
