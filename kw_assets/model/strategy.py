@@ -96,8 +96,7 @@ def signal_intents(panel: pd.DataFrame, calibrated: pd.DataFrame, cfg: StrategyC
     rows = []
     if cfg.use_bleed:
         bleed = _bleed_intents(p, book_ok, taker_yes, cfg)
-        for r, leaving in zip(bleed["row"], bleed["leaving"]):
-            opposite[r, leaving, 0] = True
+        opposite[bleed["row"].to_numpy(), bleed["leaving"].to_numpy(), 0] = True  # exit YES on the bracket left
         rows.append(bleed.drop(columns="leaving"))
     for side, sig, t_edge, m_edge in (("yes", yes_sig, taker_yes, maker_yes), ("no", no_sig, taker_no, maker_no)):
         onset = sig & ~np.vstack([np.zeros((1, n_br), bool), sig[:-1]])

@@ -46,6 +46,7 @@ def _net_pnl_ci(tmp_path, instance, obs_delay_min: float) -> dict:
 def test_the_backtest_finds_a_planted_edge_and_no_edge_where_there_is_none(tmp_path, instance):
     fair = _net_pnl_ci(tmp_path, instance, 0.0)
     late = _net_pnl_ci(tmp_path, instance, 180.0)
+    print("fair", fair, "late", late)  # the README quotes these
     assert fair["city_days"] >= 2 * DAYS - 2 and late["city_days"] >= 2 * DAYS - 2
     assert fair["ci_low"] < 0 < fair["ci_high"]  # no significant profit (and no significant loss) when fair
     assert late["ci_low"] > 0 and late["net_pnl"] > fair["net_pnl"] + 100  # the planted edge, found

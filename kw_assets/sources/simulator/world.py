@@ -147,8 +147,8 @@ class World(WeatherDay):
 
 
 # The agents' long-run daily-high EMOS: what a market that has traded this world for years has learned of
-# its forecasts (their hourly max runs ~2 F under the official high). Fitted pooled on two years x 7
-# cities of seed-7 days from 2024-01-01 by ``fit_agent_emos``; a test refits it. Each day the agents also
+# its forecasts (their hourly max runs ~2 F under the official high). Fitted pooled on the public runs of
+# two years x 7 cities of seed-7 days from 2024-01-01 by ``fit_agent_emos``; a test refits it. Each day the agents also
 # learn from the season's recent days (``agent_emos``), as the pipeline does.
 AGENT_EMOS = np.array([-0.4336, 2.2740, -0.0723, -0.1529, 0.9606, -0.1271, -0.3502, 0.0395, 0.5550])
 
@@ -333,13 +333,15 @@ def _fundamental(w: WeatherDay, t: np.ndarray, agents: Agents, params: np.ndarra
         issued, valid, temp = issued[keep], valid[keep], temp[keep]
     forecasts = pd.DataFrame({"issued_at": pd.to_datetime(issued, unit="s", utc=True),
                               "valid_time": pd.to_datetime(valid, unit="s", utc=True), "temp_f": temp})
-    # the traders watch the station's 1-minute feed: every 2-minute mean, to 0.1 F, as it completes
-    obs = pd.DataFrame({"valid_time": pd.to_datetime(w.day_start + 60 * np.arange(1, w.two_min.size + 1), unit="s", utc=True),
-                        "temp_f": np.round(w.two_min, 1)})
+    # the traders watch the station's 1-minute feed: each 2-minute mean (minutes i and i+1), to 0.1 F,
+    # stamped when it completes, at the end of minute i+1
+    done = w.day_start + 60 * (np.arange(w.two_min.size) + 2)
+    obs = pd.DataFrame({"valid_time": pd.to_datetime(done, unit="s", utc=True), "temp_f": np.round(w.two_min, 1)})
     lows = np.array([b.low for b in w.brackets])
     highs = np.array([b.high for b in w.brackets])
-    out = simulate_weather_pmf(day_start, decisions, obs, forecasts, lows, highs, model_rng,
-                               WeatherModelConfig(n_paths=agents.n_paths, gap_mean=0.0, gap_sd=0.05), params, pd.Timedelta(minutes=agents.obs_delay_min))
+    cfg = WeatherModelConfig(n_paths=agents.n_paths, gap_mean=0.0, gap_sd=0.05)  # they see the 2-minute means
+    out = simulate_weather_pmf(day_start, decisions, obs, forecasts, lows, highs, model_rng, cfg, params,
+                               pd.Timedelta(minutes=agents.obs_delay_min))
     dec_s = decisions.asi8 // 10**9
     pmf = np.where(out["valid"][:, None], out["pmf"], np.nan)
     pmf = pd.DataFrame(pmf).ffill().fillna(1 / len(w.brackets)).to_numpy()
