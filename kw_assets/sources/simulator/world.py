@@ -157,22 +157,35 @@ def emos_samples(worlds, insight: float = 0.0) -> pd.DataFrame:
     """The EMOS samples of simulated days, as ``weather_model_params`` builds them from the warehouse: per
     run issued before the climatological peak, the run's high and low over the day, the two runs before
     it and the official high."""
-    rows = []
-    peak_h = WeatherModelConfig().peak_hour_lst
-    for w in worlds:
-        issued, _, temp = w.forecast_rows(insight)
-        run_ids, start = np.unique(issued, return_index=True)
-        high = np.maximum.reduceat(temp, start)
-        low = np.minimum.reduceat(temp, start)
-        lead = (w.day_start + peak_h * 3600 - run_ids) / 3600.0
-        prev1 = np.concatenate([[np.nan], high[:-1]])
-        prev2 = np.concatenate([[np.nan, np.nan], high[:-2]])[: len(high)]
-        keep = lead > 0
-        rows.append(pd.DataFrame({"city": w.city.key, "climate_day": w.day, "lead_h": lead[keep],
-                                  "forecast_high_f": high[keep], "previous_high_f": prev1[keep],
-                                  "before_previous_high_f": prev2[keep], "forecast_low_f": low[keep],
-                                  "observed_high_f": float(w.official_high)}))
-    return pd.concat(rows, ignore_index=True) if rows else emos.empty_samples()
+    return _samples_frame([(w.city.key, w.day, _run_features(w, insight)) for w in worlds])
+
+
+def _samples_frame(parts) -> pd.DataFrame:
+    if not parts:
+        return emos.empty_samples()
+    n = [len(f[0]) for _, _, f in parts]
+    cols = [np.concatenate([f[i] for _, _, f in parts]) for i in range(6)]
+    return pd.DataFrame({"city": np.repeat([c for c, _, _ in parts], n), "climate_day": np.repeat([d for _, d, _ in parts], n),
+                         "lead_h": cols[0], "forecast_high_f": cols[1], "previous_high_f": cols[2],
+                         "before_previous_high_f": cols[3], "forecast_low_f": cols[4], "observed_high_f": cols[5]})
+
+
+def _run_features(w: WeatherDay, insight: float) -> tuple[np.ndarray, ...]:
+    """(lead_h, high, previous high, the one before, low, official high) per run issued before the peak."""
+    issued, _, temp = w.forecast_rows(insight)
+    run_ids, start = np.unique(issued, return_index=True)
+    high = np.maximum.reduceat(temp, start)
+    low = np.minimum.reduceat(temp, start)
+    lead = (w.day_start + WeatherModelConfig().peak_hour_lst * 3600 - run_ids) / 3600.0
+    prev1 = np.concatenate([[np.nan], high[:-1]])
+    prev2 = np.concatenate([[np.nan, np.nan], high[:-2]])[: len(high)]
+    k = lead > 0
+    return lead[k], high[k], prev1[k], prev2[k], low[k], np.full(int(k.sum()), float(w.official_high))
+
+
+@lru_cache(maxsize=8192)
+def _day_features(city: City, day: dt.date, seed: int, insight: float) -> tuple[np.ndarray, ...]:
+    return _run_features(build_weather(city, day, seed), insight)
 
 
 def fit_agent_emos(cities, first: dt.date, days: int, seed: int = 7) -> np.ndarray:
@@ -190,9 +203,8 @@ def agent_emos(city: City, day: dt.date, seed: int = 7, insight: float = 0.0) ->
     """The agents' EMOS coefficients for ``city`` on ``day``: the project's walk-forward fit (same recency
     weighting and embargo) over the city's previous ``AGENT_HISTORY_DAYS`` simulated days, shrunk to
     ``AGENT_EMOS``. The market knows at least what the pipeline can learn."""
-    first = day - dt.timedelta(days=AGENT_HISTORY_DAYS)
-    samples = emos_samples((build_weather(city, first + dt.timedelta(days=k), seed) for k in range(AGENT_HISTORY_DAYS)),
-                           insight)
+    days = [day - dt.timedelta(days=AGENT_HISTORY_DAYS - k) for k in range(AGENT_HISTORY_DAYS)]
+    samples = _samples_frame([(city.key, d, _day_features(city, d, seed, insight)) for d in days])
     return emos.WalkForward(samples, emos.EmosConfig(), prior=AGENT_EMOS).fit(day).coefficients(city.key)
 
 
