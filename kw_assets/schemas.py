@@ -19,6 +19,7 @@ from pandera.typing import Series
 
 from kw_assets.cities import city_keys
 from kw_assets.model.brackets import STRIKE_TYPES, tiling_problems
+from kw_assets.model.calibration import EMBARGO_DAYS
 
 UTC = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
 
@@ -284,9 +285,10 @@ class WeatherModelParams(_Partitioned):
     class Config:
         unique = ["city", "climate_day"]
 
-    @pa.dataframe_check(error="fit_end: weather model parameters for day D are fit only on days settled before D's market opened (<= D-3)")
+    @pa.dataframe_check(error=f"fit_end: weather model parameters for day D are fit only on days settled before D's "
+                              f"market opened (<= D-{EMBARGO_DAYS + 1})")
     def fit_before_the_day(cls, df: pd.DataFrame) -> Series[bool]:
-        return df["fit_end"].isna() | (df["fit_end"] <= df["climate_day"] - pd.Timedelta(days=3))
+        return df["fit_end"].isna() | (df["fit_end"] <= df["climate_day"] - pd.Timedelta(days=EMBARGO_DAYS + 1))
 
 
 class FusedPmf(_Partitioned):

@@ -126,7 +126,7 @@ def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, war
     pmf = rows.rename(columns={"p_calibrated": "p"}).merge(traded_days) if len(rows) else pd.DataFrame()
     migration = bracket_migration(pmf, entries)
     in_move = int(migration["entries_in_move"].sum()) if len(migration) else 0
-    followed = float((migration["followed_share"].fillna(0) * migration["entries_in_move"]).sum() / in_move) if in_move else float("nan")
+    followed = float(migration["entries_followed"].sum() / in_move) if in_move else float("nan")
     stats.update({f"next_bar_hit_rate_{h}m": float(v) for h, v in zip(next_bar["minutes_after_fill"], next_bar["hit_rate"])})
     stats.update({"migration_entries_in_move": in_move, "migration_followed_share": followed,
                   "migration_mean_abs_drift": float((migration["com_last"] - migration["com_first"]).abs().mean())

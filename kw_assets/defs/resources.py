@@ -38,8 +38,8 @@ class MarketDataResource(dg.ConfigurableResource):
     seed: int = Field(default=7, description="simulator seed (with city and day)")
     simulated_now: Optional[str] = Field(default=None, description="ISO instant the simulated world is at; default: now")
     simulated_rate_limit: Optional[float] = Field(default=None, description="simulated exchange's requests/s limit")
-    sim_agents_obs_delay_min: float = Field(default=0.0, description="simulated market: its traders learn each 5-minute "
-                                                                      "obs this many minutes late (a planted edge)")
+    sim_agents_obs_delay_min: float = Field(default=0.0, description="simulated market: its traders learn each "
+                                                                      "observation this many minutes late (a planted edge)")
     sim_agents_ignore_forecast_drift: bool = Field(default=False, description="simulated market: its traders stay on "
                                                                               "the runs issued by the listing (a planted edge)")
     fault_rate_429: float = 0.0
@@ -88,7 +88,8 @@ class MarketDataResource(dg.ConfigurableResource):
         if self.label() == "simulated":
             exchange = SimulatedExchange(seed=self.seed, now=self._now(), rate_limit=self.simulated_rate_limit,
                                          faults=self._faults(),
-                                         agents=Agents(self.sim_agents_obs_delay_min, self.sim_agents_ignore_forecast_drift))
+                                         agents=Agents(obs_delay_min=self.sim_agents_obs_delay_min,
+                                                       ignore_forecast_drift=self.sim_agents_ignore_forecast_drift))
             rate = self.simulated_rate_limit * 0.95 if self.simulated_rate_limit else None
             return KalshiClient(transport=exchange.transport(), requests_per_second=rate, signer=signer,
                                 sleep=self._sleep(), retry=RetryPolicy(max_attempts=self.max_attempts))

@@ -144,7 +144,7 @@ def bracket_migration(pmf: pd.DataFrame, entries: pd.DataFrame, window_min: int 
     side the centre moves to, or NO on one on the side it leaves."""
     if pmf.empty:
         return pd.DataFrame(columns=["city", "climate_day", "com_first", "com_last", "com_path", "entries_in_move",
-                                     "followed_share"])
+                                     "entries_followed", "followed_share"])
     pmf = pmf.assign(climate_day=pd.to_datetime(pmf["climate_day"]).astype("datetime64[ns]"),
                      minute_ts=pd.to_datetime(pmf["minute_ts"], utc=True).astype("datetime64[ns, UTC]"))
     entries = entries.assign(climate_day=pd.to_datetime(entries["climate_day"]).astype("datetime64[ns]"),
@@ -166,8 +166,8 @@ def bracket_migration(pmf: pd.DataFrame, entries: pd.DataFrame, window_min: int 
     toward = np.sign(e["bracket_index"] - e["com_before"]) == np.sign(vel)
     followed = np.where(e["side"] == "yes", toward, ~toward)
     e["moving"], e["followed"] = moving, moving & followed
-    per_day = e.groupby(["city", "climate_day"]).agg(entries_in_move=("moving", "sum"), followed=("followed", "sum"))
-    out = out.join(per_day).fillna({"entries_in_move": 0, "followed": 0})
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["followed_share"] = out["followed"] / out["entries_in_move"].where(out["entries_in_move"] > 0)
-    return out.drop(columns="followed").astype({"entries_in_move": int}).reset_index()
+    per_day = e.groupby(["city", "climate_day"]).agg(entries_in_move=("moving", "sum"), entries_followed=("followed", "sum"))
+    out = out.join(per_day).fillna({"entries_in_move": 0, "entries_followed": 0})
+    out = out.astype({"entries_in_move": int, "entries_followed": int})
+    out["followed_share"] = out["entries_followed"] / out["entries_in_move"].where(out["entries_in_move"] > 0)
+    return out.reset_index()

@@ -65,3 +65,12 @@ def test_no_history_gives_the_prior_and_an_empty_lineage():
     np.testing.assert_array_equal(fit.pooled, emos.PRIOR)
     row = fit.describe("ny")
     assert row["fit_end"] is None and row["fit_samples"] == 0 and row["mean_bias"] == emos.PRIOR[1]
+
+
+def test_a_fit_never_starts_from_the_optimum_of_a_later_day():
+    s = samples(n_days=120, seed=3)
+    early, late = D0 + dt.timedelta(days=40), D0 + dt.timedelta(days=120)
+    fresh = emos.WalkForward(s).fit(early)
+    walk = emos.WalkForward(s)
+    walk.fit(late)
+    np.testing.assert_array_equal(walk.fit(early).pooled, fresh.pooled)  # no warm start from the later fit

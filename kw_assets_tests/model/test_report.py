@@ -71,4 +71,4 @@ def test_bracket_migration_tracks_the_centre_of_mass_and_who_followed_it():
     t = bracket_migration(pmf, entries, window_min=10).iloc[0]
     assert (t["com_first"], t["com_last"], t["com_path"]) == (1.0, 2.0, 1.0)
     # the first entry came before any move; of the four in the move, YES on 2 and NO on 1 followed it
-    assert t["entries_in_move"] == 4 and t["followed_share"] == 0.5
+    assert t["entries_in_move"] == 4 and t["entries_followed"] == 2 and t["followed_share"] == 0.5

@@ -122,7 +122,7 @@ def test_client_retries_through_injected_faults():
     assert a.equals(b) and client.http.stats["retries"] > 0
 
 
-def test_agents_who_see_the_running_high_late_price_the_same_until_the_day_starts():
+def test_agents_who_learn_each_obs_late_price_the_same_until_the_day_starts():
     from kw_assets.sources.simulator.world import SUBSTEP_S, Agents
     ny, day = get_city("ny"), dt.date(2025, 6, 10)
     base, late = build_world(ny, day), build_world(ny, day, 7, Agents(obs_delay_min=20))
