@@ -81,7 +81,7 @@ def naive_mc(start, decisions, obs, fc, lows, highs, rng, cfg):
     f32 = np.float32
     pmf = np.zeros((len(decisions), len(lows)))
     for d in range(len(decisions)):
-        r = x["r_idx"][d]
+        r = x["state"][d]
         curve = (x["curves"][r] if r >= 0 else np.zeros(k_steps)).astype(f32)
         running = np.full(n, -np.inf, f32)
         for k in range(x["d_step"][d], k_steps):  # one step at a time
@@ -101,7 +101,7 @@ def seed_style_mc(start, decisions, obs, fc, lows, highs, rng, cfg):
     phi = np.exp(-5 / (60 * cfg.residual_tau_h))
     pmf = np.zeros((len(decisions), len(lows)))
     for d in range(len(decisions)):
-        r = x["r_idx"][d]
+        r = x["state"][d]
         curve = x["curves"][r] if r >= 0 else np.zeros(k_steps)
         shift = (x["b"][d] if r >= 0 else x["persistence"][d]) + x["level_sd"][d] * rng.standard_normal(n)
         gap = np.clip(cfg.gap_mean + cfg.gap_sd * rng.standard_normal(n), -0.9, 2.5)

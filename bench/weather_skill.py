@@ -7,8 +7,10 @@ FILE has the columns of the NWS forecast-vs-observed CSVs (``date``, ``city``, `
 ``forecast_hi_current_AM``, ``actual_hi_current_PM``). For every day D of the file, in order, the EMOS of
 ``kw_assets.model.emos`` is fitted on the days <= D - 3 (the pipeline's embargo) and the project's weather
 model (``kw_assets.model.weather.simulate_weather_pmf``: the same code the ``weather_pmf`` asset runs) is
-given D's forecast runs as hourly paths (a diurnal curve from each run's high and low), no obs, and asked
-for the PMF of the high at two horizons:
+given D's forecast runs as hourly paths (a diurnal curve from each run's high and low), the previous day's
+runs and observed high (for yesterday's error at the same lead; the file has the whole day's high where
+the pipeline takes the obs max through 18:00 LST), no obs of D, and asked for the PMF of the high at two
+horizons:
 
 - prev_evening: 21:00 LST the day before, knowing the runs up to ``forecast_hi_prev_PM``;
 - morning_of: 07:00 LST, knowing ``forecast_hi_current_AM`` too (but no obs: a conservative test).
@@ -47,6 +49,7 @@ PEAK_HOUR = 14.0  # the synthetic curves peak on the hour, so a run's hourly max
 RUNS = (("forecast_hi_2_prev_PM", None, -32.0), ("forecast_hi_prev_AM", "forecast_lo_prev_AM", -19.0),
         ("forecast_hi_prev_PM", "forecast_lo_prev_PM", -8.0), ("forecast_hi_current_AM", "forecast_lo_current_AM", 5.0))
 DECISION_HOUR = {"prev_evening": -3.0, "morning_of": 7.0}
+ISSUE_H = {"prev_evening": RUNS[2][2], "morning_of": RUNS[3][2]}  # the horizon's latest run
 # the lead the weather model computes for the horizon's latest run (issue hour -> its peak_hour_lst)
 LEAD_H = {"prev_evening": WeatherModelConfig().peak_hour_lst - RUNS[2][2],
           "morning_of": WeatherModelConfig().peak_hour_lst - RUNS[3][2]}
@@ -76,16 +79,30 @@ def load(path: str, cities: tuple[str, ...] | None) -> tuple[pd.DataFrame, dict[
     return df, skipped
 
 
+def run_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Every run of every row on one clock (day D's runs at D 00:00 UTC + their issue hour), with the day's
+    observed high: the ``yesterday`` input of ``emos.lag_errors``."""
+    day0 = pd.to_datetime(df["day"]).dt.tz_localize("UTC")
+    frames = [pd.DataFrame({"city": df["city"], "climate_day": df["day"], "issued_at": day0 + pd.Timedelta(hours=h),
+                            "forecast_high_f": df[hi], "obs_max_f": df["actual_hi_current_PM"]}) for hi, _, h in RUNS]
+    return pd.concat(frames, ignore_index=True).dropna(subset=["forecast_high_f"])
+
+
 def training_samples(df: pd.DataFrame) -> pd.DataFrame:
-    """The EMOS samples of each row: one per horizon, as the pipeline would see them (lead, revisions, low)."""
+    """The EMOS samples of each row: one per horizon, as the pipeline would see them (lead, revisions, low,
+    yesterday's error at the same lead)."""
+    runs = run_table(df)
+    day0 = pd.to_datetime(df["day"]).dt.tz_localize("UTC")
     frames = []
     for h, (f, p1, p2, lo) in {"prev_evening": ("forecast_hi_prev_PM", "forecast_hi_prev_AM", "forecast_hi_2_prev_PM",
                                                 "forecast_lo_prev_PM"),
                                "morning_of": ("forecast_hi_current_AM", "forecast_hi_prev_PM", "forecast_hi_prev_AM",
                                               "forecast_lo_current_AM")}.items():
+        issued = day0 + pd.Timedelta(hours=ISSUE_H[h])
+        lag = emos.lag_errors(pd.DataFrame({"city": df["city"], "climate_day": df["day"], "issued_at": issued}), runs)
         frames.append(pd.DataFrame({"city": df["city"], "climate_day": df["day"], "lead_h": LEAD_H[h],
                                     "forecast_high_f": df[f], "previous_high_f": df[p1],
-                                    "before_previous_high_f": df[p2], "forecast_low_f": df[lo],
+                                    "before_previous_high_f": df[p2], "forecast_low_f": df[lo], "lag_error_f": lag,
                                     "observed_high_f": df["actual_hi_current_PM"]}))
     return pd.concat(frames, ignore_index=True)
 
@@ -110,6 +127,7 @@ def project_pmfs(df: pd.DataFrame, cfg: WeatherModelConfig, emos_cfg: emos.EmosC
     out = np.full((len(df), len(HORIZONS), 2 * SPAN + 1), np.nan)
     rng = np.random.default_rng(seed)
     empty_obs = pd.DataFrame({"valid_time": pd.to_datetime([], utc=True), "temp_f": []})
+    row_of = {(c, d): i for i, (c, d) in enumerate(zip(df["city"], df["day"]))}
     fit = None
     for day, rows in df.groupby("day", sort=True).indices.items():
         fit = walk.fit(day)
@@ -122,9 +140,13 @@ def project_pmfs(df: pd.DataFrame, cfg: WeatherModelConfig, emos_cfg: emos.EmosC
             highs = np.concatenate([np.arange(c - SPAN, c + SPAN), [np.inf]]).astype(float)
             runs = [diurnal_run(r[hi], r[lo] if lo else np.nan, h, day_start) for hi, lo, h in RUNS if np.isfinite(r[hi])]
             forecasts = pd.concat(runs, ignore_index=True)
+            y = row_of.get((r["city"], r["day"] - dt.timedelta(days=1)))
+            yesterday = None if y is None else pd.DataFrame(
+                [{"issued_at": day_start + pd.Timedelta(hours=h - 24), "forecast_high_f": df.at[y, hi],
+                  "obs_max_f": df.at[y, "actual_hi_current_PM"]} for hi, _, h in RUNS if np.isfinite(df.at[y, hi])])
             decisions = pd.DatetimeIndex([day_start + pd.Timedelta(hours=DECISION_HOUR[h]) for h in HORIZONS])
             res = simulate_weather_pmf(day_start, decisions, empty_obs, forecasts, lows, highs, rng, cfg,
-                                       params=fit.coefficients(r["city"]))
+                                       params=fit.coefficients(r["city"]), yesterday=yesterday)
             for k, h in enumerate(HORIZONS):
                 if h == "morning_of" and not np.isfinite(r["forecast_hi_current_AM"]):
                     continue
@@ -201,9 +223,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", default=None)
     ap.add_argument("--cities", default="kalshi", help="'kalshi' (the 7 Kalshi cities) or 'all'")
     ap.add_argument("--n-paths", type=int, default=4000)
+    ap.add_argument("--lag-error", action="store_true",
+                    help="EmosConfig(use_lag_error=True): yesterday's error in the mean (off by default, see README)")
+    ap.add_argument("--fit-prior", action="store_true",
+                    help="print emos.PRIOR refitted on the file's cities that Kalshi does not list, and stop")
     a = ap.parse_args(argv)
+    if a.fit_prior:
+        df, _ = load(a.nws_csv, None)
+        samples = training_samples(df[~df["city"].isin(KALSHI_CITIES)].reset_index(drop=True))
+        prior = emos.fit_pooled(samples)
+        print(f"{len(samples.dropna(subset=['forecast_high_f', 'observed_high_f']))} samples")
+        print("PRIOR = np.array([" + ", ".join(f"{v:.4f}" for v in prior) + "])")
+        return {"prior": prior.tolist()}
     df, skipped = load(a.nws_csv, KALSHI_CITIES if a.cities == "kalshi" else None)
-    emos_cfg = emos.EmosConfig()
+    emos_cfg = emos.EmosConfig(use_lag_error=a.lag_error)
     cdf, _ = project_pmfs(df, WeatherModelConfig(n_paths=a.n_paths), emos_cfg)
     result = score(df, cdf, a.score_from, emos_cfg.embargo_days)
     print(render(result, skipped))

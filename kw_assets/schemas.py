@@ -276,6 +276,8 @@ class WeatherModelParams(_Partitioned):
     mean_bias: Series[float]
     mean_revision: Series[float]
     mean_prior_revision: Series[float]
+    mean_lag_error: Series[float]
+    mean_narrow_range: Series[float]
     log_sd_intercept: Series[float]
     log_sd_abs_revision: Series[float]
     log_sd_abs_prior_revision: Series[float]

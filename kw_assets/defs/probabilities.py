@@ -28,28 +28,63 @@ EmosRunConfig = run_config_from("EmosRunConfig", emos.EmosConfig)
 PEAK_HOUR_LST = WeatherModelConfig().peak_hour_lst
 
 
+def day_runs(wh, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """Per stored forecast run of the climate days first..last: its high and low over the day, and the day's
+    obs max through 18:00 LST (``emos.LAG_KNOWN_HOURS_BEFORE_DAY`` before the day ends; NaN without obs):
+    what ``emos.lag_errors`` reads as "yesterday"."""
+    runs = wh.query(
+        "SELECT city, climate_day, issued_at, max(temp_f) AS forecast_high_f, min(temp_f) AS forecast_low_f "
+        "FROM weather_forecasts WHERE climate_day BETWEEN CAST(? AS DATE) AND CAST(? AS DATE) "
+        "GROUP BY city, climate_day, issued_at ORDER BY city, climate_day, issued_at",
+        [first.isoformat(), last.isoformat()], needs=("weather_forecasts",))
+    if runs.empty:
+        return pd.DataFrame(columns=["city", "climate_day", "issued_at", "forecast_high_f", "forecast_low_f", "obs_max_f"])
+    cities = runs["city"].astype(str).unique().tolist()
+    offsets = ", ".join("(?, ?)" for _ in cities)
+    cutoff_h = 24 - emos.LAG_KNOWN_HOURS_BEFORE_DAY
+    obs = wh.query(
+        f"SELECT o.city, o.climate_day, max(o.temp_f) AS obs_max_f FROM weather_obs o "
+        f"JOIN (VALUES {offsets}) AS z(city, offset_h) ON o.city = z.city "
+        "WHERE o.climate_day BETWEEN CAST(? AS DATE) AND CAST(? AS DATE) "
+        f"AND epoch(o.valid_time) <= epoch(CAST(o.climate_day AS TIMESTAMP)) + ({cutoff_h} - z.offset_h) * 3600 "
+        "GROUP BY o.city, o.climate_day",
+        [v for c in cities for v in (c, get_city(c).lst_utc_offset_hours)] + [first.isoformat(), last.isoformat()],
+        needs=("weather_obs",))
+    runs["city"] = runs["city"].astype(str)
+    runs["climate_day"] = pd.to_datetime(runs["climate_day"]).dt.date
+    if obs.empty:
+        return runs.assign(obs_max_f=np.nan)
+    obs = obs.assign(city=obs["city"].astype(str), climate_day=pd.to_datetime(obs["climate_day"]).dt.date)
+    return runs.merge(obs, on=["city", "climate_day"], how="left")
+
+
 def emos_samples(wh, before: dt.date) -> pd.DataFrame:
     """One sample per stored forecast run issued before the climatological peak of a settled climate day
-    before ``before``: the run's high and low over the day, the two runs before it, and the official high."""
-    runs = wh.query(
-        "SELECT f.city, f.climate_day, f.issued_at, max(f.temp_f) AS forecast_high_f, min(f.temp_f) AS forecast_low_f, "
-        "any_value(s.official_high_f) AS observed_high_f FROM weather_forecasts f JOIN settlement s "
-        "ON f.city = s.city AND f.climate_day = s.climate_day WHERE f.climate_day < CAST(? AS DATE) "
-        "AND s.official_high_f IS NOT NULL GROUP BY f.city, f.climate_day, f.issued_at "
-        "ORDER BY f.city, f.climate_day, f.issued_at", [before.isoformat()], needs=("weather_forecasts", "settlement"))
+    before ``before``: the run's high and low over the day, the two runs before it, yesterday's error at the
+    run's lead, and the official high."""
+    settled = wh.query("SELECT city, climate_day, any_value(official_high_f) AS observed_high_f FROM settlement "
+                       "WHERE climate_day < CAST(? AS DATE) AND official_high_f IS NOT NULL GROUP BY city, climate_day",
+                       [before.isoformat()], needs=("settlement",))
+    if settled.empty:
+        return emos.empty_samples()
+    settled = settled.assign(city=settled["city"].astype(str), climate_day=pd.to_datetime(settled["climate_day"]).dt.date)
+    every = day_runs(wh, min(settled["climate_day"]) - dt.timedelta(days=1), before - dt.timedelta(days=1))
+    runs = every.merge(settled, on=["city", "climate_day"])
     if runs.empty:
         return emos.empty_samples()
+    runs = runs.sort_values(["city", "climate_day", "issued_at"], kind="stable").reset_index(drop=True)
+    runs["lag_error_f"] = emos.lag_errors(runs, every)
     by_day = runs.groupby(["city", "climate_day"], sort=False)["forecast_high_f"]
     runs["previous_high_f"] = by_day.shift(1)
     runs["before_previous_high_f"] = by_day.shift(2)
     offset_h = runs["city"].map({c: get_city(c).lst_utc_offset_hours for c in runs["city"].unique()}).astype(float)
     day_start = pd.to_datetime(runs["climate_day"]).dt.tz_localize("UTC") - pd.to_timedelta(offset_h, unit="h")
     runs["lead_h"] = (day_start + pd.Timedelta(hours=PEAK_HOUR_LST) - runs["issued_at"]) / pd.Timedelta(hours=1)
-    runs["climate_day"] = pd.to_datetime(runs["climate_day"]).dt.date
     return runs.loc[runs["lead_h"] > 0, list(emos.SAMPLE_COLUMNS)].reset_index(drop=True)
 
 
-@dg.asset(**PROB, deps=["kalshi_markets", "weather_forecasts", "settlement"], check_specs=[schema_check("weather_model_params")],
+@dg.asset(**PROB, deps=["kalshi_markets", "weather_forecasts", "weather_obs", "settlement"],
+          check_specs=[schema_check("weather_model_params")],
           description="Daily-high EMOS per city x climate day: mean and log-SD coefficients learned walk-forward "
                       "from (forecast run, settled high) pairs of days <= D-3 (settled before D's market opened), "
                       "recency-weighted, per city shrunk to the pooled fit; with the fit window and sample counts.")
@@ -75,11 +110,16 @@ WeatherPmfConfig = run_config_from("WeatherPmfConfig", WeatherModelConfig, seed=
           check_specs=[schema_check("weather_pmf")],
           description="Monte Carlo of the rest of the day at every decision time (5 min): bracket PMF of the official "
                       "high, new-high hazard, expected high and spread, its whole-day moments set by the day's "
-                      "learned EMOS (weather_model_params). Uses only obs and forecasts stamped at or before the "
-                      "decision. No rows when the partition has no weather data (downstream: market only).")
+                      "learned EMOS (weather_model_params) and, from 18:00 LST the day before, by yesterday's "
+                      "forecast error (the previous day's obs max through 18:00 LST; weather_obs and "
+                      "weather_forecasts of D-1). Uses only obs and forecasts stamped at or before the decision. "
+                      "No rows when the partition has no weather data (downstream: market only).")
 def weather_pmf(context: dg.AssetExecutionContext, config: WeatherPmfConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
     cfg = build(WeatherModelConfig, config)
+    days = sorted({day for _, day, _ in partition_pairs(context)})
+    previous = day_runs(wh, days[0] - dt.timedelta(days=1), days[-1] - dt.timedelta(days=1))
+    previous_by_day = dict(tuple(previous.groupby(["city", "climate_day"], sort=False)))
 
     def produce(city, day, data):
         markets = require_markets(data["kalshi_markets"], city, day)
@@ -90,7 +130,8 @@ def weather_pmf(context: dg.AssetExecutionContext, config: WeatherPmfConfig, war
         rng = np.random.default_rng([config.seed, zlib.crc32(city.key.encode()), day.toordinal()])
         start = pd.Timestamp(city.climate_day_window(day)[0])
         theta = params[list(emos.PARAM_COLUMNS)].to_numpy(float)[0]
-        frame = weather_pmf_frame(markets, data["weather_obs"], data["weather_forecasts"], start, rng, cfg, theta)
+        yesterday = previous_by_day.get((city.key, day - dt.timedelta(days=1)))
+        frame = weather_pmf_frame(markets, data["weather_obs"], data["weather_forecasts"], start, rng, cfg, theta, yesterday)
         return frame.assign(source=markets["source"].iloc[0]) if len(frame) else frame
 
     yield from derive_partitions(context, wh, "weather_pmf", "decision_ts", produce,

@@ -2,14 +2,17 @@
 spread are learned walk-forward from past (forecast, settled high) pairs, per city with shrinkage to a
 pooled fit.
 
-    mean     = f + b + a * (f - 65) / 10 + c1 * r1 + c2 * r2
+    mean     = f + b + a * (f - 65) / 10 + c1 * r1 + c2 * r2 + c3 * e1 / 3 + c4 * (18 - range) / 10
     log(sd)  = s0 + s1 * log1p|r1| + s2 * log1p|r2| + s3 * (18 - range) / 10 + s4 * lead / 24
 
 f is the forecast high of one run, r1 its revision against the run before, r2 the revision before
 that, range the forecast's own diurnal range (f minus its low, clipped to [0, 40] F; a flat forecast
-day is a less certain one), lead the hours from issue to the climatological peak. On real NWS forecasts
-(~160 US cities, 2021) a large revision widens the error SD from ~2.6 to ~4 F and the mean reverts
-about a fifth of the way toward the older forecast; both are learned here, not assumed.
+day is a less certain one), lead the hours from issue to the climatological peak, and e1 yesterday's
+error at the same lead: the previous climate day's observed high minus the high of its run issued 24 h
+before this one (``lag_errors``; 0 while unknown). On real NWS forecasts (~160 US cities, 2021) a large
+revision widens the error SD from ~2.6 to ~4 F, the mean reverts about a fifth of the way toward the
+older forecast, and a day's error carries about a tenth into the next day's (errors correlate ~0.2 day
+to day: air masses, snow cover and marine layers outlast one forecast); all are learned here, not assumed.
 
 The fit minimizes the CRPS of the Gaussian (closed form, analytic gradient, L-BFGS) with sample weights
 that halve every ``half_life_days`` (the season moves; recent days speak for it better than a seasonal
@@ -35,40 +38,71 @@ from scipy.special import ndtr
 
 from kw_assets.model.calibration import EMBARGO_DAYS
 
-MEAN_TERMS = ("slope", "bias", "revision", "prior_revision")  # slope: per 10 F above 65 F; bias: at 65 F
+# slope: per 10 F above 65 F; bias: at 65 F; lag_error: per 3 F of yesterday's error; narrow_range as in the spread
+MEAN_TERMS = ("slope", "bias", "revision", "prior_revision", "lag_error", "narrow_range")
 SPREAD_TERMS = ("intercept", "abs_revision", "abs_prior_revision", "narrow_range", "lead")
 PARAM_COLUMNS = tuple(f"mean_{t}" for t in MEAN_TERMS) + tuple(f"log_sd_{t}" for t in SPREAD_TERMS)
-# pooled fit, no recency weighting, on the 153 non-Kalshi cities of the reference NWS file (78,080 samples)
-PRIOR = np.array([-0.0970, 0.4386, -0.1071, 0.0886, 0.5879, 0.1700, 0.1343, 0.1059, 0.2158])
+# ``fit_pooled`` on the 153 non-Kalshi cities of the reference NWS file (2021-01-30..2021-09-30, two leads a
+# day, 74,409 samples): ``python bench/weather_skill.py --nws-csv FILE --fit-prior`` prints it again
+PRIOR = np.array([-0.1001, 0.3318, -0.1847, 0.0102, 0.6687, -0.1789, 0.5680, 0.1729, 0.1407, 0.1133, 0.1899])
 SAMPLE_COLUMNS = ("city", "climate_day", "lead_h", "forecast_high_f", "previous_high_f", "before_previous_high_f",
-                  "forecast_low_f", "observed_high_f")
+                  "forecast_low_f", "lag_error_f", "observed_high_f")
+LAG_KNOWN_HOURS_BEFORE_DAY = 6  # yesterday's max is taken through 18:00 LST (the high is nearly always set by then)
 _NM, _NS = len(MEAN_TERMS), len(SPREAD_TERMS)
+_LAG = MEAN_TERMS.index("lag_error")
 _INV_SQRT_PI = 1 / np.sqrt(np.pi)
 
 
 @dataclass(frozen=True)
 class EmosConfig:
     half_life_days: float = 25.0
-    city_shrinkage: float = 10.0
+    city_shrinkage: float = 30.0
     prior_weight: float = 5.0
     embargo_days: int = EMBARGO_DAYS
+    # yesterday's error in the mean: better on real forecasts (README), off by default because on the
+    # simulated source it makes the fair-market backtest show a profit that is not yet explained
+    use_lag_error: bool = False
 
 
 def design(forecast_high: np.ndarray, previous_high: np.ndarray, before_previous_high: np.ndarray,
-           forecast_low: np.ndarray, lead_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+           forecast_low: np.ndarray, lead_h: np.ndarray, lag_error: np.ndarray | float = np.nan
+           ) -> tuple[np.ndarray, np.ndarray]:
     """Mean (as a correction to the forecast) and log-SD design matrices. Every column is O(1), so the
     shrinkage weighs a city's slope and its bias alike. A missing earlier run counts as no revision; a
-    missing low as a typical 18 F range."""
+    missing low as a typical 18 F range; an unknown lag error as none (clipped to +-15 F)."""
     f = np.asarray(forecast_high, float)
     p1, p2 = np.asarray(previous_high, float), np.asarray(before_previous_high, float)
     r1 = np.nan_to_num(f - p1)
     r2 = np.nan_to_num(p1 - p2)
-    rng = np.clip(np.nan_to_num(f - np.asarray(forecast_low, float), nan=18.0), 0, 40)
+    narrow = (18 - np.clip(np.nan_to_num(f - np.asarray(forecast_low, float), nan=18.0), 0, 40)) / 10
     one = np.ones_like(f)
-    xm = np.column_stack([(f - 65) / 10, one, r1, r2])
-    xs = np.column_stack([one, np.log1p(np.abs(r1)), np.log1p(np.abs(r2)), (18 - rng) / 10,
+    lag = np.clip(np.nan_to_num(np.asarray(lag_error, float) * one), -15, 15) / 3
+    xm = np.column_stack([(f - 65) / 10, one, r1, r2, lag, narrow])
+    xs = np.column_stack([one, np.log1p(np.abs(r1)), np.log1p(np.abs(r2)), narrow,
                           np.clip(np.asarray(lead_h, float) * one, 0, 96) / 24])
     return xm, xs
+
+
+def lag_errors(runs: pd.DataFrame, yesterday: pd.DataFrame) -> np.ndarray:
+    """Yesterday's error at the same lead, per run: for a run of climate day D issued at t, the observed
+    max of D-1 minus the high of D-1's latest run issued at or before t - 24 h (NaN where D-1 has no such
+    run or no observed max). ``runs``: city, climate_day (date), issued_at; ``yesterday``: city, climate_day
+    (the earlier day), issued_at, forecast_high_f, obs_max_f. The same rule for training and prediction."""
+    if runs.empty or yesterday.empty:
+        return np.full(len(runs), np.nan)
+    left = pd.DataFrame({"city": runs["city"].astype(str).to_numpy(),
+                         "day": (pd.to_datetime(runs["climate_day"]) - pd.Timedelta(days=1)).to_numpy("datetime64[ns]"),
+                         "t": (pd.to_datetime(runs["issued_at"], utc=True) - pd.Timedelta(hours=24)).to_numpy("datetime64[ns]"),
+                         "row": np.arange(len(runs))}).sort_values("t", kind="stable")
+    right = pd.DataFrame({"city": yesterday["city"].astype(str).to_numpy(),
+                          "day": pd.to_datetime(yesterday["climate_day"]).to_numpy("datetime64[ns]"),
+                          "t": pd.to_datetime(yesterday["issued_at"], utc=True).to_numpy("datetime64[ns]"),
+                          "lag": (yesterday["obs_max_f"] - yesterday["forecast_high_f"]).to_numpy(float)}
+                         ).sort_values("t", kind="stable")
+    merged = pd.merge_asof(left, right, on="t", by=["city", "day"], direction="backward")
+    out = np.full(len(runs), np.nan)
+    out[merged["row"].to_numpy()] = merged["lag"].to_numpy(float)
+    return out
 
 
 def _crps(mu, sd, y):
@@ -122,13 +156,16 @@ class WalkForward:
 
     def __init__(self, samples: pd.DataFrame, cfg: EmosConfig = EmosConfig(), prior: np.ndarray = PRIOR):
         s = samples.dropna(subset=["forecast_high_f", "observed_high_f"]).reset_index(drop=True)
+        if not cfg.use_lag_error:  # the term is held at 0: no column, no prior pull away from 0
+            s = s.assign(lag_error_f=np.nan)
+            prior = np.where(np.arange(len(PARAM_COLUMNS)) == _LAG, 0.0, prior)
         self.cfg, self.prior = cfg, np.asarray(prior, float)
         self.cities = sorted(s["city"].unique().tolist())
         self.city_index = pd.Index(self.cities).get_indexer(s["city"]) if len(s) else np.zeros(0, int)
         self.day = pd.to_datetime(s["climate_day"]).to_numpy("datetime64[D]") if len(s) else np.zeros(0, "datetime64[D]")
         self.y = s["observed_high_f"].to_numpy(float)
         self.xm, self.xs = design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"],
-                                  s["forecast_low_f"], s["lead_h"])
+                                  s["forecast_low_f"], s["lead_h"], s["lag_error_f"])
         self._x: np.ndarray | None = None
         self._x_day: dt.date | None = None
 
@@ -153,6 +190,19 @@ class WalkForward:
         return EmosFit(pooled, {c: pooled + delta[k] for k, c in enumerate(self.cities)},
                        pd.Timestamp(days.min()).date(), pd.Timestamp(days.max()).date(), int(len(np.unique(days))),
                        {c: int(counts[k]) for k, c in enumerate(self.cities)})
+
+
+def fit_pooled(samples: pd.DataFrame) -> np.ndarray:
+    """One set of coefficients for all of ``samples`` (no recency weighting, no prior): how ``PRIOR`` is made."""
+    s = samples.dropna(subset=["forecast_high_f", "observed_high_f"])
+    xm, xs = design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"], s["forecast_low_f"],
+                    s["lead_h"], s["lag_error_f"])
+    x0 = np.zeros(len(PARAM_COLUMNS))
+    x0[_NM] = 1.0  # log-SD intercept: e^1 = 2.7 F, a typical day-ahead error
+    cfg = EmosConfig(city_shrinkage=0.0, prior_weight=0.0)
+    x = _fit(xm, xs, np.zeros(len(s), int), s["observed_high_f"].to_numpy(float), np.ones(len(s)), 1, x0, cfg,
+             np.concatenate([x0, np.zeros(len(x0))]))
+    return x[: len(x0)] + x[len(x0):]  # unpenalized: only the sum of pooled and the one city's part is defined
 
 
 def _fit(xm, xs, ci, y, w, n_city, prior, cfg: EmosConfig, x0) -> np.ndarray:

@@ -16,6 +16,9 @@ Model, at decision time tau (all inputs stamped <= tau):
   from settled days): with mu and sd its mean and SD for the run's official high, and m0, v0 the mean
   and variance over paths of max_k(F_k + R_k) for the whole day, offset = mu - m0 and
   v_run = sd^2 - 1/12 - v0 (the rounding's share), so before any obs the PMF has the EMOS mean and SD.
+- Yesterday's error at the same lead (``emos.lag_errors``: D-1's obs max through 18:00 LST minus the high of
+  D-1's run issued 24 h earlier) enters the EMOS mean from 18:00 LST of D-1 on, when it is known; before
+  that the run's moments are those without it. Each (run, lag known) pair is one information state.
 - Official high H = round(max(M + G, max_k X_k)); PMF = share of paths per bracket.
 - Hazard: the share of paths whose next 5-minute reading (whole C, shown in F) exceeds M.
 
@@ -70,9 +73,11 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
                          forecasts: pd.DataFrame, lows: np.ndarray, highs: np.ndarray,
                          rng: np.random.Generator, cfg: WeatherModelConfig = WeatherModelConfig(),
                          params: np.ndarray | None = None, obs_delay: pd.Timedelta = pd.Timedelta(0),
-                         _inputs_only: bool = False) -> dict[str, np.ndarray]:
+                         yesterday: pd.DataFrame | None = None, _inputs_only: bool = False) -> dict[str, np.ndarray]:
     """Arrays per decision time: pmf (D x brackets), hazard, expected_high, high_sd, obs_max, run issued_at.
     ``params`` are the city's EMOS coefficients for the day (``emos.PARAM_COLUMNS``; None: the prior).
+    ``yesterday``: the previous climate day's runs (issued_at, forecast_high_f) with its obs max through
+    18:00 LST (obs_max_f), for the lag term; None or empty: unknown all day.
     ``obs_delay``: an obs is known only that long after its valid time (the simulator's slow traders).
     (``_inputs_only`` returns the shared random inputs instead: the naive benchmark replays them.)"""
     n, k_steps = cfg.n_paths, STEPS_PER_DAY
@@ -108,7 +113,16 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
         if day_sel.any():
             run_high[j], run_low[j] = temp_all[day_sel].max(), temp_all[day_sel].min()
     run_high = np.where(np.isfinite(run_high), run_high, curves.max(axis=1) if len(run_ids) else run_high)
-    mu_run, sd_run = run_high_distribution(run_ids, run_high, run_low, t0, cfg.peak_hour_lst, params)
+    # information states: run j without (2j) and with (2j + 1) yesterday's error, known from 18:00 LST of D-1
+    lag_run = _lag_by_run(run_ids, yesterday)
+    moments = [run_high_distribution(run_ids, run_high, run_low, t0, cfg.peak_hour_lst, params, lag)
+               for lag in (np.full(len(run_ids), np.nan), lag_run)]
+    mu_run = np.column_stack([moments[0][0], moments[1][0]]).ravel()
+    sd_run = np.column_stack([moments[0][1], moments[1][1]]).ravel()
+    curves = np.repeat(curves, 2, axis=0)
+    lag_known = (dec >= t0 - emos.LAG_KNOWN_HOURS_BEFORE_DAY * 3600 * 10**9) & (r_idx >= 0)
+    lag_known &= np.isfinite(lag_run[np.maximum(r_idx, 0)]) if len(run_ids) else False  # unknown: one state, not two
+    state = np.where(r_idx >= 0, 2 * r_idx + lag_known, -1)
 
     # common random numbers, float32 and steps-major: (steps, paths)
     f32 = np.float32
@@ -120,8 +134,8 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     resid = lfilter(np.array([1.0], f32), np.array([1.0, -phi], f32), innov, axis=0, zi=zi)[0].astype(f32, copy=False)
 
     # each used run: shift its curve and size its level error so the whole-day high has the EMOS moments
-    level_var = np.full(len(run_ids), cfg.min_level_sd**2)
-    for j in np.unique(r_idx[r_idx >= 0]):
+    level_var = np.full(len(curves), cfg.min_level_sd**2)
+    for j in np.unique(state[state >= 0]):
         day_max = (resid + curves[j].astype(f32)[:, None]).max(axis=0)
         curves[j] += mu_run[j] - float(day_max.mean(dtype=np.float64))
         level_var[j] = max(sd_run[j] ** 2 - 1 / 12 - float(day_max.var(dtype=np.float64)), cfg.min_level_sd**2)
@@ -130,12 +144,12 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     remaining = np.clip((t0 + 86400e9 - dec) / 86400e9, 0, 1)
     has_run = r_idx >= 0
     shrink = np.where(o_idx >= 0, remaining, 1.0)  # only obs tell what the hours gone were like
-    level_sd = np.where(has_run, np.sqrt(level_var[np.maximum(r_idx, 0)] * shrink) if len(run_ids) else 0.0,
+    level_sd = np.where(has_run, np.sqrt(level_var[np.maximum(state, 0)] * shrink) if len(run_ids) else 0.0,
                         cfg.no_forecast_level_sd * np.sqrt(shrink))
     latest_obs_t = np.where(o_idx >= 0, o_t[np.maximum(o_idx, 0)] if len(o_t) else 0, 0)
     latest_obs_v = np.where(o_idx >= 0, o_v[np.maximum(o_idx, 0)] if len(o_v) else np.nan, np.nan)
     obs_step = np.clip((latest_obs_t - t0) // step_ns - 1, 0, k_steps - 1)
-    fc_at_obs = np.where(has_run, curves[np.maximum(r_idx, 0), obs_step] if len(run_ids) else np.nan, np.nan)
+    fc_at_obs = np.where(has_run, curves[np.maximum(state, 0), obs_step] if len(run_ids) else np.nan, np.nan)
     b = np.where(np.isfinite(latest_obs_v) & has_run, cfg.kappa * (latest_obs_v - fc_at_obs), 0.0)
     # no forecast yet: persistence of the latest obs (or nothing at all)
     persistence = np.where(np.isfinite(latest_obs_v), latest_obs_v, np.nan)
@@ -144,7 +158,7 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     d_step = np.clip((dec - t0) // step_ns, 0, k_steps).astype(int)  # number of steps already elapsed
     shift = np.where(has_run, b, persistence)  # path-independent part of the future level
     if _inputs_only:
-        return {"curves": curves, "r_idx": r_idx, "resid": resid, "z": z, "gap": gap, "b": b, "level_sd": level_sd,
+        return {"curves": curves, "state": state, "resid": resid, "z": z, "gap": gap, "b": b, "level_sd": level_sd,
                 "persistence": persistence, "m": m, "d_step": d_step}
 
     # per decision: P(H >= edge) for each bracket edge, sums of H and H^2, P(next reading > M)
@@ -158,8 +172,8 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     in_day = np.isfinite(m) & (d_step < k_steps)
     m32, level32, shift32 = m.astype(f32), level_sd.astype(f32), shift.astype(f32)
     chunk = max(1, (1 << 18) // n)
-    for r in np.unique(r_idx):  # one pass per forecast run (a handful per day)
-        cols = np.nonzero(r_idx == r)[0]
+    for r in np.unique(state):  # one pass per information state (a handful per day)
+        cols = np.nonzero(state == r)[0]
         curve = (curves[r] if r >= 0 else np.zeros(k_steps)).astype(f32)
         lo = int(min(d_step[cols].min(), k_steps - 1))  # steps before this run's first decision are never needed
         hi = int(min(d_step[cols].max() + 1, k_steps))  # the run's decisions look at steps >= lo; rows lo..hi-1 differ
@@ -202,13 +216,24 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
 
 
 def run_high_distribution(run_ids: np.ndarray, run_high: np.ndarray, run_low: np.ndarray, t0: int,
-                          peak_hour_lst: float, params: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """EMOS mean and SD of the official high given each forecast run (issued in order) and the two before it."""
+                          peak_hour_lst: float, params: np.ndarray | None,
+                          lag_error: np.ndarray | float = np.nan) -> tuple[np.ndarray, np.ndarray]:
+    """EMOS mean and SD of the official high given each forecast run (issued in order), the two before it,
+    and yesterday's error at the run's lead (NaN: unknown)."""
     prev1 = np.concatenate([[np.nan], run_high[:-1]])[: len(run_high)]
     prev2 = np.concatenate([[np.nan, np.nan], run_high[:-2]])[: len(run_high)]
     lead_h = np.maximum((t0 + peak_hour_lst * 3600e9 - run_ids.astype(float)) / 3600e9, 0)
-    xm, xs = emos.design(run_high, prev1, prev2, run_low, lead_h)
+    xm, xs = emos.design(run_high, prev1, prev2, run_low, lead_h, lag_error)
     return emos.predict(emos.PRIOR if params is None else params, xm, xs)
+
+
+def _lag_by_run(run_ids: np.ndarray, yesterday: pd.DataFrame | None) -> np.ndarray:
+    """``emos.lag_errors`` for today's runs (one city, one day) from the previous day's runs."""
+    if yesterday is None or yesterday.empty or not len(run_ids):
+        return np.full(len(run_ids), np.nan)
+    today = pd.Timestamp("2000-01-02")  # only the one-day step between the two frames matters
+    runs = pd.DataFrame({"city": "", "climate_day": today, "issued_at": pd.to_datetime(run_ids, utc=True)})
+    return emos.lag_errors(runs, yesterday.assign(city="", climate_day=today - pd.Timedelta(days=1)))
 
 
 def _count_at_least(x: np.ndarray, threshold) -> np.ndarray:
@@ -230,7 +255,7 @@ def _new_high_threshold(m: np.ndarray) -> np.ndarray:
 
 def weather_pmf_frame(markets: pd.DataFrame, obs: pd.DataFrame, forecasts: pd.DataFrame, day_start: pd.Timestamp,
                       rng: np.random.Generator, cfg: WeatherModelConfig = WeatherModelConfig(),
-                      params: np.ndarray | None = None) -> pd.DataFrame:
+                      params: np.ndarray | None = None, yesterday: pd.DataFrame | None = None) -> pd.DataFrame:
     """Long frame: one row per decision time x bracket. Empty when there is no weather data."""
     if obs.empty and forecasts.empty:
         return pd.DataFrame()
@@ -238,7 +263,7 @@ def weather_pmf_frame(markets: pd.DataFrame, obs: pd.DataFrame, forecasts: pd.Da
     first = max(markets["open_time"].min(), day_start - pd.Timedelta(days=1))
     decisions = decision_times(day_start, first, cfg.decision_every_min)
     out = simulate_weather_pmf(day_start, decisions, obs, forecasts, markets["bracket_low_f"].to_numpy(float),
-                               markets["bracket_high_f"].to_numpy(float), rng, cfg, params)
+                               markets["bracket_high_f"].to_numpy(float), rng, cfg, params, yesterday=yesterday)
     keep = out["valid"]
     n_br = len(markets)
     d = decisions[keep]

@@ -45,6 +45,24 @@ def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehou
     late = hours[hours["group_value"].astype(int) >= 20]["brier"].mean()
     early = hours[hours["group_value"].astype(int) < 0]["brier"].mean()
     assert late < early  # the weather model sharpens as the day is observed
+    check_yesterdays_error_is_read_point_in_time(wh)
+
+
+def check_yesterdays_error_is_read_point_in_time(wh: Warehouse):
+    """The lag input: each day's obs max through 18:00 LST (by hand here), and every sample of a day whose
+    previous day is stored carries yesterday's error at its lead."""
+    from kw_assets.cities import get_city
+    from kw_assets.defs.probabilities import day_runs, emos_samples
+    runs = day_runs(wh, dt.date(2025, 6, 1), dt.date(2025, 6, 4))
+    obs = wh.read("weather_obs")
+    for day, got in runs.groupby("climate_day")["obs_max_f"].first().items():
+        start, _ = get_city("ny").climate_day_window(day)
+        o = obs[(pd.to_datetime(obs["climate_day"]).dt.date == day) & (obs["valid_time"] <= pd.Timestamp(start) + pd.Timedelta(hours=18))]
+        assert len(o) and got == o["temp_f"].max() and got <= obs.loc[pd.to_datetime(obs["climate_day"]).dt.date == day, "temp_f"].max()
+    samples = emos_samples(wh, dt.date(2025, 6, 5))
+    known = samples.groupby("climate_day")["lag_error_f"].apply(lambda x: x.notna().mean())
+    assert known.loc[dt.date(2025, 6, 1)] == 0.0  # 31 May is not stored
+    assert (known.loc[dt.date(2025, 6, 2):] > 0.5).all()
 
 
 def test_a_partition_without_weather_falls_back_to_the_market(tmp_path, instance):

@@ -18,7 +18,7 @@ def samples(n_days=150, seed=0, cities=(("A", 2.0, 1.0), ("B", -1.0, 3.0))) -> p
         for lead in (20.0, 8.0):
             rows.append(pd.DataFrame({"city": city, "climate_day": [D0 + dt.timedelta(days=k) for k in range(n_days)],
                                       "lead_h": lead, "forecast_high_f": f, "previous_high_f": f,
-                                      "before_previous_high_f": f, "forecast_low_f": f - 18,
+                                      "before_previous_high_f": f, "forecast_low_f": f - 18, "lag_error_f": np.nan,
                                       "observed_high_f": np.round(f + err)}))
     return pd.concat(rows, ignore_index=True)
 
@@ -74,3 +74,36 @@ def test_a_fit_never_starts_from_the_optimum_of_a_later_day():
     walk = emos.WalkForward(s)
     walk.fit(late)
     np.testing.assert_array_equal(walk.fit(early).pooled, fresh.pooled)  # no warm start from the later fit
+
+
+def test_yesterdays_error_is_taken_from_its_run_24_hours_earlier_and_known_only_if_it_exists():
+    t = pd.Timestamp("2025-06-02T12:00Z")
+    runs = pd.DataFrame({"city": ["ny", "ny", "ny", "chi"], "climate_day": [dt.date(2025, 6, 2)] * 3 + [dt.date(2025, 6, 2)],
+                         "issued_at": [t, t - pd.Timedelta(hours=13), t + pd.Timedelta(hours=6), t]})
+    yesterday = pd.DataFrame({"city": ["ny", "ny", "ny", "chi"], "climate_day": [dt.date(2025, 6, 1)] * 4,
+                              "issued_at": [t - pd.Timedelta(hours=h) for h in (36, 24, 20)] + [t - pd.Timedelta(hours=20)],
+                              "forecast_high_f": [80.0, 82.0, 90.0, 70.0], "obs_max_f": [85.0, 85.0, 85.0, 71.0]})
+    lag = emos.lag_errors(runs, yesterday)
+    # t: the run issued exactly 24 h before (82); t - 13 h: none issued by t - 37 h; t + 6 h: the one at t - 20 h
+    # (90); chi: its own run of 20 h before is too late for a run issued at t
+    np.testing.assert_array_equal(lag, [3.0, np.nan, -5.0, np.nan])
+
+
+def test_learns_how_much_of_yesterdays_error_carries_into_today():
+    rng = np.random.default_rng(4)
+    n = 400
+    err = np.zeros(n)
+    for k in range(1, n):  # AR(1) across days: half of yesterday's error persists
+        err[k] = 0.5 * err[k - 1] + rng.normal(0, 2.0)
+    f = rng.uniform(50, 90, n)
+    days = [D0 + dt.timedelta(days=k) for k in range(n)]
+    s = pd.DataFrame({"city": "A", "climate_day": days, "lead_h": 20.0, "forecast_high_f": f, "previous_high_f": f,
+                      "before_previous_high_f": f, "forecast_low_f": f - 18,
+                      "lag_error_f": np.concatenate([[np.nan], err[:-1]]), "observed_high_f": np.round(f + err)})
+    fit = emos.WalkForward(s, emos.EmosConfig(half_life_days=1e6, use_lag_error=True)).fit(D0 + dt.timedelta(days=n))
+    xm, xs = emos.design(np.full(2, 70.0), np.full(2, 70.0), np.full(2, 70.0), np.full(2, 52.0), np.full(2, 20.0),
+                         np.array([0.0, 6.0]))
+    mu, _ = emos.predict(fit.coefficients("A"), xm, xs)
+    assert abs((mu[1] - mu[0]) - 3.0) < 0.6
+    off = emos.WalkForward(s, emos.EmosConfig(half_life_days=1e6)).fit(D0 + dt.timedelta(days=n))  # the default
+    assert off.coefficients("A")[emos.PARAM_COLUMNS.index("mean_lag_error")] == 0.0

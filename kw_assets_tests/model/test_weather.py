@@ -32,7 +32,7 @@ def test_no_time_left_puts_all_mass_on_the_bracket_of_the_observed_max():
 def test_before_any_obs_the_pmf_has_the_emos_mean_and_spread():
     """Whole-day MC (curve + AR(1) residual + level) moment-matched to the learned EMOS for the run."""
     cfg = WeatherModelConfig(n_paths=100_000)
-    theta = np.array([0.0, -1.0, 0.0, 0.0, np.log(3.0), 0, 0, 0, 0])  # high ~ N(forecast - 1, 3^2)
+    theta = np.array([0.0, -1.0, 0.0, 0.0, 0, 0, np.log(3.0), 0, 0, 0, 0])  # high ~ N(forecast - 1, 3^2)
     lows, highs = np.concatenate([[-np.inf], np.arange(60.0, 101.0)]), np.concatenate([np.arange(59.0, 100.0), [np.inf]])
     run = flat_run(80.0, DAY0 - pd.Timedelta(hours=20))
     out = simulate_weather_pmf(DAY0, pd.DatetimeIndex([DAY0 - pd.Timedelta(hours=3)]), obs_path([]), run,
@@ -42,6 +42,23 @@ def test_before_any_obs_the_pmf_has_the_emos_mean_and_spread():
     cdf = np.cumsum(out["pmf"][0])
     k = np.searchsorted(highs, 79.0)  # P(high <= 79) = Phi((79.5 - 79) / sqrt(9 - 1/12))
     assert abs(cdf[k] - norm.cdf(0.5 / np.sqrt(9 - 1 / 12))) < 0.01
+
+
+def test_yesterdays_error_moves_the_pmf_only_from_18_lst_the_day_before():
+    cfg = WeatherModelConfig(n_paths=50_000)
+    theta = np.array([0.0, -1.0, 0.0, 0.0, 0.75, 0, np.log(3.0), 0, 0, 0, 0])  # +0.25 F per F of yesterday's error
+    lows, highs = np.concatenate([[-np.inf], np.arange(60.0, 101.0)]), np.concatenate([np.arange(59.0, 100.0), [np.inf]])
+    run = flat_run(80.0, DAY0 - pd.Timedelta(hours=20))
+    # yesterday: forecast 80 from the run issued 24 h before today's, observed max 84 by 18:00 LST: +4 F
+    yesterday = pd.DataFrame({"issued_at": [DAY0 - pd.Timedelta(hours=44)], "forecast_high_f": [80.0], "obs_max_f": [84.0]})
+    decisions = pd.DatetimeIndex([DAY0 - pd.Timedelta(hours=h) for h in (7, 6, 3)])  # 17:00, 18:00, 21:00 LST
+    args = (DAY0, decisions, obs_path([]), run, lows, highs)
+    without = simulate_weather_pmf(*args, np.random.default_rng(1), cfg, theta)
+    with_lag = simulate_weather_pmf(*args, np.random.default_rng(1), cfg, theta, yesterday=yesterday)
+    np.testing.assert_array_equal(with_lag["pmf"][0], without["pmf"][0])  # 17:00: not known yet
+    np.testing.assert_allclose(without["expected_high"], 79.0, atol=0.05)
+    np.testing.assert_allclose(with_lag["expected_high"][1:], 80.0, atol=0.05)  # 79 + 0.25 x 4
+    np.testing.assert_allclose(with_lag["high_sd"][1:], 3.0, atol=0.05)
 
 
 def test_deterministic_per_seed_and_pmfs_sum_to_one():

@@ -138,10 +138,14 @@ def test_agents_who_learn_each_obs_late_price_the_same_until_the_day_starts():
 def test_the_agents_long_run_emos_is_what_a_fit_on_the_simulated_world_gives():
     from kw_assets.cities import all_cities
     from kw_assets.sources.simulator.world import AGENT_EMOS, fit_agent_emos
+    from kw_assets.model import emos
     refit = fit_agent_emos(all_cities(), dt.date(2024, 3, 1), 90)  # other days than the constant's fit
-    assert abs(refit[1] - AGENT_EMOS[1]) < 0.6  # the forecasts' ~2 F cold bias at 65 F
-    assert abs(refit[4] - AGENT_EMOS[4]) < 0.2  # log-SD intercept
-    assert AGENT_EMOS[1] > 1.5  # hourly forecast maxima miss the official (2-minute) high
+    # a typical day: forecast 70 F, no revisions, an 18 F diurnal range, yesterday's error unknown
+    xm, xs = emos.design(np.array([70.0]), np.array([70.0]), np.array([70.0]), np.array([52.0]), np.array([20.0]))
+    (mu_fit,), (sd_fit,) = emos.predict(refit, xm, xs)
+    (mu, ), (sd, ) = emos.predict(AGENT_EMOS, xm, xs)
+    assert abs(mu_fit - mu) < 0.6 and abs(np.log(sd_fit / sd)) < 0.2
+    assert mu - 70 > 1.5  # hourly forecast maxima miss the official (2-minute) high by ~2 F
 
 
 def test_agents_see_the_public_runs_with_part_of_each_runs_error_taken_out():

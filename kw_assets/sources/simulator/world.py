@@ -147,31 +147,47 @@ class World(WeatherDay):
 
 
 # The agents' long-run daily-high EMOS: what a market that has traded this world for years has learned of
-# its forecasts (their hourly max runs ~2 F under the official high). Fitted pooled on the public runs of
+# its forecasts (their hourly max runs ~2 F under the official high, more on a flat day). Fitted pooled on the public runs of
 # two years x 7 cities of seed-7 days from 2024-01-01 by ``fit_agent_emos``; a test refits it. Each day the agents also
 # learn from the season's recent days (``agent_emos``), as the pipeline does.
-AGENT_EMOS = np.array([-0.4336, 2.2740, -0.0723, -0.1529, 0.9606, -0.1271, -0.3502, 0.0395, 0.5550])
+AGENT_EMOS = np.array([-0.4718, 1.4754, -0.0252, -0.0872, 0.0, 2.5163, 1.1703, -0.1032, -0.2660, -0.0198, 0.3591])
 
 
-def emos_samples(worlds, insight: float = 0.0) -> pd.DataFrame:
+def emos_samples(worlds, insight: float = 0.0, seed: int = 7) -> pd.DataFrame:
     """The EMOS samples of simulated days, as ``weather_model_params`` builds them from the warehouse: per
     run issued before the climatological peak, the run's high and low over the day, the two runs before
-    it and the official high."""
-    return _samples_frame([(w.city.key, w.day, _run_features(w, insight)) for w in worlds])
+    it, yesterday's error at its lead and the official high."""
+    return _samples_frame([(w.city.key, w.day, _run_features(w, insight, seed)) for w in worlds])
+
+
+def yesterday_runs(city: City, day: dt.date, seed: int = 7, insight: float = 0.0) -> pd.DataFrame:
+    """The previous day's runs (issued_at, forecast_high_f) and its 5-minute obs max through 18:00 LST
+    (obs_max_f): the ``yesterday`` input of the weather model, as the pipeline reads it from the warehouse."""
+    w = build_weather(city, day - dt.timedelta(days=1), seed)
+    cutoff = w.day_start + (24 - emos.LAG_KNOWN_HOURS_BEFORE_DAY) * 3600
+    seen = w.obs_temp_f[w.obs_epoch <= cutoff]
+    issued, valid, temp = w.forecast_rows(insight)
+    in_day = valid < w.day_start + 86400
+    run_ids, start = np.unique(issued[in_day], return_index=True)
+    return pd.DataFrame({"issued_at": pd.to_datetime(run_ids, unit="s", utc=True),
+                         "forecast_high_f": np.maximum.reduceat(temp[in_day], start),
+                         "obs_max_f": float(seen.max()) if seen.size else np.nan})
 
 
 def _samples_frame(parts) -> pd.DataFrame:
     if not parts:
         return emos.empty_samples()
     n = [len(f[0]) for _, _, f in parts]
-    cols = [np.concatenate([f[i] for _, _, f in parts]) for i in range(6)]
+    cols = [np.concatenate([f[i] for _, _, f in parts]) for i in range(7)]
     return pd.DataFrame({"city": np.repeat([c for c, _, _ in parts], n), "climate_day": np.repeat([d for _, d, _ in parts], n),
                          "lead_h": cols[0], "forecast_high_f": cols[1], "previous_high_f": cols[2],
-                         "before_previous_high_f": cols[3], "forecast_low_f": cols[4], "observed_high_f": cols[5]})
+                         "before_previous_high_f": cols[3], "forecast_low_f": cols[4], "lag_error_f": cols[6],
+                         "observed_high_f": cols[5]})
 
 
-def _run_features(w: WeatherDay, insight: float) -> tuple[np.ndarray, ...]:
-    """(lead_h, high, previous high, the one before, low, official high) per run issued before the peak."""
+def _run_features(w: WeatherDay, insight: float, seed: int) -> tuple[np.ndarray, ...]:
+    """(lead_h, high, previous high, the one before, low, official high, yesterday's error) per run issued
+    before the peak."""
     issued, _, temp = w.forecast_rows(insight)
     run_ids, start = np.unique(issued, return_index=True)
     high = np.maximum.reduceat(temp, start)
@@ -180,19 +196,21 @@ def _run_features(w: WeatherDay, insight: float) -> tuple[np.ndarray, ...]:
     prev1 = np.concatenate([[np.nan], high[:-1]])
     prev2 = np.concatenate([[np.nan, np.nan], high[:-2]])[: len(high)]
     k = lead > 0
-    return lead[k], high[k], prev1[k], prev2[k], low[k], np.full(int(k.sum()), float(w.official_high))
+    runs = pd.DataFrame({"city": "", "climate_day": w.day, "issued_at": pd.to_datetime(run_ids[k], unit="s", utc=True)})
+    lag = emos.lag_errors(runs, yesterday_runs(w.city, w.day, seed, insight).assign(city="", climate_day=w.day - dt.timedelta(days=1)))
+    return lead[k], high[k], prev1[k], prev2[k], low[k], np.full(int(k.sum()), float(w.official_high)), lag
 
 
 @lru_cache(maxsize=8192)
 def _day_features(city: City, day: dt.date, seed: int, insight: float) -> tuple[np.ndarray, ...]:
-    return _run_features(build_weather(city, day, seed), insight)
+    return _run_features(build_weather(city, day, seed), insight, seed)
 
 
 def fit_agent_emos(cities, first: dt.date, days: int, seed: int = 7) -> np.ndarray:
     """Pooled EMOS coefficients over ``days`` simulated days from ``first`` (no recency weighting)."""
     worlds = [build_weather(c, first + dt.timedelta(days=k), seed) for c in cities for k in range(days)]
     cfg = emos.EmosConfig(half_life_days=1e9, city_shrinkage=1e9, prior_weight=0.0, embargo_days=0)
-    return emos.WalkForward(emos_samples(worlds), cfg).fit(first + dt.timedelta(days=days + 1)).pooled
+    return emos.WalkForward(emos_samples(worlds, seed=seed), cfg).fit(first + dt.timedelta(days=days + 1)).pooled
 
 
 AGENT_HISTORY_DAYS = 90
@@ -236,7 +254,7 @@ def build_world(city: City, day: dt.date, seed: int = 7, agents: Agents = Agents
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = w.rng_state  # the market's draws continue the weather's stream
     bid, ask, mid = _simulate_quotes(rng, w, agents, agent_emos(city, day, seed, agents.forecast_insight),
-                                     _rng(seed, city, day, 2))
+                                     _rng(seed, city, day, 2), yesterday_runs(city, day, seed, agents.forecast_insight))
     trades = _simulate_trades(_rng(seed, city, day, 1), mid, bid, ask, w.open_time,
                               CLIMATES.get(city.key, DEFAULT_CLIMATE).liquidity)
     return World(**{f.name: getattr(w, f.name) for f in fields(WeatherDay)}, bid=bid, ask=ask, **trades)
@@ -314,10 +332,11 @@ def build_weather(city: City, day: dt.date, seed: int = 7) -> WeatherDay:
                       rng_state=rng.bit_generator.state)
 
 
-def _simulate_quotes(rng, w: WeatherDay, agents: Agents, params: np.ndarray, model_rng: np.random.Generator):
+def _simulate_quotes(rng, w: WeatherDay, agents: Agents, params: np.ndarray, model_rng: np.random.Generator,
+                     yesterday: pd.DataFrame | None = None):
     """Bid and ask per 15 s: the agents' fundamental, seen through lag and logit noise."""
     t = np.arange(w.open_time, w.close_time + 1, SUBSTEP_S)
-    p_inf = np.clip(_fundamental(w, t, agents, params, model_rng), 1e-4, 1 - 1e-4)
+    p_inf = np.clip(_fundamental(w, t, agents, params, model_rng, yesterday), 1e-4, 1 - 1e-4)
     remaining_h = np.clip((w.day_start + 86400 - t) / 3600.0, 0, 24)
     alpha = 1 - 0.5 ** (1 / (max(agents.lag_half_life_min, 0.25) * SUBSTEPS_PER_MIN))
     lagged = lfilter([alpha], [1, -(1 - alpha)], logit(p_inf), axis=0, zi=(1 - alpha) * logit(p_inf[:1]))[0]
@@ -333,7 +352,7 @@ def _simulate_quotes(rng, w: WeatherDay, agents: Agents, params: np.ndarray, mod
 
 
 def _fundamental(w: WeatherDay, t: np.ndarray, agents: Agents, params: np.ndarray,
-                 model_rng: np.random.Generator) -> np.ndarray:
+                 model_rng: np.random.Generator, yesterday: pd.DataFrame | None = None) -> np.ndarray:
     """The agents' bracket probabilities at each instant of ``t`` (substeps x brackets): the weather
     Monte Carlo every 5 minutes on what has been published (the runs, the obs they have seen), held
     until the next decision; uniform before they know anything."""
@@ -353,7 +372,7 @@ def _fundamental(w: WeatherDay, t: np.ndarray, agents: Agents, params: np.ndarra
     highs = np.array([b.high for b in w.brackets])
     cfg = WeatherModelConfig(n_paths=agents.n_paths, gap_mean=0.0, gap_sd=0.05)  # they see the 2-minute means
     out = simulate_weather_pmf(day_start, decisions, obs, forecasts, lows, highs, model_rng, cfg, params,
-                               pd.Timedelta(minutes=agents.obs_delay_min))
+                               pd.Timedelta(minutes=agents.obs_delay_min), yesterday=yesterday)
     dec_s = decisions.asi8 // 10**9
     pmf = np.where(out["valid"][:, None], out["pmf"], np.nan)
     pmf = pd.DataFrame(pmf).ffill().fillna(1 / len(w.brackets)).to_numpy()
