@@ -118,9 +118,9 @@ def test_report_splits_realized_and_settlement_pnl_and_they_add_up(days):
     from kw_assets.model.report import summary
     rng = np.random.default_rng(5)
     parts = []
-    for k, (tape, _, winner) in enumerate(days[:4]):
+    for k, (tape, _, winner) in enumerate(days[:6]):
         cfg = ExecutionConfig(exit_mode="settlement" if k % 2 else "rules", take_profit=0.03, stop_loss=0.03)
-        fills = run_backtest(tape, random_intents(tape, rng, n=10), winner, None, FillConfig(), cfg)
+        fills = run_backtest(tape, random_intents(tape, rng, n=20), winner, None, FillConfig(), cfg)
         parts.append(fills.assign(city="ny", climate_day=pd.Timestamp("2025-05-01") + pd.Timedelta(days=k)))
     s = summary(pd.concat(parts, ignore_index=True))
     assert s["realized_pnl"] != 0 and s["settlement_pnl"] != 0
