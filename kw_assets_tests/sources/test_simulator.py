@@ -145,7 +145,7 @@ def test_the_agents_long_run_emos_is_what_a_fit_on_the_simulated_world_gives():
     (mu_fit,), (sd_fit,) = emos.predict(refit, xm, xs)
     (mu, ), (sd, ) = emos.predict(AGENT_EMOS, xm, xs)
     assert abs(mu_fit - mu) < 0.6 and abs(np.log(sd_fit / sd)) < 0.2
-    assert mu - 70 > 1.5  # hourly forecast maxima miss the official (2-minute) high by ~2 F
+    assert mu - 70 > 1.0  # hourly forecast maxima miss the official (2-minute) high (more on flat days)
 
 
 def test_agents_see_the_public_runs_with_part_of_each_runs_error_taken_out():
