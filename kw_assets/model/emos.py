@@ -11,8 +11,9 @@ day is a less certain one), lead the hours from issue to the climatological peak
 error at the same lead: the previous climate day's observed high minus the high of its run issued 24 h
 before this one (``lag_errors``; 0 while unknown). On real NWS forecasts (~160 US cities, 2021) a large
 revision widens the error SD from ~2.6 to ~4 F, the mean reverts about a fifth of the way toward the
-older forecast, and a day's error carries about a tenth into the next day's (errors correlate ~0.2 day
-to day: air masses, snow cover and marine layers outlast one forecast); all are learned here, not assumed.
+older forecast, and about a fifth of a day's error carries into the next day's (errors correlate ~0.2
+day to day: air masses, snow cover and marine layers outlast one forecast); all are learned here, not
+assumed. The yesterday term is optional (``EmosConfig.use_lag_error``, off by default: held at 0).
 
 The fit minimizes the CRPS of the Gaussian (closed form, analytic gradient, L-BFGS) with sample weights
 that halve every ``half_life_days`` (the season moves; recent days speak for it better than a seasonal
@@ -103,6 +104,21 @@ def lag_errors(runs: pd.DataFrame, yesterday: pd.DataFrame) -> np.ndarray:
     out = np.full(len(runs), np.nan)
     out[merged["row"].to_numpy()] = merged["lag"].to_numpy(float)
     return out
+
+
+def day_lag_errors(issued_at, yesterday: pd.DataFrame | None) -> np.ndarray:
+    """``lag_errors`` for runs of one city and one day, with ``yesterday`` (issued_at, forecast_high_f,
+    obs_max_f) the previous day's runs; all NaN when it is None or empty."""
+    if yesterday is None or yesterday.empty or not len(issued_at):
+        return np.full(len(issued_at), np.nan)
+    today = pd.Timestamp("2000-01-02")  # only the one-day step between the two frames matters
+    runs = pd.DataFrame({"city": "", "climate_day": today, "issued_at": pd.to_datetime(np.asarray(issued_at), utc=True)})
+    return lag_errors(runs, yesterday.assign(city="", climate_day=today - pd.Timedelta(days=1)))
+
+
+def lag_coefficient(params: np.ndarray | None) -> float:
+    """The yesterday term's coefficient in ``params`` (None: the prior's)."""
+    return float((PRIOR if params is None else np.asarray(params, float))[_LAG])
 
 
 def _crps(mu, sd, y):

@@ -114,7 +114,9 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
             run_high[j], run_low[j] = temp_all[day_sel].max(), temp_all[day_sel].min()
     run_high = np.where(np.isfinite(run_high), run_high, curves.max(axis=1) if len(run_ids) else run_high)
     # information states: run j without (2j) and with (2j + 1) yesterday's error, known from 18:00 LST of D-1
-    lag_run = _lag_by_run(run_ids, yesterday)
+    lag_run = emos.day_lag_errors(pd.to_datetime(run_ids, utc=True), yesterday)
+    if emos.lag_coefficient(params) == 0:  # the term is off: one state per run, not two with equal moments
+        lag_run[:] = np.nan
     moments = [run_high_distribution(run_ids, run_high, run_low, t0, cfg.peak_hour_lst, params, lag)
                for lag in (np.full(len(run_ids), np.nan), lag_run)]
     mu_run = np.column_stack([moments[0][0], moments[1][0]]).ravel()
@@ -226,14 +228,6 @@ def run_high_distribution(run_ids: np.ndarray, run_high: np.ndarray, run_low: np
     xm, xs = emos.design(run_high, prev1, prev2, run_low, lead_h, lag_error)
     return emos.predict(emos.PRIOR if params is None else params, xm, xs)
 
-
-def _lag_by_run(run_ids: np.ndarray, yesterday: pd.DataFrame | None) -> np.ndarray:
-    """``emos.lag_errors`` for today's runs (one city, one day) from the previous day's runs."""
-    if yesterday is None or yesterday.empty or not len(run_ids):
-        return np.full(len(run_ids), np.nan)
-    today = pd.Timestamp("2000-01-02")  # only the one-day step between the two frames matters
-    runs = pd.DataFrame({"city": "", "climate_day": today, "issued_at": pd.to_datetime(run_ids, utc=True)})
-    return emos.lag_errors(runs, yesterday.assign(city="", climate_day=today - pd.Timedelta(days=1)))
 
 
 def _count_at_least(x: np.ndarray, threshold) -> np.ndarray:

@@ -166,11 +166,10 @@ def yesterday_runs(city: City, day: dt.date, seed: int = 7, insight: float = 0.0
     w = build_weather(city, day - dt.timedelta(days=1), seed)
     cutoff = w.day_start + (24 - emos.LAG_KNOWN_HOURS_BEFORE_DAY) * 3600
     seen = w.obs_temp_f[w.obs_epoch <= cutoff]
-    issued, valid, temp = w.forecast_rows(insight)
-    in_day = valid < w.day_start + 86400
-    run_ids, start = np.unique(issued[in_day], return_index=True)
+    issued, _, temp = w.forecast_rows(insight)  # the day's hours only
+    run_ids, start = np.unique(issued, return_index=True)
     return pd.DataFrame({"issued_at": pd.to_datetime(run_ids, unit="s", utc=True),
-                         "forecast_high_f": np.maximum.reduceat(temp[in_day], start),
+                         "forecast_high_f": np.maximum.reduceat(temp, start),
                          "obs_max_f": float(seen.max()) if seen.size else np.nan})
 
 
@@ -196,8 +195,7 @@ def _run_features(w: WeatherDay, insight: float, seed: int) -> tuple[np.ndarray,
     prev1 = np.concatenate([[np.nan], high[:-1]])
     prev2 = np.concatenate([[np.nan, np.nan], high[:-2]])[: len(high)]
     k = lead > 0
-    runs = pd.DataFrame({"city": "", "climate_day": w.day, "issued_at": pd.to_datetime(run_ids[k], unit="s", utc=True)})
-    lag = emos.lag_errors(runs, yesterday_runs(w.city, w.day, seed, insight).assign(city="", climate_day=w.day - dt.timedelta(days=1)))
+    lag = emos.day_lag_errors(pd.to_datetime(run_ids[k], unit="s", utc=True), yesterday_runs(w.city, w.day, seed, insight))
     return lead[k], high[k], prev1[k], prev2[k], low[k], np.full(int(k.sum()), float(w.official_high)), lag
 
 
