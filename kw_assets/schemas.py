@@ -18,6 +18,7 @@ from pandera.engines import pandas_engine
 from pandera.typing import Series
 
 from kw_assets.cities import city_keys
+from kw_assets.convert import numbers
 from kw_assets.model.brackets import STRIKE_TYPES, tiling_problems
 from kw_assets.model.calibration import EMBARGO_DAYS
 
@@ -431,7 +432,8 @@ def columns(table: str) -> list[str]:
 
 def conform(table: str, df: pd.DataFrame, only: Iterable[str] | None = None) -> pd.DataFrame:
     """Put a frame in the table's column order (or just the columns ``only``) with the table's dtypes
-    (types are still checked after)."""
+    (types are still checked after). A value that is not a number in a float column raises a
+    ``DataError`` naming the field, row and value; a blank stays missing."""
     cols = schema(table).columns
     if only is not None:
         keep = set(only)
@@ -450,7 +452,7 @@ def conform(table: str, df: pd.DataFrame, only: Iterable[str] | None = None) -> 
         elif dtype.startswith("datetime64"):
             out[name] = out[name].astype("datetime64[ns]") if is_dt else pd.to_datetime(out[name]).astype("datetime64[ns]")
         elif dtype == "float64":
-            out[name] = pd.to_numeric(out[name], errors="coerce").astype("float64")
+            out[name] = numbers(out[name], table, name)
         elif dtype == "int64" and out[name].notna().all():
             out[name] = out[name].astype("int64")
         elif dtype == "bool" and out[name].notna().all():

@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from kw_assets.errors import DataError
 from kw_assets.schemas import TableInvalid, conform, validate
 
 
@@ -21,3 +22,15 @@ def test_text_columns_accept_strings_and_reject_anything_else_by_field():
     assert 725030 in err.value.failures["failure_case"].tolist()  # the element-wise fallback shows the culprit
     with pytest.raises(TableInvalid, match="station"):
         validate("weather_obs", obs(["KNYC", None]))  # not nullable
+
+
+def test_conform_rejects_a_word_in_a_float_column_and_keeps_blanks_missing():
+    frame = pd.DataFrame({"city": "ny", "climate_day": pd.Timestamp("2025-06-01"), "source": "simulated",
+                          "station": "KNYC", "valid_time": pd.date_range("2025-06-01T05:05Z", periods=3, freq="5min"),
+                          "temp_f": ["70.5", None, ""], "source_kind": "obs"})
+    assert conform("weather_obs", frame)["temp_f"].tolist()[0] == 70.5
+    assert conform("weather_obs", frame)["temp_f"].isna().tolist() == [False, True, True]
+    with pytest.raises(DataError, match=r"table weather_obs, field temp_f: row 2: not a number: 'abc'"):
+        conform("weather_obs", frame.assign(temp_f=["70.5", None, "abc"]))
+    with pytest.raises(DataError, match=r"field temp_f: row 0: not a number: True"):
+        conform("weather_obs", frame.assign(temp_f=[True, 70.0, 71.0]))

@@ -5,11 +5,11 @@ import dagster as dg
 import pandas as pd
 
 from kw_assets.cities import all_cities
-from kw_assets.defs.materialize import markdown_table
+from kw_assets.defs.materialize import markdown_table, reject, schema_check
 from kw_assets.defs.resources import SIMULATED_BANNER, WarehouseResource
 from kw_assets.model.evaluation import score_tables
 from kw_assets.model.scores import ECE_BINS
-from kw_assets.schemas import validate
+from kw_assets.schemas import TableInvalid, validate
 
 
 class ScoresConfig(dg.Config):
@@ -18,7 +18,7 @@ class ScoresConfig(dg.Config):
 
 @dg.asset(group_name="evaluation", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"},
           deps=["calibrated_pmf", "settlement", "kalshi_markets"],
-          check_specs=[dg.AssetCheckSpec("forecast_scores_schema", asset="forecast_scores", blocking=True)],
+          check_specs=[schema_check("forecast_scores")],
           description="Brier, log loss, RPS and ECE (10 equal-width bins on bracket probabilities) for the market, "
                       "weather, fused and calibrated PMFs and a walk-forward climatology, overall, by city and by "
                       "hour of the climate day (LST), over every settled partition in the warehouse.")
@@ -39,7 +39,10 @@ def forecast_scores(context: dg.AssetExecutionContext, config: ScoresConfig, war
     scores, rel = score_tables(rows, markets, settled, offsets)
     sources = sorted(rows["source"].unique())
     scores.insert(0, "source", ", ".join(sources))
-    scores = validate("forecast_scores", scores)
+    try:
+        scores = validate("forecast_scores", scores)
+    except TableInvalid as exc:
+        yield from reject("forecast_scores", exc.failures, f"{exc}; nothing was written")
     wh.replace_table("forecast_scores", scores)
     overall = scores[scores["group_by"] == "all"].drop(columns=["group_by", "group_value"])
     meta = {"rows": dg.MetadataValue.int(len(scores)), "partitions": dg.MetadataValue.int(rows[["city", "climate_day"]].drop_duplicates().shape[0]),
@@ -50,7 +53,8 @@ def forecast_scores(context: dg.AssetExecutionContext, config: ScoresConfig, war
     if "simulated" in sources:
         meta["warning"] = dg.MetadataValue.text(SIMULATED_BANNER)
     yield dg.MaterializeResult(metadata=meta)
-    yield dg.AssetCheckResult(check_name="forecast_scores_schema", passed=True)
+    yield dg.AssetCheckResult(check_name="forecast_scores_schema", passed=True,
+                              metadata={"rows_checked": dg.MetadataValue.int(len(scores))})
 
 
 evaluation_assets = [forecast_scores]

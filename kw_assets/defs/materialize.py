@@ -10,7 +10,7 @@ import datetime as dt
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import dagster as dg
 import pandas as pd
@@ -124,6 +124,9 @@ class PartitionWriter:
         self.context.log.error(message)
         if isinstance(exc, TableInvalid):
             self.failure_rows.append(exc.failures.head(20).assign(partition=key))
+        elif isinstance(exc, DataError):  # unreadable before it became a table: the field and what was wrong
+            self.failure_rows.append(pd.DataFrame({"column": [exc.field], "check": ["readable value"],
+                                                   "failure_case": [exc.detail], "partition": [key]}))
 
     def flush(self) -> None:
         if not self._keys:
@@ -145,16 +148,10 @@ class PartitionWriter:
         check = f"{self.table}_schema"
         if self.failures:
             cases = pd.concat(self.failure_rows, ignore_index=True) if self.failure_rows else pd.DataFrame()
-            yield dg.AssetCheckResult(
-                check_name=check, asset_key=self.table, passed=False, severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"failed_partitions": dg.MetadataValue.json(self.failures),
-                          "failure_cases": dg.MetadataValue.md(markdown_table(cases.astype(str)) if len(cases) else "-")},
-            )
-            raise dg.Failure(
-                description=f"{self.table}: {len(self.failures)} of {self.total} partition(s) rejected; nothing was "
-                            f"written for them. " + " | ".join(list(self.failures.values())[:3]),
-                metadata={"failed_partitions": dg.MetadataValue.json(self.failures)},
-            )
+            yield from reject(self.table, cases,
+                              f"{self.table}: {len(self.failures)} of {self.total} partition(s) rejected; nothing was "
+                              f"written for them. " + " | ".join(list(self.failures.values())[:3]),
+                              {"failed_partitions": dg.MetadataValue.json(self.failures)})
         shown = ", ".join(sorted(self.sources_seen)) or self.source
         meta: dict = {"rows": dg.MetadataValue.int(self.rows), "partitions": dg.MetadataValue.int(self.total),
                       "source": dg.MetadataValue.text(shown)}
@@ -168,6 +165,16 @@ class PartitionWriter:
         yield dg.MaterializeResult(asset_key=self.table, metadata=meta)
         yield dg.AssetCheckResult(check_name=check, asset_key=self.table, passed=True,
                                   metadata={"rows_checked": dg.MetadataValue.int(self.rows)})
+
+
+def reject(table: str, cases: pd.DataFrame, description: str, metadata: dict | None = None) -> Iterator[dg.AssetCheckResult]:
+    """Fail the table's blocking schema check (with the failing rows' count and a sample) and the run:
+    called before anything is written, so the rejected rows never land and nothing downstream runs."""
+    meta = {**(metadata or {}), "failing_rows": dg.MetadataValue.int(len(cases)),
+            "failure_cases": dg.MetadataValue.md(markdown_table(cases.astype(str)) if len(cases) else "-")}
+    yield dg.AssetCheckResult(check_name=f"{table}_schema", asset_key=table, passed=False,
+                              severity=dg.AssetCheckSeverity.ERROR, metadata=meta)
+    raise dg.Failure(description=description, metadata=metadata or {})
 
 
 def markdown_table(frame: pd.DataFrame, max_rows: int = 12) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kw_assets.cities import City, event_ticker as make_event_ticker
+from kw_assets.convert import numbers
 from kw_assets.errors import DataError
 from kw_assets.model.brackets import BracketError, add_bracket_columns, parse_bracket_label
 from kw_assets.sources.kalshi.parse import CANDLE_COLUMNS
@@ -49,7 +50,7 @@ def read_export(path: Path, city: City, day: dt.date) -> tuple[pd.DataFrame, pd.
             strike_type, floor, cap = parse_bracket_label(label)
         except BracketError as exc:
             raise DataError("kalshi_markets", "yes_sub_title", str(exc)) from exc
-        prices = pd.to_numeric(raw[label], errors="coerce") / 100.0
+        prices = pd.Series(numbers(raw[label], "kalshi_candles", label), index=raw.index) / 100.0
         last = prices.dropna()
         final = float(last.iloc[-1]) if len(last) else np.nan
         result = "yes" if final >= SETTLED_AT else ("no" if final <= 1 - SETTLED_AT else "")

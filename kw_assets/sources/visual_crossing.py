@@ -19,7 +19,7 @@ import pandas as pd
 
 from kw_assets.errors import DataError
 from kw_assets.sources.http import JsonHttp, RetryPolicy, TokenBucket
-from kw_assets.sources.kalshi.parse import numbers
+from kw_assets.convert import numbers
 
 BASE_URL = "https://weather.visualcrossing.com/VisualCrossingWebServices"
 OBS_COLUMNS = ["valid_time", "temp_f", "source_kind"]

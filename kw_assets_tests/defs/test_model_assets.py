@@ -12,7 +12,7 @@ RUN_CONFIG = {"ops": {"weather_pmf": {"config": {"n_paths": 400}},
                       "calibrated_pmf": {"config": {"method": "temperature", "min_samples": 100}}}}
 
 
-def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehouse_path, instance, tmp_path):
+def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehouse_path, instance, tmp_path, monkeypatch):
     job = defs.resolve_job_def("all_assets_job")
     run_config = {"ops": {**RUN_CONFIG["ops"], "backtest_report": {"config": {"folder": str(tmp_path / "reports")}}}}
     tags = {"dagster/asset_partition_range_start": str(partition_key("ny", dt.date(2025, 6, 1))),
@@ -46,6 +46,26 @@ def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehou
     early = hours[hours["group_value"].astype(int) < 0]["brier"].mean()
     assert late < early  # the weather model sharpens as the day is observed
     check_yesterdays_error_is_read_point_in_time(wh)
+    check_bad_scores_fail_their_check_and_are_not_written(resources, instance, wh, monkeypatch)
+
+
+def check_bad_scores_fail_their_check_and_are_not_written(resources, instance, wh: Warehouse, monkeypatch):
+    import kw_assets.defs.evaluation as evaluation
+    before = wh.read("forecast_scores")
+    real = evaluation.score_tables
+
+    def corrupt(*args, **kwargs):
+        scores, rel = real(*args, **kwargs)
+        return scores.assign(rps=np.where(np.arange(len(scores)) == 2, -0.5, scores["rps"])), rel
+
+    monkeypatch.setattr(evaluation, "score_tables", corrupt)
+    result = dg.materialize([defs.get_assets_def("forecast_scores")], resources=resources, instance=instance,
+                            raise_on_error=False)
+    assert not result.success
+    checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert [(c.check_name, c.passed) for c in checks] == [("forecast_scores_schema", False)]
+    assert checks[0].metadata["failing_rows"].value == 1 and "-0.5" in checks[0].metadata["failure_cases"].value
+    pd.testing.assert_frame_equal(wh.read("forecast_scores"), before)  # nothing half-written
 
 
 def check_yesterdays_error_is_read_point_in_time(wh: Warehouse):

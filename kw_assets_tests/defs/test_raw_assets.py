@@ -68,6 +68,8 @@ class CorruptingMarketData(MarketDataResource):
             if candles:
                 if corruption == "price_above_one":
                     candles[3]["yes_bid"]["close"] = "1.7000"
+                elif corruption == "word_for_price":
+                    candles[3]["yes_bid"]["close"] = "abc"
                 elif corruption == "duplicate_candle":
                     candles.insert(4, candles[3])
             return httpx.Response(200, json=body)
@@ -76,6 +78,7 @@ class CorruptingMarketData(MarketDataResource):
 
 
 @pytest.mark.parametrize("corruption,field", [("price_above_one", "yes_bid_close"),
+                                              ("word_for_price", "yes_bid.close"),
                                               ("duplicate_candle", "end_period_ts")])
 def test_corrupted_candles_fail_the_check_and_leave_the_warehouse_unchanged(resources, warehouse_path, instance,
                                                                           corruption, field):
@@ -92,6 +95,8 @@ def test_corrupted_candles_fail_the_check_and_leave_the_warehouse_unchanged(reso
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     message = str(failures[0].event_specific_data.error)
     assert f"partition {KEY}" in message and "kalshi_candles" in message and field in message
+    if corruption == "word_for_price":  # the value and its row, not a silent missing price
+        assert "row 3: not a number: 'abc'" in message and "row 3: not a number: 'abc'" in failure_md
     after = snapshot(warehouse_path)
     for t in TABLES:
         pd.testing.assert_frame_equal(before[t], after[t])

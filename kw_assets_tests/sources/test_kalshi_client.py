@@ -44,7 +44,7 @@ def test_historical_candles_use_suffixless_names_and_nulls():
 def test_unreadable_price_names_table_and_field():
     bad = json.loads(json.dumps(LIVE_CANDLE))
     bad["yes_bid"]["close_dollars"] = "abc"
-    with pytest.raises(DataError, match=r"kalshi_candles, field yes_bid.close_dollars: not a number: 'abc'"):
+    with pytest.raises(DataError, match=r"kalshi_candles, field yes_bid.close_dollars: row 0: not a number: 'abc'"):
         candles_frame("M", [bad])
 
 

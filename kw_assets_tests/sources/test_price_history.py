@@ -1,8 +1,10 @@
 import datetime as dt
 
 import numpy as np
+import pytest
 
 from kw_assets.cities import get_city
+from kw_assets.errors import DataError
 from kw_assets.sources.price_history import export_path, read_export
 
 CSV = """timestamp,78° or below,79° to 80°,81° to 82°,83° to 84°,85° to 86°,87° or above
@@ -25,3 +27,11 @@ def test_website_export_becomes_markets_and_close_only_candles(tmp_path):
     first = candles[candles["market_ticker"] == markets["market_ticker"].iloc[0]].iloc[0]
     assert first["price_close"] == 0.04
     assert np.isnan(first["yes_bid_close"]) and np.isnan(first["volume"])  # not invented
+
+
+def test_a_word_in_a_price_cell_fails_naming_table_field_row_and_value(tmp_path):
+    bad = CSV.replace("1.29,25.00", "1.29,abc")  # blanks stay missing (the test above), a word does not
+    (tmp_path / "kalshi-price-history-kxhighmia-26apr20-minute.csv").write_text(bad)
+    mia, day = get_city("mia"), dt.date(2026, 4, 20)
+    with pytest.raises(DataError, match=r"table kalshi_candles, field 79° to 80°: row 1: not a number: 'abc'"):
+        read_export(export_path(tmp_path, mia, day), mia, day)

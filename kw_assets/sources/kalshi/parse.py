@@ -12,6 +12,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from kw_assets.convert import numbers
 from kw_assets.errors import DataError
 
 OHLC = ("open", "high", "low", "close")
@@ -28,21 +29,6 @@ TRADE_COLUMNS = ["trade_id", "market_ticker", "created_time", "count", "yes_pric
                  "taker_outcome_side", "is_block_trade"]
 MARKET_COLUMNS = ["market_ticker", "event_ticker", "strike_type", "floor_strike", "cap_strike", "yes_sub_title",
                   "open_time", "close_time", "expected_expiration_time", "status", "result", "expiration_value"]
-
-
-def numbers(values: Iterable[Any], table: str, field: str) -> np.ndarray:
-    """Decimal strings (or None) -> float64, raising a DataError that quotes the first unreadable value."""
-    items = [("nan" if v is None or v == "" else v) for v in values]
-    try:  # fast path: numpy parses decimal strings in C; the slow path below only explains a failure
-        return np.asarray(items, dtype=object).astype("float64") if items else np.empty(0)
-    except (TypeError, ValueError):
-        pass
-    raw = pd.Series(list(values), dtype=object)
-    out = pd.to_numeric(raw, errors="coerce")
-    bad = out.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
-    if bad.any():
-        raise DataError(table, field, f"not a number: {raw[bad].iloc[0]!r} ({int(bad.sum())} value(s))")
-    return out.to_numpy(dtype="float64")
 
 
 def timestamps(values: Iterable[Any], table: str, field: str, unit: str | None = None) -> pd.Series:
