@@ -25,7 +25,7 @@ import pandas as pd
 from kw_assets.cities import get_city
 from kw_assets.model.panel import build_panel, minute_grid
 from kw_assets.model.backtest import ExecutionConfig, run_backtest
-from kw_assets.model.fees import fee_cents
+from kw_assets.model.fees import fee_cents, rates
 from kw_assets.model.fills import FillConfig, Tape
 from kw_assets.model.strategy import StrategyConfig, signal_intents
 from kw_assets.model.weather import WeatherModelConfig, simulate_weather_pmf
@@ -168,7 +168,7 @@ def naive_backtest(panel, calibrated, trades, winner, scfg: StrategyConfig, fcfg
     square_up = max(n - 1 - ecfg.square_up_min, 0)
     a_clv = 2 / (scfg.clv_span_min + 1)
     fee_pc = lambda price, rate: math.ceil(rate * scfg.contracts * price * (1 - price) * 100 - 1e-9) / 100 / scfg.contracts  # noqa: E731
-    taker_rate, maker_rate = 0.07 * ecfg.fee_multiplier, 0.0  # weather series ("quadratic"): makers pay nothing
+    maker_rate, taker_rate = rates("quadratic", ecfg.fee_multiplier)  # weather series: makers pay nothing
     clv_state, prev_sig, last_intent = {}, {}, {}
     quotes = {}  # the current minute's row per bracket
     opposite = {}  # (row, bracket, side) -> the other side's signal at that minute

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from kw_assets.defs.resources import SIMULATED_BANNER
+from kw_assets.sources import SIMULATED_BANNER
 
 
 def main(argv: list[str] | None = None) -> int:

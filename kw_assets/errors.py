@@ -11,6 +11,3 @@ class DataError(ValueError):
 
     def __reduce__(self):  # picklable from worker processes
         return DataError, (self.table, self.field, self.detail, self.partition)
-
-    def in_partition(self, partition: str) -> "DataError":
-        return DataError(self.table, self.field, self.detail, partition)

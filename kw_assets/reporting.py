@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from kw_assets.model.report import drawdown  # noqa: E402
+
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
@@ -27,7 +29,7 @@ def plot_equity(daily: pd.Series, folder: Path, banner: str) -> tuple[Path, Path
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_title(f"Cumulative net P&L after fees ($){banner}")
     eq_path = _save(fig, folder / "equity.png")
-    dd = equity - equity.cummax().clip(lower=0)
+    dd = drawdown(equity)
     fig, ax = plt.subplots(figsize=(8, 2.6))
     ax.fill_between(pd.to_datetime(dd.index), dd.to_numpy(), 0, color="#b03a2e", alpha=0.6)
     ax.set_title(f"Drawdown ($){banner}")

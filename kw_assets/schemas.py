@@ -20,7 +20,8 @@ from pandera.typing import Series
 from kw_assets.cities import city_keys
 from kw_assets.convert import numbers
 from kw_assets.model.brackets import STRIKE_TYPES, tiling_problems
-from kw_assets.model.calibration import EMBARGO_DAYS
+from kw_assets.model.embargo import EMBARGO_DAYS, last_known_day
+from kw_assets.sources import SOURCES
 
 UTC = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
 
@@ -37,7 +38,6 @@ class Text(pandas_engine.NpString):
         return super().check(pandera_dtype, data_container)
 
 
-SOURCES = ("simulated", "live", "file")
 PARTITION_COLUMNS = ["city", "climate_day"]
 
 
@@ -291,7 +291,7 @@ class WeatherModelParams(_Partitioned):
     @pa.dataframe_check(error=f"fit_end: weather model parameters for day D are fit only on days settled before D's "
                               f"market opened (<= D-{EMBARGO_DAYS + 1})")
     def fit_before_the_day(cls, df: pd.DataFrame) -> Series[bool]:
-        return df["fit_end"].isna() | (df["fit_end"] <= df["climate_day"] - pd.Timedelta(days=EMBARGO_DAYS + 1))
+        return df["fit_end"].isna() | (df["fit_end"] <= last_known_day(df["climate_day"]))
 
 
 class FusedPmf(_Partitioned):
@@ -330,9 +330,10 @@ class CalibratedPmf(FusedPmf):
     def calibrated_sums_to_one(cls, df: pd.DataFrame) -> Series[bool]:
         return _sums_to_one(df, "p_calibrated", "minute_ts")
 
-    @pa.dataframe_check(error="fit_end: a calibrator for day D is fit only on days settled before D's market opened (<= D-3)")
+    @pa.dataframe_check(error=f"fit_end: a calibrator for day D is fit only on days settled before D's market opened "
+                              f"(<= D-{EMBARGO_DAYS + 1})")
     def fit_before_the_day(cls, df: pd.DataFrame) -> Series[bool]:
-        return df["fit_end"].isna() | (df["fit_end"] <= df["climate_day"] - pd.Timedelta(days=3))
+        return df["fit_end"].isna() | (df["fit_end"] <= last_known_day(df["climate_day"]))
 
 
 class ForecastScores(pa.DataFrameModel):
@@ -424,10 +425,6 @@ class TableInvalid(ValueError):
 @lru_cache(maxsize=None)
 def schema(table: str) -> pa.DataFrameSchema:
     return TABLES[table].to_schema()
-
-
-def columns(table: str) -> list[str]:
-    return list(schema(table).columns)
 
 
 def conform(table: str, df: pd.DataFrame, only: Iterable[str] | None = None) -> pd.DataFrame:

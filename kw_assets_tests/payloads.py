@@ -33,16 +33,3 @@ def trade(i: int, ticker: str = "KXHIGHNY-25JUN10-B87.5", side: str = "yes") -> 
             "count_fp": "1.67", "yes_price_dollars": "0.3700", "no_price_dollars": "0.6300",
             "taker_outcome_side": side, "taker_book_side": "bid" if side == "yes" else "ask", "taker_side": side,
             "is_block_trade": False}
-
-
-def market(ticker: str, strike_type: str, floor=None, cap=None, event: str = "KXHIGHNY-25JUN10", **extra) -> dict:
-    m = {"ticker": ticker, "event_ticker": event, "strike_type": strike_type, "yes_sub_title": "",
-         "open_time": "2025-06-09T14:00:00Z", "close_time": "2025-06-11T04:59:00Z",
-         "expected_expiration_time": "2025-06-11T15:00:00Z", "status": "finalized", "result": "no",
-         "expiration_value": "88.00"}
-    if floor is not None:
-        m["floor_strike"] = floor
-    if cap is not None:
-        m["cap_strike"] = cap
-    m.update(extra)
-    return m

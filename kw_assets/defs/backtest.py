@@ -10,7 +10,8 @@ import pandas as pd
 from kw_assets.cities import all_cities
 from kw_assets.defs.config import build, run_config_from
 from kw_assets.defs.materialize import derive_partitions, markdown_table, schema_check
-from kw_assets.defs.resources import SIMULATED_BANNER, WarehouseResource
+from kw_assets.defs.resources import WarehouseResource
+from kw_assets.sources import SIMULATED_BANNER
 from kw_assets.model.backtest import ExecutionConfig, equity_path, run_backtest
 from kw_assets.model.evaluation import score_tables
 from kw_assets.model.fills import FillConfig, Tape

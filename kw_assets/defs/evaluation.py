@@ -6,9 +6,10 @@ import pandas as pd
 
 from kw_assets.cities import all_cities
 from kw_assets.defs.materialize import markdown_table, reject, schema_check
-from kw_assets.defs.resources import SIMULATED_BANNER, WarehouseResource
+from kw_assets.defs.resources import WarehouseResource
 from kw_assets.model.evaluation import score_tables
 from kw_assets.model.scores import ECE_BINS
+from kw_assets.sources import SIMULATED_BANNER
 from kw_assets.schemas import TableInvalid, validate
 
 

@@ -20,6 +20,7 @@ from kw_assets.defs import parallel
 from kw_assets.errors import DataError
 from kw_assets.partitions import split_key
 from kw_assets.schemas import TableInvalid, conform, validate
+from kw_assets.sources import SIMULATED_BANNER
 from kw_assets.sources.http import ApiError
 from kw_assets.warehouse import Warehouse
 
@@ -156,7 +157,7 @@ class PartitionWriter:
         meta: dict = {"rows": dg.MetadataValue.int(self.rows), "partitions": dg.MetadataValue.int(self.total),
                       "source": dg.MetadataValue.text(shown)}
         if "simulated" in self.sources_seen or self.source == "simulated":
-            meta["warning"] = dg.MetadataValue.text("SIMULATED DATA: a demonstration, not evidence of edge")
+            meta["warning"] = dg.MetadataValue.text(SIMULATED_BANNER)
         if self.spans:
             meta["time_span"] = dg.MetadataValue.text(f"{min(s[0] for s in self.spans)} .. {max(s[1] for s in self.spans)}")
         if self.preview is not None:

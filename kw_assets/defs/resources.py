@@ -23,10 +23,9 @@ from kw_assets.sources.simulator.faults import FaultConfig
 from kw_assets.sources.simulator.world import Agents
 from kw_assets.sources.simulator.weather_feed import SimulatedWeatherFeed
 from kw_assets.sources.visual_crossing import BASE_URL as VC_URL, VisualCrossingClient
+from kw_assets.sources import SOURCES
 from kw_assets.warehouse import Warehouse
 
-SOURCES = ("simulated", "live", "file")
-SIMULATED_BANNER = "SIMULATED DATA: a demonstration of the pipeline, not evidence of edge."
 
 
 class MarketDataResource(dg.ConfigurableResource):

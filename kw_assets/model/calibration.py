@@ -1,11 +1,10 @@
 """Walk-forward calibration of bracket PMFs: Platt (sigmoid on logit p), isotonic, temperature
 scaling (one T on the multi-bracket log-probabilities), or none.
 
-Calibrators for climate day D are fit only on days whose outcome was public before D's market opened:
-D's market opens at 14:00 UTC the day before, and a day settles the next morning, so days D-1 and D-2
-are still unknown then. Training therefore uses days <= D - 1 - ``embargo_days`` (default 2: D-3 and
-earlier), expanding or in a rolling window of ``window_days``; below ``min_samples`` rows the identity is used. Calibrated vectors are
-renormalized to sum to 1. ``describe()`` is the lineage kept on every calibrated row.
+Calibrators for climate day D are fit only on days whose outcome was public before D's market opened
+(``model/embargo.py``: days <= D - 1 - ``embargo_days``), expanding or in a rolling window of
+``window_days``; below ``min_samples`` rows the identity is used. Calibrated vectors are renormalized to
+sum to 1. ``describe()`` is the lineage kept on every calibrated row.
 """
 
 from __future__ import annotations
@@ -19,8 +18,9 @@ from scipy.optimize import minimize_scalar
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from kw_assets.model.embargo import EMBARGO_DAYS, last_known_day
+
 METHODS = ("none", "platt", "isotonic", "temperature")
-EMBARGO_DAYS = 2  # days before D whose outcomes are not yet public when D's market opens (every walk-forward fit)
 EPS = 1e-6
 
 
@@ -120,11 +120,11 @@ class History:
         return cls(days[order], p[order], frame["winner"].to_numpy(int)[order], width[order])
 
 
-def training_slice(days: np.ndarray, target: dt.date, window_days: int | None, embargo_days: int = 2) -> slice:
+def training_slice(days: np.ndarray, target: dt.date, window_days: int | None, embargo_days: int = EMBARGO_DAYS) -> slice:
     """Rows (of day-sorted ``days``) known before ``target``'s market opened, within the rolling window if any."""
-    end = np.datetime64(target - dt.timedelta(days=embargo_days), "D")
+    end = np.datetime64(last_known_day(target, embargo_days), "D")
     lo = 0 if window_days is None else int(np.searchsorted(days, np.datetime64(target - dt.timedelta(days=window_days), "D")))
-    return slice(lo, int(np.searchsorted(days, end, side="left")))
+    return slice(lo, int(np.searchsorted(days, end, side="right")))
 
 
 def walk_forward_fit(history: pd.DataFrame | History, target: dt.date, cfg: CalibrationConfig) -> Calibrator:

@@ -37,7 +37,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import ndtr
 
-from kw_assets.model.calibration import EMBARGO_DAYS
+from kw_assets.model.embargo import EMBARGO_DAYS, last_known_day
 
 # slope: per 10 F above 65 F; bias: at 65 F; lag_error: per 3 F of yesterday's error; narrow_range as in the spread
 MEAN_TERMS = ("slope", "bias", "revision", "prior_revision", "lag_error", "narrow_range")
@@ -187,7 +187,7 @@ class WalkForward:
 
     def fit(self, day: dt.date) -> EmosFit:
         """Coefficients for climate day ``day`` from samples of days <= day - 1 - embargo."""
-        end = np.datetime64(day - dt.timedelta(days=self.cfg.embargo_days + 1), "D")
+        end = np.datetime64(last_known_day(day, self.cfg.embargo_days), "D")
         use = self.day <= end
         n_city = len(self.cities)
         if not use.any():

@@ -7,17 +7,17 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from kw_assets.model.embargo import last_known_day
 from kw_assets.model.scores import reliability, score_all
 
 MODELS = {"market": "p_market", "weather": "p_weather", "fused": "p_fused", "calibrated": "p_calibrated"}
 CLIMATOLOGY_MIN_DAYS = 5
-SETTLEMENT_EMBARGO_DAYS = 2  # outcomes of D-1 and D-2 are not public when D's market opens
 
 
 def climatology_pmf(settled: pd.DataFrame, city: str, day, lows: np.ndarray, highs: np.ndarray) -> np.ndarray | None:
     """Normal fit to the city's settled highs known before ``day``'s market opened, on its brackets; None if too few."""
-    known_by = pd.Timestamp(day) - pd.Timedelta(days=SETTLEMENT_EMBARGO_DAYS)
-    prior = settled[(settled["city"] == city) & (settled["climate_day"] < known_by)]["official_high_f"].dropna()
+    known = settled[(settled["city"] == city) & (settled["climate_day"] <= last_known_day(pd.Timestamp(day)))]
+    prior = known["official_high_f"].dropna()
     if len(prior) < CLIMATOLOGY_MIN_DAYS:
         return None
     mu, sd = prior.mean(), max(prior.std(ddof=1), 1.0)

@@ -40,9 +40,14 @@ def fee_cents(price: float | str, contracts: float | str, maker: bool = False, f
     return int(-((-raw.numerator) // raw.denominator))  # ceiling of a non-negative rational
 
 
-def fees_dollars(prices: np.ndarray, contracts: np.ndarray, maker: np.ndarray, fee_type: str = "quadratic",
-                 fee_multiplier: float = 1.0) -> np.ndarray:
-    """Fees for many fills (a backtest has few fills per day, each computed exactly)."""
-    return np.array([fee_cents(p, c, bool(m), fee_type, fee_multiplier) / 100
-                     for p, c, m in zip(np.asarray(prices, float), np.asarray(contracts, float), np.asarray(maker, bool))],
-                    dtype=float)
+def rates(fee_type: str = "quadratic", fee_multiplier: float = 1.0) -> tuple[float, float]:
+    """(maker, taker) rate per contract x P(1-P) for a series: what a strategy's thresholds use."""
+    maker = float(MAKER_RATE) * fee_multiplier if fee_type in MAKER_FEE_TYPES else 0.0
+    return maker, float(TAKER_RATE) * fee_multiplier
+
+
+def fee_per_contract(price: np.ndarray, contracts: float, rate: float) -> np.ndarray:
+    """Per-contract fee of an order of ``contracts`` at ``price`` (vectorised, for thresholds; the exact
+    fee of each fill is ``fee_cents``)."""
+    p = np.clip(np.nan_to_num(price, nan=0.5), 0, 1)
+    return np.ceil(rate * contracts * p * (1 - p) * 100 - 1e-9) / 100 / max(contracts, 1e-9)

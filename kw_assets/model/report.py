@@ -33,11 +33,16 @@ def daily_pnl(fills: pd.DataFrame) -> pd.Series:
     return f.groupby("climate_day")["cash_flow"].sum().sort_index()
 
 
+def drawdown(equity: pd.Series) -> pd.Series:
+    """Distance below the running peak of cumulative P&L (the peak starts at 0: losing from day one is a drawdown)."""
+    return equity - equity.cummax().clip(lower=0)
+
+
 def summary(fills: pd.DataFrame) -> dict:
     orders = order_outcomes(fills)
     daily = daily_pnl(fills)
     equity = daily.cumsum()
-    drawdown = equity - equity.cummax().clip(lower=0)
+    below_peak = drawdown(equity)
     sd = daily.std(ddof=1) if len(daily) > 1 else np.nan
     f = fills[fills["contracts"] > 0]
     traded = f[f["action"] != "settle"]
@@ -53,7 +58,7 @@ def summary(fills: pd.DataFrame) -> dict:
         "avg_edge_at_entry": float(orders["edge"].mean()) if len(orders) else np.nan,
         "avg_realized_per_contract": float(orders["net"].sum() / orders["contracts"].sum()) if len(orders) else np.nan,
         "daily_sharpe_annualized": float(daily.mean() / sd * np.sqrt(ANNUALIZATION_DAYS)) if sd and sd > 0 else np.nan,
-        "max_drawdown": float(drawdown.min()) if len(drawdown) else 0.0,
+        "max_drawdown": float(below_peak.min()) if len(below_peak) else 0.0,
         "days": int(len(daily)),
         "turnover_contracts": float(traded["contracts"].sum()),
         "turnover_notional": float((traded["contracts"] * traded["price"]).sum()),

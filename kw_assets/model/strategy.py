@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kw_assets.model.fees import MAKER_FEE_TYPES
+from kw_assets.model.fees import fee_per_contract, rates
 from kw_assets.model.panel import neighbour_mean
 
 
@@ -48,12 +48,6 @@ class StrategyConfig:
     cooldown_min: int = 20
 
 
-def fee_per_contract(price: np.ndarray, contracts: float, rate: float) -> np.ndarray:
-    """Approximate per-contract fee for thresholds (exact fees are charged at the fill)."""
-    p = np.clip(np.nan_to_num(price, nan=0.5), 0, 1)
-    return np.ceil(rate * contracts * p * (1 - p) * 100 - 1e-9) / 100 / max(contracts, 1e-9)
-
-
 def _wide(frame: pd.DataFrame, col: str, shape) -> np.ndarray:
     return frame[col].to_numpy(float).reshape(shape)
 
@@ -74,8 +68,7 @@ def signal_intents(panel: pd.DataFrame, calibrated: pd.DataFrame, cfg: StrategyC
     ras, acc = _wide(panel, "ras", shape), _wide(panel, "acceleration", shape)
     clv = pd.DataFrame(_wide(panel, "clv", shape)).ewm(span=cfg.clv_span_min, adjust=False, ignore_na=True).mean().to_numpy()
     book_ok = np.isfinite(bid) & np.isfinite(ask) & ~((bid <= 0) & (ask >= 1))
-    maker_rate = 0.0175 * fee_multiplier if fee_type in MAKER_FEE_TYPES else 0.0
-    taker_rate = 0.07 * fee_multiplier
+    maker_rate, taker_rate = rates(fee_type, fee_multiplier)
     cushion = cfg.slippage_cushion * np.where(np.nan_to_num(haz) >= cfg.hazard_high, 1 - cfg.hazard_cushion_discount, 1.0)[:, None]
     nbr = neighbour_mean(acc)
     with np.errstate(invalid="ignore"):

@@ -1,8 +1,6 @@
 """Prove it holds: injected faults, bad input, a crash mid-write, and secrets that must never leak."""
 
-import datetime as dt
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss
 
-from kw_assets.model.calibration import CalibrationConfig, fit_calibrator, walk_forward_fit
+from kw_assets.model.calibration import CalibrationConfig, walk_forward_fit
 from kw_assets.model.fusion import FusionConfig, log_pool, market_weight
 from kw_assets.model.scores import brier, ece, logloss, reliability, rps
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pandas as pd
-import pytest
 from scipy.stats import norm
 
 from kw_assets.model.weather import WeatherModelConfig, simulate_weather_pmf, weather_pmf_frame

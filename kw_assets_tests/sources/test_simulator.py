@@ -1,9 +1,7 @@
 import datetime as dt
-import json
 
 import httpx
 import numpy as np
-import pytest
 
 from kw_assets.cities import get_city
 from kw_assets.sources.http import RetryPolicy

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-import numpy as np
 import pandas as pd
 
 from kw_assets.convert import numbers

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import httpx
 import numpy as np
 
-from kw_assets.cities import City, all_cities, city_for_series, event_ticker as make_event_ticker, parse_event_ticker
+from kw_assets.cities import City, all_cities, city_for_series, parse_event_ticker
 from kw_assets.sources.simulator.faults import FaultConfig, FaultInjector, ServerRateLimit
 from kw_assets.sources.simulator.world import LEGACY_SERIES_BEFORE, SUBSTEP_S, SUBSTEPS_PER_MIN, Agents, World, build_world
 
@@ -439,11 +439,6 @@ class SimulatedExchange:
         page = rows[offset: offset + limit]
         nxt = offset + limit
         return {key: page, "cursor": _encode_cursor(nxt) if nxt < len(rows) else ""}
-
-    # --- used by the sensor tests and benchmarks -----------------------------------------------------
-    def event_ticker_for(self, city: City, day: dt.date) -> str:
-        series = city.series_ticker if day >= LEGACY_SERIES_BEFORE else (city.legacy_series_ticker or city.series_ticker)
-        return make_event_ticker(series, day)
 
 
 def _limit(q: dict, maximum: int, default: int | None = None) -> int:

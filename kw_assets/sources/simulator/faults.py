@@ -61,7 +61,6 @@ class ServerRateLimit:
         self.rate, self.capacity = float(rate), float(burst or rate)
         self._tokens, self._last = self.capacity, time.monotonic()
         self._lock = threading.Lock()
-        self.rejected = 0
 
     def allow(self) -> bool:
         with self._lock:
@@ -71,5 +70,4 @@ class ServerRateLimit:
             if self._tokens >= 1:
                 self._tokens -= 1
                 return True
-            self.rejected += 1
             return False

@@ -115,9 +115,6 @@ class WeatherDay:
     def winner(self) -> int:
         return next(i for i, b in enumerate(self.brackets) if b.low <= self.official_high <= b.high)
 
-    def forecast_hourly(self, run_index: int) -> np.ndarray:
-        return self.smooth_hourly + self.run_error[run_index] + self.fcst_noise[run_index]
-
     def forecast_rows(self, insight: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(issued, valid, temp_f) of every published forecast hour of this day: each run covers the
         day's hours from its issue time to two days ahead, to 0.1 F. ``insight``: the share of each run's
