@@ -12,9 +12,18 @@ from kw_assets.defs.raw import raw_assets
 from kw_assets.defs.resources import default_resources
 from kw_assets.defs.automation import automation
 from kw_assets.defs.jobs import all_assets_job, raw_job
+from kw_assets.defs.materialize import table_metadata
+from kw_assets.schemas import TABLES
 
+def _with_table_metadata(spec: dg.AssetSpec) -> dg.AssetSpec:
+    table = spec.key.to_user_string()
+    return spec.merge_attributes(metadata=table_metadata(table)) if table in TABLES else spec
+
+
+assets = dg.map_asset_specs(_with_table_metadata, [*raw_assets, *feature_assets, *probability_assets,
+                                                   *evaluation_assets, *backtest_assets])
 defs = dg.Definitions(
-    assets=[*raw_assets, *feature_assets, *probability_assets, *evaluation_assets, *backtest_assets],
+    assets=dg.with_source_code_references(assets),
     resources=default_resources(),
     jobs=[raw_job, all_assets_job],
     **automation,

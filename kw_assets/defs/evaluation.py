@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from kw_assets.cities import all_cities
-from kw_assets.defs.materialize import markdown_table, reject, schema_check
+from kw_assets.defs.materialize import markdown_table, reject, schema_check, table_metadata
 from kw_assets.defs.resources import WarehouseResource
 from kw_assets.model.evaluation import score_tables
 from kw_assets.model.scores import ECE_BINS
@@ -46,7 +46,7 @@ def forecast_scores(context: dg.AssetExecutionContext, config: ScoresConfig, war
         yield from reject("forecast_scores", exc.failures, f"{exc}; nothing was written")
     wh.replace_table("forecast_scores", scores)
     overall = scores[scores["group_by"] == "all"].drop(columns=["group_by", "group_value"])
-    meta = {"rows": dg.MetadataValue.int(len(scores)), "partitions": dg.MetadataValue.int(rows[["city", "climate_day"]].drop_duplicates().shape[0]),
+    meta = {**table_metadata("forecast_scores"), "dagster/row_count": dg.MetadataValue.int(len(scores)), "partitions": dg.MetadataValue.int(rows[["city", "climate_day"]].drop_duplicates().shape[0]),
             "source": dg.MetadataValue.text(", ".join(sources)),
             "ece_bins": dg.MetadataValue.text(f"{ECE_BINS} equal-width bins on [0, 1], bracket-level probabilities"),
             "scores": dg.MetadataValue.md(markdown_table(overall)),

@@ -19,7 +19,7 @@ from kw_assets.cities import City, get_city
 from kw_assets.defs import parallel
 from kw_assets.errors import DataError
 from kw_assets.partitions import split_key
-from kw_assets.schemas import TableInvalid, conform, validate
+from kw_assets.schemas import TableInvalid, conform, schema, validate
 from kw_assets.sources import SIMULATED_BANNER
 from kw_assets.sources.http import ApiError
 from kw_assets.warehouse import Warehouse
@@ -27,6 +27,21 @@ from kw_assets.warehouse import Warehouse
 WRITE_BATCH = 48
 PROGRESS_EVERY_S = 10.0
 BAD_INPUT = (DataError, TableInvalid, ApiError)
+
+
+def column_schema(table: str) -> dg.TableSchema:
+    """``dagster/column_schema`` from the table's Pandera model: name, dtype, nullability, uniqueness and checks."""
+    cols = []
+    for name, col in schema(table).columns.items():
+        checks = "; ".join(str(getattr(c, "error", None) or c.name) for c in col.checks)
+        cols.append(dg.TableColumn(name, str(col.dtype), description=col.description or checks or None,
+                                   constraints=dg.TableColumnConstraints(nullable=bool(col.nullable), unique=bool(col.unique))))
+    return dg.TableSchema(columns=cols)
+
+
+def table_metadata(table: str) -> dict:
+    """What the UI shows of a table on its definition and on every materialization."""
+    return {"dagster/column_schema": column_schema(table), "dagster/table_name": f"warehouse.main.{table}"}
 
 
 def schema_check(table: str) -> dg.AssetCheckSpec:
@@ -91,12 +106,10 @@ class PartitionWriter:
     done: int = 0
     failures: dict[str, str] = field(default_factory=dict)
     failure_rows: list[pd.DataFrame] = field(default_factory=list)
-    spans: list[tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=list)
     _batch: list[pd.DataFrame] = field(default_factory=list)
     _keys: list[tuple[str, dt.date]] = field(default_factory=list)
     _started: float = field(default_factory=time.monotonic)
     _last_log: float = field(default_factory=time.monotonic)
-    preview: pd.DataFrame | None = None
     sources_seen: set = field(default_factory=set)
 
     def accept(self, outcomes: Iterable[Outcome]) -> None:
@@ -107,14 +120,19 @@ class PartitionWriter:
                 self._batch.append(frame)
                 self._keys.append((city.key, day))
                 self.sources_seen.update(frame["source"].dropna().unique().tolist())
-                if self.preview is None and len(frame):
-                    self.preview = frame.head(8)
-                if self.time_column and len(frame):
-                    self.spans.append((frame[self.time_column].min(), frame[self.time_column].max()))
+                self.context.add_asset_metadata(self._partition_metadata(frame), asset_key=self.table, partition_key=key)
             self.done += 1
             if len(self._keys) >= WRITE_BATCH:
                 self.flush()
             self._progress()
+
+    def _partition_metadata(self, frame: pd.DataFrame) -> dict:
+        """This partition's own row count, time span and first rows (its event in the UI, not the run's)."""
+        meta = {"dagster/row_count": dg.MetadataValue.int(len(frame)),
+                "preview": dg.MetadataValue.md(markdown_table(frame.head(PREVIEW_ROWS)) if len(frame) else "(no rows)")}
+        if self.time_column and len(frame):
+            meta["time_span"] = dg.MetadataValue.text(f"{frame[self.time_column].min()} .. {frame[self.time_column].max()}")
+        return meta
 
     def _fail(self, key: str, exc: Exception) -> None:
         if isinstance(exc, ApiError):  # the response itself was unusable: say which table it was for
@@ -154,15 +172,14 @@ class PartitionWriter:
                               f"written for them. " + " | ".join(list(self.failures.values())[:3]),
                               {"failed_partitions": dg.MetadataValue.json(self.failures)})
         shown = ", ".join(sorted(self.sources_seen)) or self.source
-        meta: dict = {"rows": dg.MetadataValue.int(self.rows), "partitions": dg.MetadataValue.int(self.total),
-                      "source": dg.MetadataValue.text(shown)}
+        # on every partition's event: what is true of each; the run's totals say "run_" (and go to the log)
+        meta: dict = {**table_metadata(self.table), "source": dg.MetadataValue.text(shown),
+                      "run_rows": dg.MetadataValue.int(self.rows), "run_partitions": dg.MetadataValue.int(self.total)}
         if "simulated" in self.sources_seen or self.source == "simulated":
             meta["warning"] = dg.MetadataValue.text(SIMULATED_BANNER)
-        if self.spans:
-            meta["time_span"] = dg.MetadataValue.text(f"{min(s[0] for s in self.spans)} .. {max(s[1] for s in self.spans)}")
-        if self.preview is not None:
-            meta["preview"] = dg.MetadataValue.md(markdown_table(self.preview))
-        meta.update(extra or {})
+        meta.update({f"run_{k}": v for k, v in (extra or {}).items()})
+        self.context.log.info(f"{self.table}: wrote {self.rows} rows in {self.total} partition(s)"
+                              + "".join(f", {k} {v.value}" for k, v in (extra or {}).items()))
         yield dg.MaterializeResult(asset_key=self.table, metadata=meta)
         yield dg.AssetCheckResult(check_name=check, asset_key=self.table, passed=True,
                                   metadata={"rows_checked": dg.MetadataValue.int(self.rows)})
@@ -189,6 +206,7 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 12) -> str:
 
 
 PREFETCH_CHUNK = 32
+PREVIEW_ROWS = 5
 Inputs = tuple[str, ...] | dict[str, tuple[str, ...] | None]  # upstream tables, or tables -> the columns used
 
 

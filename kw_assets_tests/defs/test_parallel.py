@@ -71,7 +71,7 @@ def test_two_workers_write_what_one_process_writes(tmp_path):
                 "market_data": MarketDataResource(simulated_now=SIM_NOW), "warehouse": WarehouseResource(path=path, workers=workers)})
             assert result.success
             meta = result.asset_materializations_for_node("kalshi_candles")[0].metadata
-        assert meta["requests"].value > 0  # the workers' request counts reach the metadata
+        assert meta["run_requests"].value > 0  # the workers' request counts reach the metadata
         wh = Warehouse(path)
         tables[workers] = {t: wh.read(t).sort_values(["city", "climate_day"], kind="stable").reset_index(drop=True)
                            for t in ("kalshi_markets", "kalshi_candles", "kalshi_trades", "weather_obs", "minute_panel")}

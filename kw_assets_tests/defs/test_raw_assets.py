@@ -133,3 +133,20 @@ def test_minute_panel_flows_from_the_raw_tables_and_is_idempotent(resources, war
     assert dg.materialize([minute_panel], partition_key=KEY, resources=resources, instance=instance).success
     second = wh.read("minute_panel").sort_values(["minute_ts", "bracket_index"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(first, second, check_exact=True)
+
+
+def test_each_partition_event_carries_its_own_row_count_and_the_table_schema(resources, warehouse_path, instance):
+    tags = {"dagster/asset_partition_range_start": "ny|2025-06-10", "dagster/asset_partition_range_end": "ny|2025-06-11"}
+    result = dg.materialize(raw_assets, resources=resources, instance=instance, tags=tags)
+    assert result.success
+    events = {str(m.partition): m.metadata for m in result.asset_materializations_for_node("kalshi_trades")}
+    stored = Warehouse(warehouse_path).read("kalshi_trades").groupby(["city", "climate_day"]).size()
+    counts = {key: events[key]["dagster/row_count"].value for key in ("ny|2025-06-10", "ny|2025-06-11")}
+    assert counts == {"ny|2025-06-10": stored[("ny", pd.Timestamp("2025-06-10"))],
+                      "ny|2025-06-11": stored[("ny", pd.Timestamp("2025-06-11"))]}
+    assert counts["ny|2025-06-10"] != counts["ny|2025-06-11"]  # the partition's own, not the run's total
+    for meta in events.values():
+        assert meta["run_partitions"].value == 2 and meta["run_rows"].value == sum(counts.values())
+        columns = [c.name for c in meta["dagster/column_schema"].schema.columns]
+        assert columns == list(TABLES["kalshi_trades"].to_schema().columns)
+        assert "2025-06-1" in meta["time_span"].value and "trade_id" in meta["preview"].value
