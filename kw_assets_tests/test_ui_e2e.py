@@ -53,7 +53,7 @@ def test_ui_runs_a_partition_over_graphql_and_shows_the_lineage(tmp_path):
 
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(ROOT / "dagster.local.yaml", home / "dagster.yaml")
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "KW_WAREHOUSE": str(tmp_path / "w.duckdb"), "KW_AUTOMATION": "stopped"}
     dagster = str(Path(sys.executable).parent / "dagster")
