@@ -223,8 +223,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", default=None)
     ap.add_argument("--cities", default="kalshi", help="'kalshi' (the 7 Kalshi cities) or 'all'")
     ap.add_argument("--n-paths", type=int, default=4000)
-    ap.add_argument("--lag-error", action="store_true",
-                    help="EmosConfig(use_lag_error=True): yesterday's error in the mean (off by default, see README)")
+    ap.add_argument("--no-lag-error", dest="lag_error", action="store_false",
+                    help="EmosConfig(use_lag_error=False): without yesterday's error in the mean (the pipeline's "
+                         "default has it)")
     ap.add_argument("--fit-prior", action="store_true",
                     help="print emos.PRIOR refitted on the file's cities that Kalshi does not list, and stop")
     a = ap.parse_args(argv)

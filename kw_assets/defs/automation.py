@@ -11,7 +11,8 @@ listed event requests its raw-data partition; an event that moved to ``settled``
 graph for its partition. Run keys are ``<event>:listed`` and ``<event>:settled``, so a state is never
 requested twice. Events whose partition does not exist yet are left for a later tick.
 
-Both run RUNNING by default (``./run dev``); set ``KW_AUTOMATION=stopped`` to load them stopped.
+Both load RUNNING when ``KW_SOURCE=live`` and STOPPED on the simulated default (``automation_on``);
+``KW_AUTOMATION=running`` or ``stopped`` overrides, and the UI's Automation page toggles them.
 """
 
 import datetime as dt
@@ -28,10 +29,18 @@ from kw_assets.partitions import city_day_partitions, partition_key
 
 SENSOR_INTERVAL_S = 300
 LOOKBACK_DAYS = 4
-DEFAULT_STATUS = (dg.DefaultScheduleStatus.STOPPED if os.environ.get("KW_AUTOMATION") == "stopped"
-                  else dg.DefaultScheduleStatus.RUNNING)
-DEFAULT_SENSOR_STATUS = (dg.DefaultSensorStatus.STOPPED if os.environ.get("KW_AUTOMATION") == "stopped"
-                         else dg.DefaultSensorStatus.RUNNING)
+
+def automation_on(env: dict[str, str] = os.environ) -> bool:
+    """On for a live source, off for the simulated default (a newcomer's ``./run dev`` shows the demo's
+    results, not a burst of queued runs for simulated days); ``KW_AUTOMATION=running|stopped`` decides."""
+    chosen = env.get("KW_AUTOMATION", "").lower()
+    if chosen in ("running", "stopped"):
+        return chosen == "running"
+    return env.get("KW_SOURCE", "simulated") == "live"
+
+
+DEFAULT_STATUS = dg.DefaultScheduleStatus.RUNNING if automation_on() else dg.DefaultScheduleStatus.STOPPED
+DEFAULT_SENSOR_STATUS = dg.DefaultSensorStatus.RUNNING if automation_on() else dg.DefaultSensorStatus.STOPPED
 
 
 def day_range_tags(first: dt.date, last: dt.date) -> dict[str, str]:

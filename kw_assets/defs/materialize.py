@@ -10,7 +10,7 @@ import datetime as dt
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import dagster as dg
 import pandas as pd
@@ -58,7 +58,14 @@ def partition_pairs(context: dg.AssetExecutionContext) -> list[tuple[City, dt.da
     return out
 
 
-Outcome = tuple  # (city, day, key, frame or None, error or None): one partition, validated
+class Outcome(NamedTuple):
+    """One partition, produced and validated: its frame, or the error that rejected it."""
+
+    city: City
+    day: dt.date
+    key: str
+    frame: pd.DataFrame | None
+    error: Exception | None
 
 
 def check_partitions(table: str, source: str, work: list[tuple[City, dt.date, str, Callable[[], pd.DataFrame]]]) -> list[Outcome]:
@@ -72,23 +79,23 @@ def check_partitions(table: str, source: str, work: list[tuple[City, dt.date, st
             frame = frame.assign(city=city.key, climate_day=pd.Timestamp(day))
             if "source" not in frame.columns:
                 frame["source"] = source
-            produced.append((city, day, key, conform(table, frame), None))
+            produced.append(Outcome(city, day, key, conform(table, frame), None))
         except BAD_INPUT as exc:
-            produced.append((city, day, key, None, exc))
-    frames = [o[3] for o in produced if o[3] is not None]
+            produced.append(Outcome(city, day, key, None, exc))
+    frames = [o.frame for o in produced if o.frame is not None]
     try:
         if frames:
             validate(table, pd.concat(frames, ignore_index=True))
         return produced
     except TableInvalid:
         pass
-    for city, day, key, frame, error in produced:
-        if frame is not None:
+    for o in produced:
+        if o.frame is not None:
             try:
-                validate(table, frame, partition=key)
+                validate(table, o.frame, partition=o.key)
             except TableInvalid as exc:
-                frame, error = None, exc
-        out.append((city, day, key, frame, error))
+                o = o._replace(frame=None, error=exc)
+        out.append(o)
     return out
 
 

@@ -110,7 +110,7 @@ WeatherPmfConfig = run_config_from("WeatherPmfConfig", WeatherModelConfig, seed=
           check_specs=[schema_check("weather_pmf")],
           description="Monte Carlo of the rest of the day at every decision time (5 min): bracket PMF of the official "
                       "high, new-high hazard, expected high and spread, its whole-day moments set by the day's "
-                      "learned EMOS (weather_model_params) and, when its use_lag_error is on, from 18:00 LST the "
+                      "learned EMOS (weather_model_params) and, unless its use_lag_error is off, from 18:00 LST the "
                       "day before by yesterday's forecast error (the previous day's obs max through 18:00 LST; "
                       "weather_obs and weather_forecasts of D-1). Uses only obs and forecasts stamped at or before the decision. "
                       "No rows when the partition has no weather data (downstream: market only).")

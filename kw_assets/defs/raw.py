@@ -6,10 +6,10 @@ import os
 from typing import Any, Callable
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from kw_assets.errors import DataError
+from kw_assets.model.settlement import settlement_row
 from kw_assets.partitions import city_day_partitions
 from kw_assets.defs.materialize import derive_partitions, require_markets, schema_check, write_partitions
 from kw_assets.defs.resources import MarketDataResource, WarehouseResource
@@ -151,38 +151,6 @@ def _weather_table(context, market_data: MarketDataResource, warehouse: Warehous
     client = ClientPerProcess(market_data.weather_client)
     yield from _raw_table(context, warehouse, table, time_column, kind, client,
                           lambda city, day, data: fetch(client.get(), city, day))
-
-
-def settlement_source_name(source: str, day) -> str:
-    if source == "simulated":
-        return "simulated (CLI semantics)"
-    if source == "file":
-        return "inferred from final website prices"
-    return "NWS Daily Climate Report" if day <= pd.Timestamp("2026-08-13").date() else "The Weather Company"
-
-
-def settlement_row(markets: pd.DataFrame, obs: pd.DataFrame, source: str, day) -> pd.DataFrame:
-    """The official high and the winning bracket once the event has settled (no row before)."""
-    winners = markets[markets["result"] == "yes"]
-    values = markets["expiration_value"].dropna().unique()
-    if len(values) > 1:
-        raise DataError("kalshi_markets", "expiration_value", f"markets disagree on the settled value: {sorted(values)}")
-    if winners.empty and len(values) == 0:
-        return pd.DataFrame()
-    high = float(values[0]) if len(values) else np.nan
-    if len(winners) == 1 and np.isfinite(high):
-        w = winners.iloc[0]
-        if not w["bracket_low_f"] <= high <= w["bracket_high_f"]:
-            raise DataError("settlement", "official_high_f", f"settled high {high:g} is outside the winning bracket "
-                                                              f"{w['market_ticker']} [{w['bracket_low_f']:g}, {w['bracket_high_f']:g}]")
-    return pd.DataFrame({
-        "event_ticker": [markets["event_ticker"].iloc[0]],
-        "official_high_f": [high],
-        "winning_market_ticker": [winners["market_ticker"].iloc[0] if len(winners) else None],
-        "winning_bracket_index": [int(winners["bracket_index"].iloc[0]) if len(winners) else -1],
-        "settlement_source": [settlement_source_name(source, day)],
-        "obs_max_f": [float(obs["temp_f"].max()) if len(obs) else np.nan],
-    })
 
 
 @dg.asset(**RAW, kinds={"python", "duckdb"}, deps=["kalshi_markets", "weather_obs"], check_specs=[schema_check("settlement")],

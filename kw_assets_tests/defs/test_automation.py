@@ -50,3 +50,11 @@ def test_sensor_requests_new_and_settled_events_once_each_as_time_passes():
     keys = [r.run_key for r in r1.run_requests + r3.run_requests]
     assert len(keys) == len(set(keys))
     assert json.loads(r3.cursor)["KXHIGHNY-25JUN10"] == "settled"
+
+
+def test_automation_loads_stopped_on_the_simulated_default_and_running_live():
+    from kw_assets.defs.automation import automation_on
+    assert automation_on({}) is False and automation_on({"KW_SOURCE": "simulated"}) is False
+    assert automation_on({"KW_SOURCE": "live"}) is True
+    assert automation_on({"KW_AUTOMATION": "running"}) is True
+    assert automation_on({"KW_SOURCE": "live", "KW_AUTOMATION": "stopped"}) is False

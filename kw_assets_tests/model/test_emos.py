@@ -62,8 +62,10 @@ def test_a_city_with_few_days_is_shrunk_toward_the_pooled_fit():
 
 def test_no_history_gives_the_prior_and_an_empty_lineage():
     fit = emos.WalkForward(emos.empty_samples()).fit(D0)
+    np.testing.assert_array_equal(fit.pooled, emos.PRIOR)
+    off = emos.WalkForward(emos.empty_samples(), emos.EmosConfig(use_lag_error=False)).fit(D0)
     lag = emos.PARAM_COLUMNS.index("mean_lag_error")
-    np.testing.assert_array_equal(fit.pooled, np.where(np.arange(len(emos.PRIOR)) == lag, 0.0, emos.PRIOR))  # lag term off
+    np.testing.assert_array_equal(off.pooled, np.where(np.arange(len(emos.PRIOR)) == lag, 0.0, emos.PRIOR))
     row = fit.describe("ny")
     assert row["fit_end"] is None and row["fit_samples"] == 0 and row["mean_bias"] == emos.PRIOR[1]
 
@@ -106,5 +108,5 @@ def test_learns_how_much_of_yesterdays_error_carries_into_today():
                          np.array([0.0, 6.0]))
     mu, _ = emos.predict(fit.coefficients("A"), xm, xs)
     assert abs((mu[1] - mu[0]) - 3.0) < 0.6
-    off = emos.WalkForward(s, emos.EmosConfig(half_life_days=1e6)).fit(D0 + dt.timedelta(days=n))  # the default
+    off = emos.WalkForward(s, emos.EmosConfig(half_life_days=1e6, use_lag_error=False)).fit(D0 + dt.timedelta(days=n))
     assert off.coefficients("A")[emos.PARAM_COLUMNS.index("mean_lag_error")] == 0.0
