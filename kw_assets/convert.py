@@ -12,9 +12,8 @@ import pandas as pd
 
 from kw_assets.errors import DataError
 
-
-def _blank(v: Any) -> bool:
-    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip())
+# what pandas' C type inference may say of a column that holds only numbers, numeric strings and blanks
+_NUMERIC_KINDS = {"empty", "string", "floating", "integer", "mixed-integer-float", "decimal"}
 
 
 def _number(v: Any) -> bool:
@@ -28,14 +27,24 @@ def _number(v: Any) -> bool:
 
 
 def numbers(values: Iterable[Any], table: str, field: str) -> np.ndarray:
-    """Decimal strings, numbers or blanks -> float64."""
+    """Decimal strings, numbers or blanks -> float64 (vectorised; only a failure is explained row by row)."""
     if isinstance(values, (pd.Series, np.ndarray)) and values.dtype.kind in "iuf":
         return np.asarray(values, dtype="float64")
-    items = [np.nan if _blank(v) else v for v in values]
-    if not any(isinstance(v, (bool, np.bool_)) for v in items):
-        try:  # fast path: numpy parses decimal strings in C; the loop below only explains a failure
-            return np.asarray(items, dtype=object).astype("float64") if items else np.empty(0)
+    arr = np.asarray(values if isinstance(values, (list, np.ndarray, pd.Series)) else list(values), dtype=object)
+    blank = pd.isna(arr) | (arr == "")
+    if pd.api.types.infer_dtype(arr, skipna=True) in _NUMERIC_KINDS:
+        try:
+            return np.where(blank, "nan", arr).astype("float64") if blank.any() else arr.astype("float64")
         except (TypeError, ValueError):
             pass
-    bad = [i for i, v in enumerate(items) if not _number(v)]
-    raise DataError(table, field, f"row {bad[0]}: not a number: {items[bad[0]]!r} ({len(bad)} value(s))")
+    out, bad = np.full(len(arr), np.nan), []
+    for i, v in enumerate(arr.tolist()):  # the slow path: whitespace-only blanks, or a value to name
+        if blank[i] or (isinstance(v, str) and not v.strip()):
+            continue
+        if _number(v):
+            out[i] = float(v)
+        else:
+            bad.append(i)
+    if bad:
+        raise DataError(table, field, f"row {bad[0]}: not a number: {arr[bad[0]]!r} ({len(bad)} value(s))")
+    return out

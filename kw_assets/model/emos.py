@@ -107,12 +107,16 @@ def lag_errors(runs: pd.DataFrame, yesterday: pd.DataFrame) -> np.ndarray:
 
 def day_lag_errors(issued_at, yesterday: pd.DataFrame | None) -> np.ndarray:
     """``lag_errors`` for runs of one city and one day, with ``yesterday`` (issued_at, forecast_high_f,
-    obs_max_f) the previous day's runs; all NaN when it is None or empty."""
+    obs_max_f) the previous day's runs; all NaN when it is None or empty. (One sorted search: the
+    simulator calls it for every simulated day's runs.)"""
     if yesterday is None or yesterday.empty or not len(issued_at):
         return np.full(len(issued_at), np.nan)
-    today = pd.Timestamp("2000-01-02")  # only the one-day step between the two frames matters
-    runs = pd.DataFrame({"city": "", "climate_day": today, "issued_at": pd.to_datetime(np.asarray(issued_at), utc=True)})
-    return lag_errors(runs, yesterday.assign(city="", climate_day=today - pd.Timedelta(days=1)))
+    y = yesterday.sort_values("issued_at", kind="stable")
+    known = pd.to_datetime(y["issued_at"], utc=True).to_numpy("datetime64[ns]")
+    lag = (y["obs_max_f"] - y["forecast_high_f"]).to_numpy(float)
+    t = pd.to_datetime(np.asarray(issued_at), utc=True).to_numpy("datetime64[ns]") - np.timedelta64(24, "h")
+    i = np.searchsorted(known, t, side="right") - 1  # the latest of D-1's runs issued at or before t - 24 h
+    return np.where(i >= 0, lag[np.maximum(i, 0)], np.nan)
 
 
 def lag_coefficient(params: np.ndarray | None) -> float:

@@ -90,6 +90,8 @@ def test_yesterdays_error_is_taken_from_its_run_24_hours_earlier_and_known_only_
     # t: the run issued exactly 24 h before (82); t - 13 h: none issued by t - 37 h; t + 6 h: the one at t - 20 h
     # (90); chi: its own run of 20 h before is too late for a run issued at t
     np.testing.assert_array_equal(lag, [3.0, np.nan, -5.0, np.nan])
+    ny = emos.day_lag_errors(runs["issued_at"][:3], yesterday[yesterday["city"] == "ny"].iloc[::-1])
+    np.testing.assert_array_equal(ny, lag[:3])  # the one-day form agrees, whatever the row order
 
 
 def test_learns_how_much_of_yesterdays_error_carries_into_today():
