@@ -1,5 +1,7 @@
-"""The UI as a user meets it: ``dagster dev`` on a free port, a materialization launched over GraphQL, and
-the lineage page in headless Chromium. Skipped where no Chromium exists, except in CI (which installs it)."""
+"""The UI as a user meets it: ``./run dev`` on a free port, two partitions materialized in one run launched
+over GraphQL, then in headless Chromium the lineage page, each partition's own row count on the Partitions
+tab, a settled check, and a dev log without undecided warnings. Skipped where no Chromium exists, except
+in CI (which installs it)."""
 
 import os
 import shutil
@@ -11,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from kw_assets.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "data" / "test-artifacts"
@@ -40,6 +44,16 @@ def _wait_http(url: str, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
+PARTITIONS = ("ny|2025-06-10", "ny|2025-06-11")
+
+
+def _value_after(text: str, label: str) -> str:
+    """The first non-blank line after ``label`` in a page's text: a metadata table's value cell."""
+    lines = [line.strip() for line in text.splitlines()]
+    at = lines.index(label)
+    return next(line for line in lines[at + 1:] if line)
+
+
 @pytest.mark.browser
 def test_ui_runs_a_partition_over_graphql_and_shows_the_lineage(tmp_path):
     chromium = _chromium()
@@ -61,9 +75,9 @@ def test_ui_runs_a_partition_over_graphql_and_shows_the_lineage(tmp_path):
         deadline = time.monotonic() + 120
         while True:  # the code location may still be loading
             try:
-                run_id = client.submit_job_execution(
-                    "raw_job", tags={"dagster/partition": "ny|2025-06-10", "dagster/partition/city": "ny",
-                                     "dagster/partition/climate_day": "2025-06-10"})
+                run_id = client.submit_job_execution("raw_job", tags={  # two partitions in one run
+                    "dagster/asset_partition_range_start": "ny|2025-06-10",
+                    "dagster/asset_partition_range_end": "ny|2025-06-11"})
                 break
             except Exception:  # noqa: BLE001
                 if time.monotonic() > deadline:
@@ -91,7 +105,21 @@ def test_ui_runs_a_partition_over_graphql_and_shows_the_lineage(tmp_path):
             except Exception:  # noqa: BLE001 - no dialog this time
                 pass
             page.screenshot(path=str(ARTIFACTS / "ui-lineage.png"))
+            shown = {}
+            for key in PARTITIONS:  # each partition's own row count, as the Partitions tab shows it
+                page.goto(f"http://127.0.0.1:{port}/assets/kalshi_trades?view=partitions&partition={key.replace('|', '%7C')}",
+                          wait_until="networkidle")
+                page.get_by_text("dagster/row_count", exact=True).first.wait_for(timeout=60_000)
+                shown[key] = _value_after(page.inner_text("body"), "dagster/row_count")
+            page.screenshot(path=str(ARTIFACTS / "ui-partition.png"))
+            page.goto(f"http://127.0.0.1:{port}/assets/kalshi_trades?view=checks", wait_until="networkidle")
+            page.get_by_text("Latest execution").first.wait_for(timeout=60_000)
+            checks_text = page.inner_text("body")
             browser.close()
+        stored = Warehouse(env["KW_WAREHOUSE"]).read("kalshi_trades").groupby(["city", "climate_day"]).size()
+        expected = {f"{c}|{d:%Y-%m-%d}": f"{n}" for (c, d), n in stored.items()}
+        assert shown == expected and len(set(shown.values())) == 2, (shown, expected)
+        assert "Passed" in checks_text and "In progress" not in checks_text and "Running" not in checks_text
         assert (ARTIFACTS / "ui-lineage.png").stat().st_size > 10_000
         log = (tmp_path / "dev.log").read_text()
         undecided = [line for line in log.splitlines() if "Warning" in line or " - WARNING - " in line]
