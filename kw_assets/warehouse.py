@@ -26,9 +26,14 @@ UNIQUE_TEXT = {"trade_id", "order_id"}  # text columns with a value per row: rea
 
 
 class Warehouse:
-    def __init__(self, path: str | Path, lock_timeout_s: float = 300.0):
+    """``memory_limit`` and ``threads`` bound DuckDB's own buffer and worker threads per connection (None:
+    DuckDB's defaults, 80% of RAM and one thread per core)."""
+
+    def __init__(self, path: str | Path, lock_timeout_s: float = 300.0, memory_limit: str | None = None,
+                 threads: int | None = None):
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
+        self.config = {k: v for k, v in (("memory_limit", memory_limit), ("threads", threads)) if v is not None}
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -39,7 +44,7 @@ class Warehouse:
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only, config=self.config)
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:

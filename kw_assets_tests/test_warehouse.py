@@ -76,3 +76,10 @@ def test_a_table_left_by_an_older_schema_is_named_and_kept_as_it_was(tmp_path):
     assert "temp_c" in str(e.value) and "temp_f" in str(e.value)
     with duckdb.connect(str(path)) as con:
         assert con.execute("SELECT temp_c FROM weather_obs").fetchall() == [(21.0,)]
+
+
+def test_duckdb_memory_and_threads_are_bounded_when_configured(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb", memory_limit="256MB", threads=1)
+    with wh.connect() as con:
+        limit, threads = con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone()
+    assert limit.replace(" ", "").upper().startswith(("256MB", "244.1MIB")) and int(threads) == 1

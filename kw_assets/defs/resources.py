@@ -117,8 +117,12 @@ class WarehouseResource(dg.ConfigurableResource):
                          description="processes that compute partitions in parallel within a step (KW_WORKERS, "
                                      "default one per core); only the step's own process opens the DuckDB file")
 
+    memory_limit: Optional[str] = Field(default="1GB", description="DuckDB's buffer per connection (e.g. '1GB'; "
+                                                                    "None: 80% of RAM): bounds a backfill's memory")
+    threads: Optional[int] = Field(default=None, description="DuckDB threads per connection (None: one per core)")
+
     def get(self) -> Warehouse:
-        return Warehouse(self.path)
+        return Warehouse(self.path, memory_limit=self.memory_limit, threads=self.threads)
 
 
 def _env(name: str):
