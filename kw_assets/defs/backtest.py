@@ -9,8 +9,9 @@ import pandas as pd
 
 from kw_assets.cities import all_cities
 from kw_assets.defs.config import build, run_config_from
-from kw_assets.defs.materialize import derive_partitions, markdown_table, schema_check
+from kw_assets.defs.materialize import markdown_table
 from kw_assets.defs.resources import WarehouseResource
+from kw_assets.defs.tables import derived_table
 from kw_assets.sources import SIMULATED_BANNER
 from kw_assets.model.backtest import ExecutionConfig, equity_path, run_backtest
 from kw_assets.model.evaluation import score_tables
@@ -18,11 +19,7 @@ from kw_assets.model.fills import FillConfig, Tape
 from kw_assets.model.report import (NEXT_BAR_MINUTES, bracket_migration, by_city_month, daily_pnl, entry_orders,
                                     next_bar_winners, orders_per_city_day, pnl_by_entry_hour, summary)
 from kw_assets.model.strategy import StrategyConfig, signal_intents
-from kw_assets.partitions import city_day_partitions
 from kw_assets import reporting
-
-BACKTEST = dict(partitions_def=city_day_partitions, backfill_policy=dg.BackfillPolicy.single_run(), group_name="backtest",
-                pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"})
 
 
 TAPE_COLUMNS = ("source", "minute_ts", "market_ticker", "bracket_index", "yes_bid", "yes_ask", "last_price", "mid", "volume")
@@ -30,12 +27,16 @@ BacktestConfig = run_config_from("BacktestConfig", StrategyConfig, FillConfig, E
                                  exclude=("fee_type", "fee_multiplier"))  # fees come from the series
 
 
-@dg.asset(**BACKTEST, deps=["minute_panel", "calibrated_pmf", "kalshi_trades", "kalshi_candles", "kalshi_markets", "settlement"],
-          check_specs=[schema_check("backtest_fills")],
-          description="Every order and fill of the strategy on the minute clock (price, contracts, maker/taker, exact "
-                      "fee, cash flow, edge at entry), exits and settlement. Latency >= 1 minute; conservative fills.")
-def backtest_fills(context: dg.AssetExecutionContext, config: BacktestConfig, warehouse: WarehouseResource):
-    wh = warehouse.get()
+@derived_table("backtest_fills", group="backtest", time_column="fill_ts", config=BacktestConfig,
+               inputs={"settlement": None, "kalshi_markets": None,
+                       "minute_panel": TAPE_COLUMNS + ("acceleration", "ras", "clv"),
+                       "calibrated_pmf": ("minute_ts", "bracket_index", "p_calibrated", "hazard"),
+                       "kalshi_trades": ("market_ticker", "created_time", "yes_price", "count", "is_block_trade"),
+                       "kalshi_candles": ("market_ticker", "end_period_ts", "price_low", "price_high")},
+               description="Every order and fill of the strategy on the minute clock (price, contracts, maker/taker, "
+                           "exact fee, cash flow, edge at entry), exits and settlement. Latency >= 1 minute; "
+                           "conservative fills.")
+def backtest_fills(context, wh, config):
     strategy, fills_cfg = build(StrategyConfig, config), build(FillConfig, config)
 
     def produce(city, day, data):
@@ -48,32 +49,21 @@ def backtest_fills(context: dg.AssetExecutionContext, config: BacktestConfig, wa
         intents, opposite = signal_intents(panel, data["calibrated_pmf"], strategy, exec_cfg.fee_type, exec_cfg.fee_multiplier)
         out = run_backtest(tape, intents, int(s["winning_bracket_index"].iloc[0]), opposite, fills_cfg, exec_cfg)
         return out.assign(source=panel["source"].iloc[0])
-
-    yield from derive_partitions(context, wh, "backtest_fills", "fill_ts", produce,
-                                 inputs={"settlement": None, "kalshi_markets": None,
-                                         "minute_panel": TAPE_COLUMNS + ("acceleration", "ras", "clv"),
-                                         "calibrated_pmf": ("minute_ts", "bracket_index", "p_calibrated", "hazard"),
-                                         "kalshi_trades": ("market_ticker", "created_time", "yes_price", "count", "is_block_trade"),
-                                         "kalshi_candles": ("market_ticker", "end_period_ts", "price_low", "price_high")},
-                                 workers=warehouse.workers)
+    return produce
 
 
-@dg.asset(**BACKTEST, deps=["backtest_fills", "minute_panel"], check_specs=[schema_check("backtest_pnl")],
-          description="Per minute: cash, open contracts, positions marked at mid, equity and cumulative fees; "
-                      "a last row after settlement, where equity equals the day's net P&L.")
-def backtest_pnl(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    wh = warehouse.get()
-
+@derived_table("backtest_pnl", group="backtest", time_column="minute_ts",
+               inputs={"backtest_fills": None, "minute_panel": TAPE_COLUMNS},
+               description="Per minute: cash, open contracts, positions marked at mid, equity and cumulative fees; "
+                           "a last row after settlement, where equity equals the day's net P&L.")
+def backtest_pnl(context, wh, config):
     def produce(city, day, data):
         fills, panel = data["backtest_fills"], data["minute_panel"]
         if fills.empty or panel.empty:
             return pd.DataFrame()
         tape = Tape.build(panel, pd.DataFrame())  # marks only: no prints needed
         return equity_path(fills, tape).assign(source=panel["source"].iloc[0])
-
-    yield from derive_partitions(context, wh, "backtest_pnl", "minute_ts", produce,
-                                 inputs={"backtest_fills": None, "minute_panel": TAPE_COLUMNS}, workers=warehouse.workers)
-
+    return produce
 
 class ReportConfig(dg.Config):
     folder: str = "data/reports"

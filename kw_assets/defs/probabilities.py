@@ -5,24 +5,18 @@ import datetime as dt
 import functools
 import zlib
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 
 from kw_assets.defs.config import build, run_config_from
-from kw_assets.defs.materialize import derive_partitions, partition_pairs, require_markets, schema_check
-from kw_assets.defs.resources import WarehouseResource
+from kw_assets.defs.materialize import partition_pairs, require_markets
+from kw_assets.defs.tables import derived_table
 from kw_assets.cities import get_city
 from kw_assets.errors import DataError
 from kw_assets.model import emos
 from kw_assets.model.calibration import CalibrationConfig, History, walk_forward_fit
 from kw_assets.model.fusion import FusionConfig, fuse_panel
 from kw_assets.model.weather import WeatherModelConfig, weather_pmf_frame
-from kw_assets.partitions import city_day_partitions
-
-PROB = dict(partitions_def=city_day_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
-            group_name="probabilities", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"})
-
 
 EmosRunConfig = run_config_from("EmosRunConfig", emos.EmosConfig)
 PEAK_HOUR_LST = WeatherModelConfig().peak_hour_lst
@@ -83,39 +77,34 @@ def emos_samples(wh, before: dt.date) -> pd.DataFrame:
     return runs.loc[runs["lead_h"] > 0, list(emos.SAMPLE_COLUMNS)].reset_index(drop=True)
 
 
-@dg.asset(**PROB, deps=["kalshi_markets", "weather_forecasts", "weather_obs", "settlement"],
-          check_specs=[schema_check("weather_model_params")],
-          description="Daily-high EMOS per city x climate day: mean and log-SD coefficients learned walk-forward "
-                      "from (forecast run, settled high) pairs of days <= D-3 (settled before D's market opened), "
-                      "recency-weighted, per city shrunk to the pooled fit; with the fit window and sample counts.")
-def weather_model_params(context: dg.AssetExecutionContext, config: EmosRunConfig, warehouse: WarehouseResource):
-    wh = warehouse.get()
-    cfg = build(emos.EmosConfig, config)
+@derived_table("weather_model_params", group="probabilities", time_column=None, config=EmosRunConfig,
+               inputs={"kalshi_markets": ("source", "market_ticker")},
+               deps=("weather_forecasts", "weather_obs", "settlement"),  # the training samples, read once per run
+               description="Daily-high EMOS per city x climate day: mean and log-SD coefficients learned walk-forward "
+                           "from (forecast run, settled high) pairs of days <= D-3 (settled before D's market opened), "
+                           "recency-weighted, per city shrunk to the pooled fit; with the fit window and sample counts.")
+def weather_model_params(context, wh, config):
     days = sorted({day for _, day, _ in partition_pairs(context)})
-    walk = emos.WalkForward(emos_samples(wh, days[-1]), cfg)
+    walk = emos.WalkForward(emos_samples(wh, days[-1]), build(emos.EmosConfig, config))
     fits = {day: walk.fit(day) for day in days}  # in date order: each fit starts from the one before
 
     def produce(city, day, data):
         markets = require_markets(data["kalshi_markets"], city, day)
         return pd.DataFrame([fits[day].describe(city.key)]).assign(source=markets["source"].iloc[0])
-
-    yield from derive_partitions(context, wh, "weather_model_params", None, produce,
-                                 inputs={"kalshi_markets": ("source", "market_ticker")}, workers=warehouse.workers)
-
+    return produce
 
 WeatherPmfConfig = run_config_from("WeatherPmfConfig", WeatherModelConfig, seed=(int, 11))
 
 
-@dg.asset(**PROB, deps=["kalshi_markets", "weather_obs", "weather_forecasts", "weather_model_params"],
-          check_specs=[schema_check("weather_pmf")],
-          description="Monte Carlo of the rest of the day at every decision time (5 min): bracket PMF of the official "
-                      "high, new-high hazard, expected high and spread, its whole-day moments set by the day's "
-                      "learned EMOS (weather_model_params) and, unless its use_lag_error is off, from 18:00 LST the "
-                      "day before by yesterday's forecast error (the previous day's obs max through 18:00 LST; "
-                      "weather_obs and weather_forecasts of D-1). Uses only obs and forecasts stamped at or before the decision. "
-                      "No rows when the partition has no weather data (downstream: market only).")
-def weather_pmf(context: dg.AssetExecutionContext, config: WeatherPmfConfig, warehouse: WarehouseResource):
-    wh = warehouse.get()
+@derived_table("weather_pmf", group="probabilities", time_column="decision_ts", config=WeatherPmfConfig,
+               inputs=("kalshi_markets", "weather_obs", "weather_forecasts", "weather_model_params"),
+               description="Monte Carlo of the rest of the day at every decision time (5 min): bracket PMF of the "
+                           "official high, new-high hazard, expected high and spread, its whole-day moments set by the "
+                           "day's learned EMOS (weather_model_params) and, unless its use_lag_error is off, from 18:00 "
+                           "LST the day before by yesterday's forecast error (the previous day's obs max through 18:00 "
+                           "LST; weather_obs and weather_forecasts of D-1). Uses only obs and forecasts stamped at or "
+                           "before the decision. No rows when the partition has no weather data (downstream: market only).")
+def weather_pmf(context, wh, config):
     cfg = build(WeatherModelConfig, config)
     days = sorted({day for _, day, _ in partition_pairs(context)})
     previous = day_runs(wh, days[0] - dt.timedelta(days=1), days[-1] - dt.timedelta(days=1))
@@ -133,20 +122,18 @@ def weather_pmf(context: dg.AssetExecutionContext, config: WeatherPmfConfig, war
         yesterday = previous_by_day.get((city.key, day - dt.timedelta(days=1)))
         frame = weather_pmf_frame(markets, data["weather_obs"], data["weather_forecasts"], start, rng, cfg, theta, yesterday)
         return frame.assign(source=markets["source"].iloc[0]) if len(frame) else frame
-
-    yield from derive_partitions(context, wh, "weather_pmf", "decision_ts", produce,
-                                 inputs=("kalshi_markets", "weather_obs", "weather_forecasts", "weather_model_params"),
-                                 workers=warehouse.workers)
-
+    return produce
 
 FusionRunConfig = run_config_from("FusionRunConfig", FusionConfig)
 
 
-@dg.asset(**PROB, deps=["minute_panel", "weather_pmf"], check_specs=[schema_check("fused_pmf")],
-          description="Per minute x bracket: logarithmic pool of the market PMF (renormalized mids) and the latest "
-                      "weather PMF at or before the minute, with the market weight used (adaptive by default).")
-def fused_pmf(context: dg.AssetExecutionContext, config: FusionRunConfig, warehouse: WarehouseResource):
-    wh = warehouse.get()
+@derived_table("fused_pmf", group="probabilities", time_column="minute_ts", config=FusionRunConfig,
+               inputs={"minute_panel": ("source", "minute_ts", "market_ticker", "bracket_index", "p_norm", "volume",
+                                        "acceleration"),
+                       "weather_pmf": ("decision_ts", "bracket_index", "p_weather", "hazard")},
+               description="Per minute x bracket: logarithmic pool of the market PMF (renormalized mids) and the latest "
+                           "weather PMF at or before the minute, with the market weight used (adaptive by default).")
+def fused_pmf(context, wh, config):
     cfg = build(FusionConfig, config)
 
     def produce(city, day, data):
@@ -154,10 +141,7 @@ def fused_pmf(context: dg.AssetExecutionContext, config: FusionRunConfig, wareho
         if panel.empty:
             return panel
         return fuse_panel(panel, data["weather_pmf"], cfg).assign(source=panel["source"].iloc[0])
-
-    inputs = {"minute_panel": ("source", "minute_ts", "market_ticker", "bracket_index", "p_norm", "volume", "acceleration"),
-              "weather_pmf": ("decision_ts", "bracket_index", "p_weather", "hazard")}
-    yield from derive_partitions(context, wh, "fused_pmf", "minute_ts", produce, inputs, workers=warehouse.workers)
+    return produce
 
 
 CalibrationRunConfig = run_config_from("CalibrationRunConfig", CalibrationConfig)
@@ -182,12 +166,12 @@ def calibration_history(wh, before: dt.date, every_min: int) -> pd.DataFrame:
     return out
 
 
-@dg.asset(**PROB, deps=["fused_pmf", "settlement"], check_specs=[schema_check("calibrated_pmf")],
-          description="The fused PMF after walk-forward calibration (platt | isotonic | temperature | none): the "
-                      "calibrator for day D is fit only on settled days before D, pooled across cities; every row "
-                      "names its method, fit window and sample size.")
-def calibrated_pmf(context: dg.AssetExecutionContext, config: CalibrationRunConfig, warehouse: WarehouseResource):
-    wh = warehouse.get()
+@derived_table("calibrated_pmf", group="probabilities", time_column="minute_ts", config=CalibrationRunConfig,
+               inputs=("fused_pmf",), deps=("settlement",),  # the calibration history, read once per run
+               description="The fused PMF after walk-forward calibration (platt | isotonic | temperature | none): the "
+                           "calibrator for day D is fit only on settled days before D, pooled across cities; every "
+                           "row names its method, fit window and sample size.")
+def calibrated_pmf(context, wh, config):
     cfg = build(CalibrationConfig, config)
     last_day = max(day for _, day, _ in partition_pairs(context))
     history = History.from_frame(calibration_history(wh, last_day, cfg.sample_every_min))  # once per run
@@ -202,9 +186,6 @@ def calibrated_pmf(context: dg.AssetExecutionContext, config: CalibrationRunConf
         n_br = fused["bracket_index"].nunique()
         p = fused["p_fused"].to_numpy(float).reshape(-1, n_br)
         return fused.assign(p_calibrated=cal.apply(p).ravel(), **cal.describe())
-
-    yield from derive_partitions(context, wh, "calibrated_pmf", "minute_ts", produce, inputs=("fused_pmf",),
-                                 workers=warehouse.workers)
-
+    return produce
 
 probability_assets = [weather_model_params, weather_pmf, fused_pmf, calibrated_pmf]

@@ -11,8 +11,9 @@ import pandas as pd
 from kw_assets.errors import DataError
 from kw_assets.model.settlement import settlement_row
 from kw_assets.partitions import city_day_partitions
-from kw_assets.defs.materialize import derive_partitions, require_markets, schema_check, write_partitions
+from kw_assets.defs.materialize import require_markets, schema_check, write_partitions
 from kw_assets.defs.resources import MarketDataResource, WarehouseResource
+from kw_assets.defs.tables import derived_table
 from kw_assets.schemas import rows_outside
 from kw_assets.sources.kalshi.fetch import fetch_candles, fetch_markets, fetch_trades
 from kw_assets.sources.price_history import export_path, read_export
@@ -153,17 +154,15 @@ def _weather_table(context, market_data: MarketDataResource, warehouse: Warehous
                           lambda city, day, data: fetch(client.get(), city, day))
 
 
-@dg.asset(**RAW, kinds={"python", "duckdb"}, deps=["kalshi_markets", "weather_obs"], check_specs=[schema_check("settlement")],
-          description="Ground truth per partition: the settled whole-degree high (market expiration_value), the "
-                      "winning bracket (result == yes), the settlement source, and the 5-minute obs max beside it.")
-def settlement(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+@derived_table("settlement", group="raw", time_column=None, inputs=("kalshi_markets", "weather_obs"),
+               owners=("team:kw-data",),
+               description="Ground truth per partition: the settled whole-degree high (market expiration_value), the "
+                           "winning bracket (result == yes), the settlement source, and the 5-minute obs max beside it.")
+def settlement(context, wh, config):
     def produce(city, day, data):
         markets = require_markets(data["kalshi_markets"], city, day)
         row = settlement_row(markets, data["weather_obs"], markets["source"].iloc[0], day)
         return row.assign(source=markets["source"].iloc[0]) if len(row) else row
-
-    yield from derive_partitions(context, warehouse.get(), "settlement", None, produce,
-                                 inputs=("kalshi_markets", "weather_obs"), workers=warehouse.workers)
-
+    return produce
 
 raw_assets = [kalshi_markets, kalshi_candles, kalshi_trades, weather_obs, weather_forecasts, settlement]
