@@ -2,8 +2,6 @@
 (sparse candles stay sparse), validated, in DuckDB. Every row carries its ``source``."""
 
 
-import os
-from typing import Any, Callable
 
 import dagster as dg
 import pandas as pd
@@ -15,6 +13,7 @@ from kw_assets.defs.materialize import require_markets, schema_check, write_part
 from kw_assets.defs.resources import MarketDataResource, WarehouseResource
 from kw_assets.defs.tables import derived_table
 from kw_assets.schemas import rows_outside
+from kw_assets.sources.http import ClientPerProcess
 from kw_assets.sources.kalshi.fetch import fetch_candles, fetch_markets, fetch_trades
 from kw_assets.sources.price_history import export_path, read_export
 from kw_assets.sources.visual_crossing import fetch_weather_forecasts, fetch_weather_obs
@@ -26,28 +25,6 @@ RAW = dict(
     pool="duckdb",
     owners=["team:kw-data"],
 )
-
-
-class ClientPerProcess:
-    """One API client per process: a forked worker opens its own connections (and, for the simulated
-    source, its own simulated server) instead of sharing the parent's. Counts requests and retries."""
-
-    def __init__(self, factory: Callable[[], Any]):
-        self.factory, self._pid, self._client = factory, None, None
-
-    def get(self):
-        if self._pid != os.getpid():
-            self._client, self._pid = self.factory(), os.getpid()
-        return self._client
-
-    def stats(self) -> dict[str, int]:
-        if self._client is None or self._pid != os.getpid():
-            return {}
-        return {k: self._client.http.stats[k] for k in ("requests", "retries")}
-
-    def close(self) -> None:
-        if self._client is not None and self._pid == os.getpid():
-            self._client.close()
 
 
 def _raw_table(context, warehouse: WarehouseResource, table: str, time_column: str, kind: str,

@@ -1,5 +1,5 @@
 """What both API clients share: a client-side token bucket, bounded retries with backoff and jitter,
-and errors that name the endpoint, the parameters and the server's message.
+errors that name the endpoint, the parameters and the server's message, and one client per process.
 
 Only transient failures are retried (429, 5xx, timeouts, dropped connections); any other 4xx is a
 bug in the request and raises at once. Secrets never reach a message: query parameters listed in
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -159,3 +160,25 @@ class JsonHttp:
         except ValueError as exc:
             snippet = response.text[:120].replace("\n", " ")
             raise ApiError(endpoint, shown, 200, f"response is not JSON ({exc}); body starts {snippet!r}") from exc
+
+
+class ClientPerProcess:
+    """One API client per process: a forked worker opens its own connections (and, for the simulated
+    source, its own simulated server) instead of sharing the parent's. Counts requests and retries."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self.factory, self._pid, self._client = factory, None, None
+
+    def get(self):
+        if self._pid != os.getpid():
+            self._client, self._pid = self.factory(), os.getpid()
+        return self._client
+
+    def stats(self) -> dict[str, int]:
+        if self._client is None or self._pid != os.getpid():
+            return {}
+        return {k: self._client.http.stats[k] for k in ("requests", "retries")}
+
+    def close(self) -> None:
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()

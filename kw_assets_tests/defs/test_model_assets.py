@@ -72,7 +72,7 @@ def check_yesterdays_error_is_read_point_in_time(wh: Warehouse):
     """The lag input: each day's obs max through 18:00 LST (by hand here), and every sample of a day whose
     previous day is stored carries yesterday's error at its lead."""
     from kw_assets.cities import get_city
-    from kw_assets.defs.probabilities import day_runs, emos_samples
+    from kw_assets.queries import day_runs, emos_samples
     runs = day_runs(wh, dt.date(2025, 6, 1), dt.date(2025, 6, 4))
     obs = wh.read("weather_obs")
     for day, got in runs.groupby("climate_day")["obs_max_f"].first().items():

@@ -1,0 +1,91 @@
+"""What the walk-forward fits read from the warehouse, as frames: each day's forecast runs with the day's
+obs max through 18:00 LST (yesterday's error), the EMOS training samples, and the calibration history.
+Point in time by construction: every query is bounded by the day being fitted."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from kw_assets.cities import get_city
+from kw_assets.model import emos
+from kw_assets.model.weather import WeatherModelConfig
+from kw_assets.warehouse import Warehouse
+
+PEAK_HOUR_LST = WeatherModelConfig().peak_hour_lst
+
+
+def day_runs(wh: Warehouse, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """Per stored forecast run of the climate days first..last: its high and low over the day, and the day's
+    obs max through 18:00 LST (``emos.LAG_KNOWN_HOURS_BEFORE_DAY`` before the day ends; NaN without obs):
+    what ``emos.lag_errors`` reads as "yesterday"."""
+    runs = wh.query(
+        "SELECT city, climate_day, issued_at, max(temp_f) AS forecast_high_f, min(temp_f) AS forecast_low_f "
+        "FROM weather_forecasts WHERE climate_day BETWEEN CAST(? AS DATE) AND CAST(? AS DATE) "
+        "GROUP BY city, climate_day, issued_at ORDER BY city, climate_day, issued_at",
+        [first.isoformat(), last.isoformat()], needs=("weather_forecasts",))
+    if runs.empty:
+        return pd.DataFrame(columns=["city", "climate_day", "issued_at", "forecast_high_f", "forecast_low_f", "obs_max_f"])
+    cities = runs["city"].astype(str).unique().tolist()
+    offsets = ", ".join("(?, ?)" for _ in cities)
+    cutoff_h = 24 - emos.LAG_KNOWN_HOURS_BEFORE_DAY
+    obs = wh.query(
+        f"SELECT o.city, o.climate_day, max(o.temp_f) AS obs_max_f FROM weather_obs o "
+        f"JOIN (VALUES {offsets}) AS z(city, offset_h) ON o.city = z.city "
+        "WHERE o.climate_day BETWEEN CAST(? AS DATE) AND CAST(? AS DATE) "
+        f"AND epoch(o.valid_time) <= epoch(CAST(o.climate_day AS TIMESTAMP)) + ({cutoff_h} - z.offset_h) * 3600 "
+        "GROUP BY o.city, o.climate_day",
+        [v for c in cities for v in (c, get_city(c).lst_utc_offset_hours)] + [first.isoformat(), last.isoformat()],
+        needs=("weather_obs",))
+    runs["city"] = runs["city"].astype(str)
+    runs["climate_day"] = pd.to_datetime(runs["climate_day"]).dt.date
+    if obs.empty:
+        return runs.assign(obs_max_f=np.nan)
+    obs = obs.assign(city=obs["city"].astype(str), climate_day=pd.to_datetime(obs["climate_day"]).dt.date)
+    return runs.merge(obs, on=["city", "climate_day"], how="left")
+
+
+def emos_samples(wh: Warehouse, before: dt.date) -> pd.DataFrame:
+    """One sample per stored forecast run issued before the climatological peak of a settled climate day
+    before ``before``: the run's high and low over the day, the two runs before it, yesterday's error at the
+    run's lead, and the official high."""
+    settled = wh.query("SELECT city, climate_day, any_value(official_high_f) AS observed_high_f FROM settlement "
+                       "WHERE climate_day < CAST(? AS DATE) AND official_high_f IS NOT NULL GROUP BY city, climate_day",
+                       [before.isoformat()], needs=("settlement",))
+    if settled.empty:
+        return emos.empty_samples()
+    settled = settled.assign(city=settled["city"].astype(str), climate_day=pd.to_datetime(settled["climate_day"]).dt.date)
+    every = day_runs(wh, min(settled["climate_day"]) - dt.timedelta(days=1), before - dt.timedelta(days=1))
+    runs = every.merge(settled, on=["city", "climate_day"])
+    if runs.empty:
+        return emos.empty_samples()
+    runs = runs.sort_values(["city", "climate_day", "issued_at"], kind="stable").reset_index(drop=True)
+    runs["lag_error_f"] = emos.lag_errors(runs, every)
+    by_day = runs.groupby(["city", "climate_day"], sort=False)["forecast_high_f"]
+    runs["previous_high_f"] = by_day.shift(1)
+    runs["before_previous_high_f"] = by_day.shift(2)
+    offset_h = runs["city"].map({c: get_city(c).lst_utc_offset_hours for c in runs["city"].unique()}).astype(float)
+    day_start = pd.to_datetime(runs["climate_day"]).dt.tz_localize("UTC") - pd.to_timedelta(offset_h, unit="h")
+    runs["lead_h"] = (day_start + pd.Timedelta(hours=PEAK_HOUR_LST) - runs["issued_at"]) / pd.Timedelta(hours=1)
+    return runs.loc[runs["lead_h"] > 0, list(emos.SAMPLE_COLUMNS)].reset_index(drop=True)
+
+
+def calibration_history(wh: Warehouse, before: dt.date, every_min: int) -> pd.DataFrame:
+    """Fused PMFs of settled partitions before ``before``, sampled every ``every_min`` minutes, with winners."""
+    rows = wh.query(
+        "SELECT f.city, f.climate_day, f.minute_ts, f.bracket_index, f.p_fused, s.winning_bracket_index AS winner "
+        "FROM fused_pmf f JOIN settlement s ON f.city = s.city AND f.climate_day = s.climate_day "
+        "WHERE f.climate_day < CAST(? AS DATE) AND s.winning_bracket_index >= 0 "
+        "AND (epoch(f.minute_ts)::BIGINT / 60) % ? = 0 ORDER BY f.city, f.climate_day, f.minute_ts, f.bracket_index",
+        [before.isoformat(), every_min], needs=("fused_pmf", "settlement"))
+    if rows.empty:
+        return pd.DataFrame(columns=["climate_day", "p", "winner", "n_brackets"])
+    keys = ["city", "climate_day", "minute_ts"]
+    grouped = rows.groupby(keys, sort=False)
+    out = grouped.agg(winner=("winner", "first"), n_brackets=("p_fused", "size")).reset_index()
+    sizes = out["n_brackets"].to_numpy()
+    out["p"] = np.split(rows["p_fused"].to_numpy(float), np.cumsum(sizes)[:-1])
+    out["climate_day"] = pd.to_datetime(out["climate_day"]).dt.date
+    return out
