@@ -1,4 +1,5 @@
-"""One way to write a derived city x climate-day table.
+"""One way to write a city x climate-day table: ``derived_table`` for a table computed from stored
+tables, ``fetched_table`` for a raw table fetched from a source.
 
     @derived_table("fused_pmf", group="probabilities", time_column="minute_ts", config=FusionRunConfig,
                    inputs={"minute_panel": (...columns...), "weather_pmf": None}, description="...")
@@ -14,13 +15,15 @@ schema check, the table's metadata, and reading, validating and writing every pa
 """
 
 import inspect
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import dagster as dg
 
-from kw_assets.defs.materialize import Inputs, derive_partitions, schema_check
-from kw_assets.defs.resources import WarehouseResource
+from kw_assets.defs.materialize import Inputs, derive_partitions, schema_check, write_partitions
+from kw_assets.defs.resources import MarketDataResource, WarehouseResource
 from kw_assets.partitions import city_day_partitions
+from kw_assets.sources.http import ClientPerProcess
 from kw_assets.warehouse import Warehouse
 
 Prepare = Callable[[dg.AssetExecutionContext, Warehouse, dg.Config | None], Callable]
@@ -42,14 +45,51 @@ def derived_table(table: str, *, group: str, inputs: Inputs, description: str, t
             def compute(context: dg.AssetExecutionContext, config, warehouse: WarehouseResource):
                 yield from run(context, warehouse, config)
             compute.__annotations__["config"] = config  # Dagster reads the run config's schema from it
-        compute.__name__ = table
-        where = dg.LocalFileCodeReference(file_path=inspect.getsourcefile(prepare),
-                                          line_number=inspect.getsourcelines(prepare)[1])
-        return dg.asset(
-            name=table, partitions_def=city_day_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
-            group_name=group, pool="duckdb", owners=list(owners), kinds={"python", "duckdb"},
-            deps=sorted(set(inputs) | set(deps)), check_specs=[schema_check(table)], description=description,
-            metadata={"dagster/code_references": dg.CodeReferencesMetadataValue(code_references=[where])},
-        )(compute)
+        return _table_asset(table, group, sorted(set(inputs) | set(deps)), description, owners, prepare, compute)
 
     return make
+
+
+@dataclass
+class Fetch:
+    """How a raw table's partitions are fetched in one run: the source written on every row (``simulated``,
+    ``live``, ``file`` or ``none``), ``produce(city, day, inputs)``, and the per-process client whose request
+    counts reach the metadata (None for files and for no source)."""
+
+    source: str
+    produce: Callable
+    client: ClientPerProcess | None = None
+
+
+def fetched_table(table: str, *, time_column: str, description: str, inputs: tuple[str, ...] = (),
+                  owners: tuple[str, ...] = ("team:kw-data",)) -> Callable[[Callable[[MarketDataResource], Fetch]],
+                                                                           dg.AssetsDefinition]:
+    """A raw table: the decorated function turns the ``market_data`` resource into a ``Fetch``. Live
+    sources fetch in one process (one token bucket for the rate limit); the others in the step's workers."""
+    def make(plan: Callable[[MarketDataResource], Fetch]) -> dg.AssetsDefinition:
+        def compute(context: dg.AssetExecutionContext, market_data: MarketDataResource, warehouse: WarehouseResource):
+            fetch = plan(market_data)
+            workers = 1 if fetch.source == "live" else warehouse.workers
+            try:
+                yield from write_partitions(context, warehouse.get(), table, time_column, fetch.produce, inputs,
+                                            fetch.source, workers, counters=fetch.client.stats if fetch.client else None)
+            finally:
+                if fetch.client is not None:
+                    fetch.client.close()
+
+        return _table_asset(table, "raw", list(inputs), description, owners, plan, compute)
+
+    return make
+
+
+def _table_asset(table: str, group: str, deps: list[str], description: str, owners: tuple[str, ...],
+                 defined: Callable, compute: Callable) -> dg.AssetsDefinition:
+    compute.__name__ = table
+    where = dg.LocalFileCodeReference(file_path=inspect.getsourcefile(defined),
+                                      line_number=inspect.getsourcelines(defined)[1])
+    return dg.asset(
+        name=table, partitions_def=city_day_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=group, pool="duckdb", owners=list(owners), kinds={"python", "duckdb"}, deps=deps,
+        check_specs=[schema_check(table)], description=description,
+        metadata={"dagster/code_references": dg.CodeReferencesMetadataValue(code_references=[where])},
+    )(compute)
