@@ -221,11 +221,12 @@ def write_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, ta
                      produce: Callable[[City, dt.date, dict[str, pd.DataFrame]], pd.DataFrame],
                      inputs: Inputs = (), source: str = "derived", workers: int = 1,
                      counters: Callable[[], dict[str, int]] | None = None) -> Iterable[dg.MaterializeResult | dg.AssetCheckResult]:
-    """The loop of every partitioned asset: partitions in date order, in chunks. For each chunk the
-    parent reads the stored inputs (one query per table), ``workers`` forked processes produce and
-    validate the partitions, and the parent writes them while the next chunk computes. ``counters``
+    """The loop of every partitioned asset: partitions city by city in date order, in chunks (a worker's
+    slice is then consecutive days of one city, whose history the simulated source builds once). For each
+    chunk the parent reads the stored inputs (one query per table), ``workers`` forked processes produce
+    and validate the partitions, and the parent writes them while the next chunk computes. ``counters``
     (e.g. a client's requests and retries) are summed over the workers into the asset's metadata."""
-    pairs = sorted(partition_pairs(context), key=lambda p: (p[1], p[0].key))
+    pairs = sorted(partition_pairs(context), key=lambda p: (p[0].key, p[1]))
     writer = PartitionWriter(context, warehouse, table, source, len(pairs), time_column)
     needs = inputs if isinstance(inputs, dict) else {t: None for t in inputs}
     log = lambda level, message: context.log.log(level, message)  # noqa: E731
