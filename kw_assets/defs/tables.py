@@ -32,6 +32,8 @@ Prepare = Callable[[dg.AssetExecutionContext, Warehouse, dg.Config | None], Call
 def derived_table(table: str, *, group: str, inputs: Inputs, description: str, time_column: str | None,
                   config: type[dg.Config] | None = None, deps: Iterable[str] = (),
                   owners: tuple[str, ...] = ("team:kw-quant",)) -> Callable[[Prepare], dg.AssetsDefinition]:
+    """A table computed from stored tables: ``inputs`` are read per chunk of partitions (tables, or tables ->
+    the columns used), ``config`` is the asset's run config class (None: no run config)."""
     def make(prepare: Prepare) -> dg.AssetsDefinition:
         def run(context, warehouse: WarehouseResource, run_config):
             wh = warehouse.get()
