@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from kw_assets.cities import get_city
+from kw_assets.model.report import NEXT_BAR_MINUTES
 from kw_assets.model import emos
 from kw_assets.model.weather import WeatherModelConfig
 from kw_assets.warehouse import Warehouse
@@ -89,3 +90,37 @@ def calibration_history(wh: Warehouse, before: dt.date, every_min: int) -> pd.Da
     out["p"] = np.split(rows["p_fused"].to_numpy(float), np.cumsum(sizes)[:-1])
     out["climate_day"] = pd.to_datetime(out["climate_day"]).dt.date
     return out
+
+
+def settled_calibrated(wh: Warehouse, every_min: int) -> pd.DataFrame:
+    """Calibrated PMF rows of every settled partition, one minute in ``every_min``, with the winner: what
+    the scores and the report's reliability read."""
+    rows = wh.query(
+        "SELECT c.*, s.winning_bracket_index AS winner FROM calibrated_pmf c JOIN settlement s "
+        "ON c.city = s.city AND c.climate_day = s.climate_day "
+        "WHERE s.winning_bracket_index >= 0 AND (epoch(c.minute_ts)::BIGINT / 60) % ? = 0",
+        [every_min], needs=("calibrated_pmf", "settlement"))
+    if len(rows):
+        rows["minute_ts"] = pd.to_datetime(rows["minute_ts"], utc=True)
+        rows["climate_day"] = pd.to_datetime(rows["climate_day"])
+    return rows
+
+
+def entry_mids(wh: Warehouse, entries: pd.DataFrame) -> pd.DataFrame:
+    """Each entry's side and its bracket's mid at the fill minute and ``NEXT_BAR_MINUTES`` later."""
+    cols = ["city", "climate_day", "order_id", "side"] + [f"mid_{h}" for h in (0, *NEXT_BAR_MINUTES)]
+    if entries.empty:
+        return pd.DataFrame(columns=cols)
+    offsets = (0, *NEXT_BAR_MINUTES)
+    joins = " ".join(f"LEFT JOIN minute_panel p{h} ON p{h}.city = e.city AND p{h}.climate_day = e.climate_day AND "
+                     f"p{h}.bracket_index = e.bracket_index AND p{h}.minute_ts = e.fill_ts + INTERVAL {h} MINUTE"
+                     for h in offsets)
+    sql = (f"SELECT e.city, e.climate_day, e.order_id, e.side, {', '.join(f'p{h}.mid AS mid_{h}' for h in offsets)} "
+           f"FROM (SELECT city, climate_day, order_id, any_value(bracket_index) AS bracket_index, any_value(side) AS side, "
+           f"min(fill_ts) AS fill_ts FROM backtest_fills WHERE action = 'buy' AND contracts > 0 GROUP BY ALL) e {joins}")
+    mids = wh.query(sql, needs=("backtest_fills", "minute_panel"))
+    if mids.empty:
+        return pd.DataFrame(columns=cols)
+    mids["climate_day"] = pd.to_datetime(mids["climate_day"])
+    keep = entries[["city", "climate_day", "order_id"]].assign(climate_day=lambda d: pd.to_datetime(d["climate_day"]))
+    return keep.merge(mids, on=["city", "climate_day", "order_id"], how="left")[cols]

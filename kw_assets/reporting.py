@@ -3,6 +3,7 @@ Every page carries the data source, with a warning when it is simulated."""
 
 from __future__ import annotations
 
+import base64
 import html
 from pathlib import Path
 
@@ -77,3 +78,28 @@ def write_html(folder: Path, source: str, warning: str | None, summary: dict, ta
     out = folder / "backtest_report.html"
     out.write_text("\n".join(parts))
     return out
+
+
+def markdown_table(frame: pd.DataFrame, max_rows: int = 12) -> str:
+    """A small Markdown table (no tabulate dependency) for asset metadata."""
+    f = frame.head(max_rows)
+    cols = [str(c) for c in f.columns]
+    cell = lambda v: (f"{v:.4g}" if isinstance(v, float) else str(v)).replace("|", "/")  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in f.to_numpy(dtype=object).tolist()]
+    return "\n".join(lines)
+
+
+def markdown_report(source: str, warning: str | None, summary: dict, tables: dict[str, pd.DataFrame]) -> str:
+    """The report as Markdown for the asset's metadata: source (and warning), the summary, every table."""
+    parts = [f"**Source: {source}**" + (f"\n\n> **{warning}**" if warning else ""),
+             "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v:,.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                                                     for k, v in summary.items())]
+    parts += [f"### {title}\n" + markdown_table(table, 24) for title, table in tables.items()]
+    return "\n\n".join(parts)
+
+
+def markdown_plots(images: list[Path]) -> str:
+    """The plots inlined as base64 PNGs, for the asset's metadata."""
+    return "\n\n".join(f"**{p.stem}**\n\n![{p.stem}](data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()})"
+                       for p in images)

@@ -1,6 +1,5 @@
 """Backtest layer (group ``backtest``): fills and the equity path per partition, and the report."""
 
-import base64
 from pathlib import Path
 from typing import Optional
 
@@ -9,17 +8,15 @@ import pandas as pd
 
 from kw_assets.cities import all_cities
 from kw_assets.defs.config import build, run_config_from
-from kw_assets.defs.materialize import markdown_table
 from kw_assets.defs.resources import WarehouseResource
 from kw_assets.defs.tables import derived_table
 from kw_assets.sources import SIMULATED_BANNER
 from kw_assets.model.backtest import ExecutionConfig, equity_path, run_backtest
-from kw_assets.model.evaluation import score_tables
 from kw_assets.model.fills import FillConfig, Tape
-from kw_assets.model.report import (NEXT_BAR_MINUTES, bracket_migration, by_city_month, daily_pnl, entry_orders,
-                                    next_bar_winners, orders_per_city_day, pnl_by_entry_hour, summary)
+from kw_assets.model.report import daily_pnl, entry_orders, pnl_by_entry_hour, report_contents
 from kw_assets.model.strategy import StrategyConfig, signal_intents
 from kw_assets import reporting
+from kw_assets.queries import entry_mids, settled_calibrated
 
 
 TAPE_COLUMNS = ("source", "minute_ts", "market_ticker", "bracket_index", "yes_bid", "yes_ask", "last_price", "mid", "volume")
@@ -95,80 +92,23 @@ def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, war
     banner = " [SIMULATED]" if warning else ""
     folder = Path(config.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stats = summary(fills)
-    city_month = by_city_month(fills)
     offsets = {c.key: pd.Timedelta(hours=c.lst_utc_offset_hours) for c in all_cities()}
-    scores = wh.read("forecast_scores")
-    before_after = scores[(scores["group_by"].isin(["all", "city"])) & (scores["model"].isin(["fused", "calibrated"]))]
-    rows = wh.query("SELECT c.*, s.winning_bracket_index AS winner FROM calibrated_pmf c JOIN settlement s "
-                    "ON c.city = s.city AND c.climate_day = s.climate_day WHERE s.winning_bracket_index >= 0 "
-                    "AND (epoch(c.minute_ts)::BIGINT / 60) % ? = 0", [config.sample_every_min],
-                    needs=("calibrated_pmf", "settlement"))
-    reliability = {}
-    if len(rows):
-        rows["minute_ts"] = pd.to_datetime(rows["minute_ts"], utc=True)
-        rows["climate_day"] = pd.to_datetime(rows["climate_day"])
-        _, rel = score_tables(rows, wh.read("kalshi_markets"), wh.read("settlement"),
-                              {k: -v for k, v in offsets.items()})
-        reliability = {k: v for k, v in rel.items() if k in ("fused", "calibrated")}
-    entries = entry_orders(fills)
-    next_bar = next_bar_winners(entry_mids(wh, entries))
-    traded_days = fills[["city", "climate_day"]].drop_duplicates().assign(climate_day=lambda d: pd.to_datetime(d["climate_day"]))
-    pmf = rows.rename(columns={"p_calibrated": "p"}).merge(traded_days) if len(rows) else pd.DataFrame()
-    migration = bracket_migration(pmf, entries)
-    in_move = int(migration["entries_in_move"].sum()) if len(migration) else 0
-    followed = float(migration["entries_followed"].sum() / in_move) if in_move else float("nan")
-    stats.update({f"next_bar_hit_rate_{h}m": float(v) for h, v in zip(next_bar["minutes_after_fill"], next_bar["hit_rate"])})
-    stats.update({"migration_entries_in_move": in_move, "migration_followed_share": followed,
-                  "migration_mean_abs_drift": float((migration["com_last"] - migration["com_first"]).abs().mean())
-                  if len(migration) else float("nan")})
+    stats, tables, reliability = report_contents(
+        fills, wh.read("forecast_scores"), settled_calibrated(wh, config.sample_every_min), wh.read("kalshi_markets"),
+        wh.read("settlement"), entry_mids(wh, entry_orders(fills)), offsets)
     images = [*reporting.plot_equity(daily_pnl(fills), folder, banner),
               reporting.plot_pnl_by_hour(pnl_by_entry_hour(fills, offsets), folder, banner)]
     if reliability:
         images.append(reporting.plot_reliability(reliability, folder, banner))
-    page = reporting.write_html(folder, source, warning, stats,
-                                {"Net P&L by city and month": city_month,
-                                 "Orders per city-day": orders_per_city_day(fills),
-                                 "Next-bar winners (the bought side's mid after the fill)": next_bar,
-                                 "Bracket migration (centre of mass of the calibrated PMF, in brackets)": migration,
-                                 "Scores before (fused) and after (calibrated) calibration": before_after.drop(columns=["source"])},
-                                images)
-    md = [f"**Source: {source}**" + (f"\n\n> **{warning}**" if warning else ""),
-          "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v:,.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-                                                  for k, v in stats.items()),
-          "### By city and month\n" + markdown_table(city_month, 24),
-          "### Next-bar winners\n" + markdown_table(next_bar, 8),
-          "### Scores before/after calibration\n" + markdown_table(before_after.drop(columns=["source"]), 24)]
-    plots = "\n\n".join(f"**{p.stem}**\n\n![{p.stem}](data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()})"
-                          for p in images)
+    page = reporting.write_html(folder, source, warning, stats, tables, images)
     yield dg.MaterializeResult(metadata={
-        "report": dg.MetadataValue.md("\n\n".join(md)),
-        "plots": dg.MetadataValue.md(plots),
+        "report": dg.MetadataValue.md(reporting.markdown_report(source, warning, stats, tables)),
+        "plots": dg.MetadataValue.md(reporting.markdown_plots(images)),
         "html": dg.MetadataValue.path(str(page.resolve())),
         **{f"plot_{p.stem}": dg.MetadataValue.path(str(p.resolve())) for p in images},
         "net_pnl": dg.MetadataValue.float(stats["net_pnl"]), "fees": dg.MetadataValue.float(stats["fees"]),
         "source": dg.MetadataValue.text(source),
     })
-
-
-def entry_mids(wh, entries: pd.DataFrame) -> pd.DataFrame:
-    """Each entry's side and its bracket's mid at the fill minute and ``NEXT_BAR_MINUTES`` later."""
-    cols = ["city", "climate_day", "order_id", "side"] + [f"mid_{h}" for h in (0, *NEXT_BAR_MINUTES)]
-    if entries.empty:
-        return pd.DataFrame(columns=cols)
-    offsets = (0, *NEXT_BAR_MINUTES)
-    joins = " ".join(f"LEFT JOIN minute_panel p{h} ON p{h}.city = e.city AND p{h}.climate_day = e.climate_day AND "
-                     f"p{h}.bracket_index = e.bracket_index AND p{h}.minute_ts = e.fill_ts + INTERVAL {h} MINUTE"
-                     for h in offsets)
-    sql = (f"SELECT e.city, e.climate_day, e.order_id, e.side, {', '.join(f'p{h}.mid AS mid_{h}' for h in offsets)} "
-           f"FROM (SELECT city, climate_day, order_id, any_value(bracket_index) AS bracket_index, any_value(side) AS side, "
-           f"min(fill_ts) AS fill_ts FROM backtest_fills WHERE action = 'buy' AND contracts > 0 GROUP BY ALL) e {joins}")
-    mids = wh.query(sql, needs=("backtest_fills", "minute_panel"))
-    if mids.empty:
-        return pd.DataFrame(columns=cols)
-    mids["climate_day"] = pd.to_datetime(mids["climate_day"])
-    keep = entries[["city", "climate_day", "order_id"]].assign(climate_day=lambda d: pd.to_datetime(d["climate_day"]))
-    return keep.merge(mids, on=["city", "climate_day", "order_id"], how="left")[cols]
 
 
 backtest_assets = [backtest_fills, backtest_pnl, backtest_report]

@@ -5,11 +5,13 @@ import dagster as dg
 import pandas as pd
 
 from kw_assets.cities import all_cities
-from kw_assets.defs.materialize import markdown_table, reject, schema_check, table_metadata
+from kw_assets.defs.materialize import reject, schema_check, table_metadata
+from kw_assets.reporting import markdown_table
 from kw_assets.defs.resources import WarehouseResource
 from kw_assets.model.evaluation import score_tables
 from kw_assets.model.scores import ECE_BINS
 from kw_assets.sources import SIMULATED_BANNER
+from kw_assets.queries import settled_calibrated
 from kw_assets.schemas import TableInvalid, validate
 
 
@@ -25,15 +27,9 @@ class ScoresConfig(dg.Config):
                       "hour of the climate day (LST), over every settled partition in the warehouse.")
 def forecast_scores(context: dg.AssetExecutionContext, config: ScoresConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
-    rows = wh.query(
-        "SELECT c.*, s.winning_bracket_index AS winner FROM calibrated_pmf c JOIN settlement s "
-        "ON c.city = s.city AND c.climate_day = s.climate_day "
-        "WHERE s.winning_bracket_index >= 0 AND (epoch(c.minute_ts)::BIGINT / 60) % ? = 0",
-        [config.sample_every_min], needs=("calibrated_pmf", "settlement"))
+    rows = settled_calibrated(wh, config.sample_every_min)
     if rows.empty:
         raise dg.Failure("forecast_scores: no settled partitions with calibrated PMFs in the warehouse yet")
-    rows["minute_ts"] = pd.to_datetime(rows["minute_ts"], utc=True)
-    rows["climate_day"] = pd.to_datetime(rows["climate_day"])
     markets = wh.read("kalshi_markets")
     settled = wh.read("settlement")
     offsets = {c.key: pd.Timedelta(hours=-c.lst_utc_offset_hours) for c in all_cities()}

@@ -19,6 +19,7 @@ from kw_assets.cities import City, get_city
 from kw_assets.defs import parallel
 from kw_assets.errors import DataError
 from kw_assets.partitions import split_key
+from kw_assets.reporting import markdown_table
 from kw_assets.schemas import TableInvalid, conform, schema, validate
 from kw_assets.sources import SIMULATED_BANNER
 from kw_assets.sources.http import ApiError
@@ -200,16 +201,6 @@ def reject(table: str, cases: pd.DataFrame, description: str, metadata: dict | N
     yield dg.AssetCheckResult(check_name=f"{table}_schema", asset_key=table, passed=False,
                               severity=dg.AssetCheckSeverity.ERROR, metadata=meta)
     raise dg.Failure(description=description, metadata=metadata or {})
-
-
-def markdown_table(frame: pd.DataFrame, max_rows: int = 12) -> str:
-    """A small Markdown table (no tabulate dependency) for asset metadata."""
-    f = frame.head(max_rows)
-    cols = [str(c) for c in f.columns]
-    cell = lambda v: (f"{v:.4g}" if isinstance(v, float) else str(v)).replace("|", "/")  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in f.to_numpy(dtype=object).tolist()]
-    return "\n".join(lines)
 
 
 PREFETCH_CHUNK = 32

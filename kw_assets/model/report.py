@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from kw_assets.model.evaluation import score_tables
+
 ANNUALIZATION_DAYS = 365
 
 
@@ -176,3 +178,35 @@ def bracket_migration(pmf: pd.DataFrame, entries: pd.DataFrame, window_min: int 
     out = out.astype({"entries_in_move": int, "entries_followed": int})
     out["followed_share"] = out["entries_followed"] / out["entries_in_move"].where(out["entries_in_move"] > 0)
     return out.reset_index()
+
+
+def report_contents(fills: pd.DataFrame, scores: pd.DataFrame, sampled: pd.DataFrame, markets: pd.DataFrame,
+                    settled: pd.DataFrame, mids: pd.DataFrame, offsets: dict[str, pd.Timedelta]
+                    ) -> tuple[dict, dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """The report from stored frames: the summary (with next-bar hit rates and bracket migration), its tables
+    by title, and the reliability of the fused and calibrated PMFs. ``sampled``: settled calibrated rows with
+    a ``winner``; ``mids``: each entry's mid at the fill and later (``next_bar_winners``); ``offsets``: each
+    city's LST offset from UTC."""
+    stats = summary(fills)
+    before_after = scores[scores["group_by"].isin(["all", "city"]) & scores["model"].isin(["fused", "calibrated"])]
+    reliability: dict[str, pd.DataFrame] = {}
+    if len(sampled):
+        _, rel = score_tables(sampled, markets, settled, {k: -v for k, v in offsets.items()})
+        reliability = {k: v for k, v in rel.items() if k in ("fused", "calibrated")}
+    entries = entry_orders(fills)
+    next_bar = next_bar_winners(mids)
+    traded = fills[["city", "climate_day"]].drop_duplicates().assign(climate_day=lambda d: pd.to_datetime(d["climate_day"]))
+    pmf = sampled.rename(columns={"p_calibrated": "p"}).merge(traded) if len(sampled) else pd.DataFrame()
+    migration = bracket_migration(pmf, entries)
+    in_move = int(migration["entries_in_move"].sum()) if len(migration) else 0
+    stats.update({f"next_bar_hit_rate_{h}m": float(v) for h, v in zip(next_bar["minutes_after_fill"], next_bar["hit_rate"])})
+    stats.update({"migration_entries_in_move": in_move,
+                  "migration_followed_share": float(migration["entries_followed"].sum() / in_move) if in_move else np.nan,
+                  "migration_mean_abs_drift": float((migration["com_last"] - migration["com_first"]).abs().mean())
+                  if len(migration) else np.nan})
+    tables = {"Net P&L by city and month": by_city_month(fills),
+              "Orders per city-day": orders_per_city_day(fills),
+              "Next-bar winners (the bought side's mid after the fill)": next_bar,
+              "Bracket migration (centre of mass of the calibrated PMF, in brackets)": migration,
+              "Scores before (fused) and after (calibrated) calibration": before_after.drop(columns=["source"])}
+    return stats, tables, reliability
