@@ -16,7 +16,7 @@ import dagster as dg
 import pandas as pd
 
 from kw_assets.cities import City, get_city
-from kw_assets.defs import parallel
+from kw_assets import parallel
 from kw_assets.errors import DataError
 from kw_assets.partitions import split_key
 from kw_assets.reporting import markdown_table

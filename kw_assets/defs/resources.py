@@ -14,7 +14,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from kw_assets.defs.parallel import default_workers
+from kw_assets.parallel import default_workers
 from kw_assets.sources.http import RetryPolicy
 from kw_assets.sources.kalshi.client import PRODUCTION_URL, KalshiClient
 from kw_assets.sources.kalshi.signing import KalshiSigner

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from kw_assets.defs import parallel
+from kw_assets import parallel
 from kw_assets.defs.features import minute_panel
 from kw_assets.defs.raw import raw_assets
 from kw_assets.defs.resources import MarketDataResource, WarehouseResource
