@@ -4,7 +4,6 @@ Every page carries the data source, with a warning when it is simulated."""
 from __future__ import annotations
 
 import base64
-import html
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +12,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
+from markupsafe import Markup  # noqa: E402
+
 from kw_assets.model.report import drawdown  # noqa: E402
+
+_TEMPLATES = Environment(loader=PackageLoader("kw_assets", "templates"), autoescape=select_autoescape(["j2", "html"]))
+_TEMPLATES.filters["number"] = lambda v: f"{v:,.4g}" if isinstance(v, float) else v
 
 
 def _save(fig, path: Path) -> Path:
@@ -60,23 +65,12 @@ def plot_pnl_by_hour(by_hour: pd.Series, folder: Path, banner: str) -> Path:
 
 def write_html(folder: Path, source: str, warning: str | None, summary: dict, tables: dict[str, pd.DataFrame],
                images: list[Path]) -> Path:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>kw_assets backtest report</title>",
-             "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}.warn{background:#fde2e2;padding:1em;"
-             "border:2px solid #b03a2e;font-weight:bold}</style></head><body>",
-             "<h1>kw_assets backtest report</h1>", f"<p>Data source: <b>{html.escape(source)}</b></p>"]
-    if warning:
-        parts.append(f"<p class='warn'>{html.escape(warning)}</p>")
-    parts.append("<h2>Summary</h2><table>" + "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{v:,.4g}</td></tr>" if isinstance(v, float) else
-        f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in summary.items()) + "</table>")
-    for title, t in tables.items():
-        parts.append(f"<h2>{html.escape(title)}</h2>" + t.to_html(index=False, float_format=lambda x: f"{x:,.4g}"))
-    for img in images:
-        parts.append(f"<p><img src='{img.name}' alt='{img.stem}'></p>")
-    parts.append("</body></html>")
+    """``backtest_report.html`` from the Jinja2 template (everything escaped; tables by pandas)."""
+    html_tables = {title: Markup(t.to_html(index=False, float_format=lambda x: f"{x:,.4g}")) for title, t in tables.items()}
+    page = _TEMPLATES.get_template("backtest_report.html.j2").render(
+        source=source, warning=warning, summary=summary, tables=html_tables, images=images)
     out = folder / "backtest_report.html"
-    out.write_text("\n".join(parts))
+    out.write_text(page)
     return out
 
 
