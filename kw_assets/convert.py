@@ -31,7 +31,8 @@ def numbers(values: Iterable[Any], table: str, field: str) -> np.ndarray:
     if isinstance(values, (pd.Series, np.ndarray)) and values.dtype.kind in "iuf":
         return np.asarray(values, dtype="float64")
     arr = np.asarray(values if isinstance(values, (list, np.ndarray, pd.Series)) else list(values), dtype=object)
-    blank = pd.isna(arr) | (arr == "")
+    blank = pd.isna(arr)
+    blank[~blank] = arr[~blank] == ""  # compared only where not missing: pd.NA has no truth value
     if pd.api.types.infer_dtype(arr, skipna=True) in _NUMERIC_KINDS:
         try:
             return np.where(blank, "nan", arr).astype("float64") if blank.any() else arr.astype("float64")

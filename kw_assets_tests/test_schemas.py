@@ -34,3 +34,11 @@ def test_conform_rejects_a_word_in_a_float_column_and_keeps_blanks_missing():
         conform("weather_obs", frame.assign(temp_f=["70.5", None, "abc"]))
     with pytest.raises(DataError, match=r"field temp_f: row 0: not a number: True"):
         conform("weather_obs", frame.assign(temp_f=[True, 70.0, 71.0]))
+
+
+def test_numbers_read_pandas_string_and_nullable_columns():
+    from kw_assets.convert import numbers
+    assert numbers(pd.Series(["1.5", None, ""], dtype="string"), "t", "f").tolist()[0] == 1.5
+    assert pd.isna(numbers(pd.Series([1.0, None], dtype="Float64"), "t", "f")[1])
+    with pytest.raises(DataError, match="row 1: not a number: 'x'"):
+        numbers(pd.Series(["1", "x"], dtype="string"), "t", "f")
