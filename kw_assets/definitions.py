@@ -22,8 +22,14 @@ def _with_table_metadata(spec: dg.AssetSpec) -> dg.AssetSpec:
 
 assets = dg.map_asset_specs(_with_table_metadata, [*raw_assets, *feature_assets, *probability_assets,
                                                    *evaluation_assets, *backtest_assets])
+def _with_code_reference(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """The asset's source in the UI; the table factories already point at the asset's own definition."""
+    has = "dagster/code_references" in (asset.metadata_by_key.get(asset.key) or {})
+    return asset if has else dg.with_source_code_references([asset])[0]
+
+
 defs = dg.Definitions(
-    assets=dg.with_source_code_references(assets),
+    assets=[_with_code_reference(a) for a in assets],
     resources=default_resources(),
     jobs=[raw_job, all_assets_job],
     **automation,

@@ -55,3 +55,10 @@ def test_the_graph_matches_its_committed_snapshot():
         SNAPSHOT.write_text(text)
     assert SNAPSHOT.exists(), f"no snapshot yet: run with KW_UPDATE_SNAPSHOT=1 to write {SNAPSHOT}"
     assert text == SNAPSHOT.read_text(), "the graph changed: review the diff and re-run with KW_UPDATE_SNAPSHOT=1"
+
+
+def test_every_asset_links_to_its_own_definition_once():
+    for spec in defs.resolve_all_asset_specs():
+        refs = spec.metadata["dagster/code_references"].code_references
+        assert len(refs) == 1 and "kw_assets/defs/" in refs[0].file_path, (spec.key, refs)
+        assert not refs[0].file_path.endswith("tables.py"), spec.key  # the asset's module, not the factory's
