@@ -1,6 +1,7 @@
-"""What the walk-forward fits read from the warehouse, as frames: each day's forecast runs with the day's
-obs max through 18:00 LST (yesterday's error), the EMOS training samples, and the calibration history.
-Point in time by construction: every query is bounded by the day being fitted."""
+"""What the fits and the reports read from the warehouse, as frames. For the walk-forward fits, each day's
+forecast runs with the day's obs max through 18:00 LST (yesterday's error), the EMOS training samples and
+the calibration history: point in time by construction, every query bounded by the day being fitted. For
+the scores and the report, the settled calibrated rows (sampled) and each entry's mid after its fill."""
 
 from __future__ import annotations
 

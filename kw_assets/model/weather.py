@@ -229,7 +229,6 @@ def run_high_distribution(run_ids: np.ndarray, run_high: np.ndarray, run_low: np
     return emos.predict(emos.PRIOR if params is None else params, xm, xs)
 
 
-
 def _count_at_least(x: np.ndarray, threshold) -> np.ndarray:
     """Per row of ``x``, how many entries are >= ``threshold`` (bytes summed: ~4x numpy's count_nonzero)."""
     return np.greater_equal(x, threshold).view(np.uint8).sum(axis=1, dtype=np.int32)
