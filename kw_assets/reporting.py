@@ -4,6 +4,7 @@ Every page carries the data source, with a warning when it is simulated."""
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -15,7 +16,8 @@ import pandas as pd  # noqa: E402
 from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 from markupsafe import Markup  # noqa: E402
 
-from kw_assets.model.report import drawdown  # noqa: E402
+from kw_assets.model.report import daily_pnl, drawdown, pnl_by_entry_hour, report_contents  # noqa: E402
+from kw_assets.sources import SIMULATED_BANNER  # noqa: E402
 
 _TEMPLATES = Environment(loader=PackageLoader("kw_assets", "templates"), autoescape=select_autoescape(["j2", "html"]))
 _TEMPLATES.filters["number"] = lambda v: f"{v:,.4g}" if isinstance(v, float) else v
@@ -74,8 +76,40 @@ def write_html(folder: Path, source: str, warning: str | None, summary: dict, ta
     return out
 
 
+@dataclass
+class Report:
+    """A written report: its source (with the simulated-data warning), numbers, tables, plots and page."""
+
+    source: str
+    warning: str | None
+    stats: dict
+    tables: dict[str, pd.DataFrame]
+    images: list[Path]
+    page: Path
+
+    def markdown(self) -> str:
+        return markdown_report(self.source, self.warning, self.stats, self.tables)
+
+
+def write_report(folder: Path, fills: pd.DataFrame, scores: pd.DataFrame, sampled: pd.DataFrame,
+                 markets: pd.DataFrame, settled: pd.DataFrame, mids: pd.DataFrame,
+                 offsets: dict[str, pd.Timedelta]) -> Report:
+    """The backtest report's plots and HTML page under ``folder``, from the frames ``report_contents`` takes."""
+    sources = sorted(fills["source"].unique())
+    warning = SIMULATED_BANNER if "simulated" in sources else None
+    banner = " [SIMULATED]" if warning else ""
+    folder.mkdir(parents=True, exist_ok=True)
+    stats, tables, reliability = report_contents(fills, scores, sampled, markets, settled, mids, offsets)
+    images = [*plot_equity(daily_pnl(fills), folder, banner), plot_pnl_by_hour(pnl_by_entry_hour(fills, offsets), folder, banner)]
+    if reliability:
+        images.append(plot_reliability(reliability, folder, banner))
+    source = ", ".join(sources)
+    return Report(source, warning, stats, tables, images, write_html(folder, source, warning, stats, tables, images))
+
+
 def markdown_table(frame: pd.DataFrame, max_rows: int = 12) -> str:
-    """A small Markdown table (no tabulate dependency) for asset metadata."""
+    """A small Markdown table for asset metadata (not ``DataFrame.to_markdown``: cells such as partition
+    keys ``ny|2025-06-10`` hold pipes, which it does not escape)."""
     f = frame.head(max_rows)
     cols = [str(c) for c in f.columns]
     cell = lambda v: (f"{v:.4g}" if isinstance(v, float) else str(v)).replace("|", "/")  # noqa: E731

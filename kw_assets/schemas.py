@@ -10,7 +10,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Iterable
 
-import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera import dtypes
@@ -465,11 +464,6 @@ def validate(table: str, df: pd.DataFrame, partition: str | None = None) -> pd.D
     except pa.errors.SchemaError as exc:
         failures = pd.DataFrame({"column": [getattr(exc, "column_name", None)], "check": [str(exc)], "failure_case": [None]})
         raise TableInvalid(table, failures, partition) from exc
-
-
-def rows_outside(times: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
-    """Mask of timestamps outside [start, end]."""
-    return ((times < start) | (times > end)).to_numpy()
 
 
 _SQL = {"float64": "DOUBLE", "int64": "BIGINT", "bool": "BOOLEAN", "str": "VARCHAR", "object": "VARCHAR",

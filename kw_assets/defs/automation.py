@@ -6,10 +6,10 @@ day has settled (the last climate day to end is Los Angeles' at 08:00 UTC, and K
 morning, ~15:00 UTC), one run materializes the whole graph for all cities of that day.
 
 Sensor ``kalshi_events_sensor``: every ``SENSOR_INTERVAL_S`` it lists each configured series' recent events
-(one cursor-paged call per series). The sensor cursor remembers each event's last seen status. A newly
-listed event requests its raw-data partition; an event that moved to ``settled`` requests the whole
-graph for its partition. Run keys are ``<event>:listed`` and ``<event>:settled``, so a state is never
-requested twice. Events whose partition does not exist yet are left for a later tick.
+(one cursor-paged call per series); its cursor remembers each event's last seen status, and
+``event_watch.event_requests`` says what to run (run keys ``<event>:listed`` and ``<event>:settled``, so a
+state is never requested twice). A sensor rather than declarative automation: the trigger is the
+exchange's event status, which Dagster cannot observe from the graph.
 
 Both load RUNNING when ``KW_SOURCE=live`` and STOPPED on the simulated default (``automation_on``);
 ``KW_AUTOMATION=running`` or ``stopped`` overrides, and the UI's Automation page toggles them.
@@ -22,9 +22,10 @@ import time
 
 import dagster as dg
 
-from kw_assets.cities import all_cities, city_for_series, parse_event_ticker
+from kw_assets.cities import all_cities
 from kw_assets.defs.jobs import all_assets_job, raw_job
 from kw_assets.defs.resources import MarketDataResource
+from kw_assets.event_watch import event_requests, prune
 from kw_assets.partitions import city_day_partitions, partition_key
 
 SENSOR_INTERVAL_S = 300
@@ -65,53 +66,20 @@ def kalshi_events_sensor(context: dg.SensorEvaluationContext, market_data: Marke
     started = time.monotonic()
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     requests: list[dg.RunRequest] = []
-    min_close = int((_now(market_data) - dt.timedelta(days=LOOKBACK_DAYS)).timestamp())
+    min_close = int((market_data.now() - dt.timedelta(days=LOOKBACK_DAYS)).timestamp())
     valid = set(city_day_partitions.get_partition_keys())
+    jobs = {"listed": "raw_job", "settled": "all_assets_job"}
     with market_data.kalshi_client() as client:
         for city in all_cities():
             listed = [e["event_ticker"] for e in client.iter_events(city.series_ticker, min_close_ts=min_close)]
             settled = {e["event_ticker"] for e in client.iter_events(city.series_ticker, status="settled",
                                                                       min_close_ts=min_close)}
-            for ticker in listed:
-                try:
-                    series, day = parse_event_ticker(ticker)
-                    key = str(partition_key(city_for_series(series).key, day))
-                except (ValueError, KeyError):
-                    continue
-                if key not in valid:
-                    continue  # its partition does not exist yet: a later tick will see it
-                before = seen.get(ticker)
-                status = "settled" if ticker in settled else "listed"
-                if before is None:
-                    requests.append(dg.RunRequest(run_key=f"{ticker}:listed", job_name="raw_job", partition_key=key,
-                                                  tags={"kw/event": ticker, "kw/reason": "listed"}))
-                if status == "settled" and before != "settled":
-                    requests.append(dg.RunRequest(run_key=f"{ticker}:settled", job_name="all_assets_job",
-                                                  partition_key=key, tags={"kw/event": ticker, "kw/reason": "settled"}))
-                seen[ticker] = status
+            requests += [dg.RunRequest(run_key=r.run_key, job_name=jobs[r.reason], partition_key=r.partition,
+                                       tags={"kw/event": r.event, "kw/reason": r.reason})
+                         for r in event_requests(listed, settled, seen, valid)]
     context.log.info(f"kalshi_events_sensor: {len(seen)} events tracked, {len(requests)} run request(s), "
                      f"{time.monotonic() - started:.1f}s")
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(_prune(seen, _now(market_data).date())))
-
-
-def _now(market_data: MarketDataResource) -> dt.datetime:
-    if market_data.source == "simulated" and market_data.simulated_now:
-        return dt.datetime.fromisoformat(market_data.simulated_now.replace("Z", "+00:00"))
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def _prune(seen: dict[str, str], today: dt.date, keep_days: int = 45) -> dict[str, str]:
-    """Forget events older than ``keep_days`` so the cursor stays small."""
-    horizon = today - dt.timedelta(days=keep_days)
-    out = {}
-    for ticker, status in seen.items():
-        try:
-            _, day = parse_event_ticker(ticker)
-        except ValueError:
-            continue
-        if day >= horizon:
-            out[ticker] = status
-    return out
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(prune(seen, market_data.now().date())))
 
 
 automation = {"schedules": [daily_climate_day_schedule], "sensors": [kalshi_events_sensor]}

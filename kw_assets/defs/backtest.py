@@ -10,16 +10,15 @@ from kw_assets.cities import all_cities
 from kw_assets.defs.config import build, run_config_from
 from kw_assets.defs.resources import WarehouseResource
 from kw_assets.defs.tables import derived_table
-from kw_assets.sources import SIMULATED_BANNER
 from kw_assets.model.backtest import ExecutionConfig, equity_path, run_backtest
 from kw_assets.model.fills import FillConfig, Tape
-from kw_assets.model.report import daily_pnl, entry_orders, pnl_by_entry_hour, report_contents
+from kw_assets.model.report import entry_orders
 from kw_assets.model.strategy import StrategyConfig, signal_intents
 from kw_assets import reporting
 from kw_assets.queries import entry_mids, settled_calibrated
 
 
-TAPE_COLUMNS = ("source", "minute_ts", "market_ticker", "bracket_index", "yes_bid", "yes_ask", "last_price", "mid", "volume")
+TAPE_COLUMNS = ("minute_ts", "market_ticker", "bracket_index", "yes_bid", "yes_ask", "last_price", "mid", "volume")
 BacktestConfig = run_config_from("BacktestConfig", StrategyConfig, FillConfig, ExecutionConfig,
                                  exclude=("fee_type", "fee_multiplier"))  # fees come from the series
 
@@ -44,8 +43,7 @@ def backtest_fills(context, wh, config):
                          fee_multiplier=float(markets["fee_multiplier"].iloc[0]))
         tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"])
         intents, opposite = signal_intents(panel, data["calibrated_pmf"], strategy, exec_cfg.fee_type, exec_cfg.fee_multiplier)
-        out = run_backtest(tape, intents, int(s["winning_bracket_index"].iloc[0]), opposite, fills_cfg, exec_cfg)
-        return out.assign(source=panel["source"].iloc[0])
+        return run_backtest(tape, intents, int(s["winning_bracket_index"].iloc[0]), opposite, fills_cfg, exec_cfg)
     return produce
 
 
@@ -59,7 +57,7 @@ def backtest_pnl(context, wh, config):
         if fills.empty or panel.empty:
             return pd.DataFrame()
         tape = Tape.build(panel, pd.DataFrame())  # marks only: no prints needed
-        return equity_path(fills, tape).assign(source=panel["source"].iloc[0])
+        return equity_path(fills, tape)
     return produce
 
 class ReportConfig(dg.Config):
@@ -78,36 +76,23 @@ class ReportConfig(dg.Config):
 def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
     fills = wh.read("backtest_fills")
-    if config.first_day:
-        fills = fills[fills["climate_day"] >= pd.Timestamp(config.first_day)]
-    if config.last_day:
-        fills = fills[fills["climate_day"] <= pd.Timestamp(config.last_day)]
-    if config.cities:
-        fills = fills[fills["city"].isin(config.cities)]
+    keep = ((fills["climate_day"] >= pd.Timestamp(config.first_day or fills["climate_day"].min()))
+            & (fills["climate_day"] <= pd.Timestamp(config.last_day or fills["climate_day"].max()))
+            & (fills["city"].isin(config.cities) if config.cities else True))
+    fills = fills[keep] if len(fills) else fills
     if fills.empty:
         raise dg.Failure("backtest_report: no backtest_fills in the warehouse for the selected range")
-    sources = sorted(fills["source"].unique())
-    source = ", ".join(sources)
-    warning = SIMULATED_BANNER if "simulated" in sources else None
-    banner = " [SIMULATED]" if warning else ""
-    folder = Path(config.folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    offsets = {c.key: pd.Timedelta(hours=c.lst_utc_offset_hours) for c in all_cities()}
-    stats, tables, reliability = report_contents(
-        fills, wh.read("forecast_scores"), settled_calibrated(wh, config.sample_every_min), wh.read("kalshi_markets"),
-        wh.read("settlement"), entry_mids(wh, entry_orders(fills)), offsets)
-    images = [*reporting.plot_equity(daily_pnl(fills), folder, banner),
-              reporting.plot_pnl_by_hour(pnl_by_entry_hour(fills, offsets), folder, banner)]
-    if reliability:
-        images.append(reporting.plot_reliability(reliability, folder, banner))
-    page = reporting.write_html(folder, source, warning, stats, tables, images)
+    report = reporting.write_report(
+        Path(config.folder), fills, wh.read("forecast_scores"), settled_calibrated(wh, config.sample_every_min),
+        wh.read("kalshi_markets"), wh.read("settlement"), entry_mids(wh, entry_orders(fills)),
+        {c.key: pd.Timedelta(hours=c.lst_utc_offset_hours) for c in all_cities()})
     yield dg.MaterializeResult(metadata={
-        "report": dg.MetadataValue.md(reporting.markdown_report(source, warning, stats, tables)),
-        "plots": dg.MetadataValue.md(reporting.markdown_plots(images)),
-        "html": dg.MetadataValue.path(str(page.resolve())),
-        **{f"plot_{p.stem}": dg.MetadataValue.path(str(p.resolve())) for p in images},
-        "net_pnl": dg.MetadataValue.float(stats["net_pnl"]), "fees": dg.MetadataValue.float(stats["fees"]),
-        "source": dg.MetadataValue.text(source),
+        "report": dg.MetadataValue.md(report.markdown()),
+        "plots": dg.MetadataValue.md(reporting.markdown_plots(report.images)),
+        "html": dg.MetadataValue.path(str(report.page.resolve())),
+        **{f"plot_{p.stem}": dg.MetadataValue.path(str(p.resolve())) for p in report.images},
+        "net_pnl": dg.MetadataValue.float(report.stats["net_pnl"]), "fees": dg.MetadataValue.float(report.stats["fees"]),
+        "source": dg.MetadataValue.text(report.source),
     })
 
 

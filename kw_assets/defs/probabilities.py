@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 
 from kw_assets.defs.config import build, run_config_from
-from kw_assets.defs.materialize import partition_pairs, require_markets
+from kw_assets.defs.materialize import partition_pairs
 from kw_assets.defs.tables import derived_table
 from kw_assets.queries import calibration_history, day_runs, emos_samples
-from kw_assets.errors import DataError
 from kw_assets.model import emos
 from kw_assets.model.calibration import CalibrationConfig, History, walk_forward_fit
 from kw_assets.model.fusion import FusionConfig, fuse_panel
@@ -22,7 +21,7 @@ EmosRunConfig = run_config_from("EmosRunConfig", emos.EmosConfig)
 
 
 @derived_table("weather_model_params", group="probabilities", time_column=None, config=EmosRunConfig,
-               inputs={"kalshi_markets": ("source", "market_ticker")},
+               inputs={"kalshi_markets": ("market_ticker",)}, required=("kalshi_markets",),
                deps=("weather_forecasts", "weather_obs", "settlement"),  # the training samples, read once per run
                description="Daily-high EMOS per city x climate day: mean and log-SD coefficients learned walk-forward "
                            "from (forecast run, settled high) pairs of days <= D-3 (settled before D's market opened), "
@@ -32,16 +31,14 @@ def weather_model_params(context, wh, config):
     walk = emos.WalkForward(emos_samples(wh, days[-1]), build(emos.EmosConfig, config))
     fits = {day: walk.fit(day) for day in days}  # in date order: each fit starts from the one before
 
-    def produce(city, day, data):
-        markets = require_markets(data["kalshi_markets"], city, day)
-        return pd.DataFrame([fits[day].describe(city.key)]).assign(source=markets["source"].iloc[0])
-    return produce
+    return lambda city, day, data: pd.DataFrame([fits[day].describe(city.key)])
 
 WeatherPmfConfig = run_config_from("WeatherPmfConfig", WeatherModelConfig, seed=(int, 11))
 
 
 @derived_table("weather_pmf", group="probabilities", time_column="decision_ts", config=WeatherPmfConfig,
                inputs=("kalshi_markets", "weather_obs", "weather_forecasts", "weather_model_params"),
+               required=("kalshi_markets", "weather_model_params"),
                description="Monte Carlo of the rest of the day at every decision time (5 min): bracket PMF of the "
                            "official high, new-high hazard, expected high and spread, its whole-day moments set by the "
                            "day's learned EMOS (weather_model_params) and, unless its use_lag_error is off, from 18:00 "
@@ -55,24 +52,19 @@ def weather_pmf(context, wh, config):
     previous_by_day = dict(tuple(previous.groupby(["city", "climate_day"], sort=False)))
 
     def produce(city, day, data):
-        markets = require_markets(data["kalshi_markets"], city, day)
-        params = data["weather_model_params"]
-        if params.empty:
-            raise DataError("weather_model_params", "mean_bias",
-                            f"no weather model parameters stored for {city.key} {day}: materialize weather_model_params first")
         rng = np.random.default_rng([config.seed, zlib.crc32(city.key.encode()), day.toordinal()])
         start = pd.Timestamp(city.climate_day_window(day)[0])
-        theta = params[list(emos.PARAM_COLUMNS)].to_numpy(float)[0]
+        theta = data["weather_model_params"][list(emos.PARAM_COLUMNS)].to_numpy(float)[0]
         yesterday = previous_by_day.get((city.key, day - dt.timedelta(days=1)))
-        frame = weather_pmf_frame(markets, data["weather_obs"], data["weather_forecasts"], start, rng, cfg, theta, yesterday)
-        return frame.assign(source=markets["source"].iloc[0]) if len(frame) else frame
+        return weather_pmf_frame(data["kalshi_markets"], data["weather_obs"], data["weather_forecasts"], start, rng, cfg,
+                                 theta, yesterday)
     return produce
 
 FusionRunConfig = run_config_from("FusionRunConfig", FusionConfig)
 
 
 @derived_table("fused_pmf", group="probabilities", time_column="minute_ts", config=FusionRunConfig,
-               inputs={"minute_panel": ("source", "minute_ts", "market_ticker", "bracket_index", "p_norm", "volume",
+               inputs={"minute_panel": ("minute_ts", "market_ticker", "bracket_index", "p_norm", "volume",
                                         "acceleration"),
                        "weather_pmf": ("decision_ts", "bracket_index", "p_weather", "hazard")},
                description="Per minute x bracket: logarithmic pool of the market PMF (renormalized mids) and the latest "
@@ -82,9 +74,7 @@ def fused_pmf(context, wh, config):
 
     def produce(city, day, data):
         panel = data["minute_panel"]
-        if panel.empty:
-            return panel
-        return fuse_panel(panel, data["weather_pmf"], cfg).assign(source=panel["source"].iloc[0])
+        return panel if panel.empty else fuse_panel(panel, data["weather_pmf"], cfg)
     return produce
 
 

@@ -3,15 +3,12 @@
 
 import pandas as pd
 
-from kw_assets.errors import DataError
 from kw_assets.model.settlement import settlement_row
-from kw_assets.defs.materialize import require_markets
 from kw_assets.defs.resources import MarketDataResource
 from kw_assets.defs.tables import Fetch, derived_table, fetched_table
-from kw_assets.schemas import rows_outside
 from kw_assets.sources.http import ClientPerProcess
-from kw_assets.sources.kalshi.fetch import fetch_candles, fetch_markets, fetch_trades
-from kw_assets.sources.price_history import export_path, read_export
+from kw_assets.sources.kalshi.fetch import fetch_candles, fetch_markets, fetch_trades, inside_trading_window
+from kw_assets.sources.price_history import read_partition
 from kw_assets.sources.visual_crossing import fetch_weather_forecasts, fetch_weather_obs
 
 def _kalshi(market_data: MarketDataResource, from_api, from_file) -> Fetch:
@@ -32,27 +29,8 @@ def _weather(market_data: MarketDataResource, fetch) -> Fetch:
 
 def _per_event(fetch, column: str, table: str):
     """A fetch of the stored event's markets' data, kept to their trading window."""
-    def from_api(client, city, day, data):
-        markets = require_markets(data["kalshi_markets"], city, day)
-        return _inside_window(fetch(client, markets), markets, column, table)
-    return from_api
-
-
-def _inside_window(frame: pd.DataFrame, markets: pd.DataFrame, column: str, table: str) -> pd.DataFrame:
-    outside = rows_outside(frame[column], markets["open_time"].min(), markets["close_time"].max())
-    if outside.any():
-        raise DataError(table, column, f"{int(outside.sum())} row(s) outside the trading window "
-                                       f"{markets['open_time'].min()} .. {markets['close_time'].max()}")
-    return frame
-
-
-def _file_export(market_data: MarketDataResource, city, day):
-    if not market_data.price_history_dir:
-        raise DataError("kalshi_markets", "price_history_dir", "source 'file' needs price_history_dir")
-    path = export_path(market_data.price_history_dir, city, day)
-    if path is None:
-        raise DataError("kalshi_markets", "file", f"no price-history export for {city.key} {day} in {market_data.price_history_dir}")
-    return read_export(path, city, day)
+    return lambda client, city, day, data: inside_trading_window(fetch(client, data["kalshi_markets"]),
+                                                                 data["kalshi_markets"], column, table)
 
 
 @fetched_table("kalshi_markets", time_column="open_time",
@@ -60,18 +38,18 @@ def _file_export(market_data: MarketDataResource, city, day):
                            "times, status, result, settled value and the series' fee settings.")
 def kalshi_markets(market_data):
     return _kalshi(market_data, lambda client, city, day, data: fetch_markets(client, city, day),
-                   lambda city, day: _file_export(market_data, city, day)[0])
+                   lambda city, day: read_partition(market_data.price_history_dir, city, day)[0])
 
 
-@fetched_table("kalshi_candles", time_column="end_period_ts", inputs=("kalshi_markets",),
+@fetched_table("kalshi_candles", time_column="end_period_ts", inputs=("kalshi_markets",), required=("kalshi_markets",),
                description="Sparse 1-minute candles per bracket (yes bid/ask OHLC, trade price OHLC/mean/previous, "
                            "volume, open interest) as served: minutes without activity are absent.")
 def kalshi_candles(market_data):
     return _kalshi(market_data, _per_event(fetch_candles, "end_period_ts", "kalshi_candles"),
-                   lambda city, day: _file_export(market_data, city, day)[1])
+                   lambda city, day: read_partition(market_data.price_history_dir, city, day)[1])
 
 
-@fetched_table("kalshi_trades", time_column="created_time", inputs=("kalshi_markets",),
+@fetched_table("kalshi_trades", time_column="created_time", inputs=("kalshi_markets",), required=("kalshi_markets",),
                description="Every print of the day's brackets (live and historical tiers), with taker side and the "
                            "block-trade flag (block trades are kept here and excluded from fill simulation later). "
                            "Website exports carry no trades: empty for the file source.")
@@ -95,14 +73,14 @@ def weather_forecasts(market_data):
 
 
 @derived_table("settlement", group="raw", time_column=None, inputs=("kalshi_markets", "weather_obs"),
+               required=("kalshi_markets",),
                owners=("team:kw-data",),
                description="Ground truth per partition: the settled whole-degree high (market expiration_value), the "
                            "winning bracket (result == yes), the settlement source, and the 5-minute obs max beside it.")
 def settlement(context, wh, config):
     def produce(city, day, data):
-        markets = require_markets(data["kalshi_markets"], city, day)
-        row = settlement_row(markets, data["weather_obs"], markets["source"].iloc[0], day)
-        return row.assign(source=markets["source"].iloc[0]) if len(row) else row
+        markets = data["kalshi_markets"]
+        return settlement_row(markets, data["weather_obs"], markets["source"].iloc[0], day)
     return produce
 
 raw_assets = [kalshi_markets, kalshi_candles, kalshi_trades, weather_obs, weather_forecasts, settlement]

@@ -14,99 +14,36 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
+from kw_assets.defs.config import build, run_config_from
 from kw_assets.parallel import default_workers
-from kw_assets.sources.http import RetryPolicy
-from kw_assets.sources.kalshi.client import PRODUCTION_URL, KalshiClient
-from kw_assets.sources.kalshi.signing import KalshiSigner
-from kw_assets.sources.simulator.exchange import SimulatedExchange
-from kw_assets.sources.simulator.faults import FaultConfig
-from kw_assets.sources.simulator.world import Agents
-from kw_assets.sources.simulator.weather_feed import SimulatedWeatherFeed
-from kw_assets.sources.visual_crossing import BASE_URL as VC_URL, VisualCrossingClient
-from kw_assets.sources import SOURCES
+from kw_assets.sources.clients import SourceSettings, kalshi_client, weather_client
+from kw_assets.sources.kalshi.client import KalshiClient
+from kw_assets.sources.visual_crossing import VisualCrossingClient
 from kw_assets.warehouse import Warehouse
 
 
+class MarketDataResource(run_config_from("MarketDataSettings", SourceSettings, base=dg.ConfigurableResource)):
+    """Kalshi and Visual Crossing clients for the configured source (fields: ``sources.clients.SourceSettings``)."""
 
-class MarketDataResource(dg.ConfigurableResource):
-    """Kalshi and Visual Crossing clients for the configured source."""
-
-    source: str = Field(default="simulated", description="simulated | live | file")
-    weather_source: Optional[str] = Field(default=None, description="simulated | live | none; default follows source "
-                                                                    "(file -> live if a VC key is set, else none)")
-    seed: int = Field(default=7, description="simulator seed (with city and day)")
-    simulated_now: Optional[str] = Field(default=None, description="ISO instant the simulated world is at; default: now")
-    simulated_rate_limit: Optional[float] = Field(default=None, description="simulated exchange's requests/s limit")
-    sim_agents_obs_delay_min: float = Field(default=0.0, description="simulated market: its traders learn each "
-                                                                      "observation this many minutes late (a planted edge)")
-    sim_agents_ignore_forecast_drift: bool = Field(default=False, description="simulated market: its traders stay on "
-                                                                              "the runs issued by the listing (a planted edge)")
-    fault_rate_429: float = 0.0
-    fault_rate_5xx: float = 0.0
-    fault_rate_timeout: float = 0.0
-    fault_rate_drop: float = 0.0
-    fault_rate_empty_page: float = 0.0
-    kalshi_base_url: str = PRODUCTION_URL
-    kalshi_requests_per_second: float = Field(default=20.0, description="client-side token bucket for live Kalshi")
-    kalshi_key_id: Optional[str] = None
-    kalshi_private_key: Optional[str] = Field(default=None, description="PEM text; from KALSHI_PRIVATE_KEY")
-    visual_crossing_url: str = VC_URL
-    visual_crossing_api_key: Optional[str] = None
-    price_history_dir: Optional[str] = Field(default=None, description="folder of kalshi-price-history-*.csv (file source)")
-    retry_sleep: bool = Field(default=True, description="sleep between retries (tests switch it off)")
-    max_attempts: int = Field(default=10, description="attempts per request before giving up (429/5xx/timeouts/drops)")
+    def settings(self) -> SourceSettings:
+        return build(SourceSettings, self)
 
     def label(self) -> str:
-        if self.source not in SOURCES:
-            raise ValueError(f"market_data.source must be one of {SOURCES}, got {self.source!r}")
-        return self.source
+        return self.settings().label()
 
     def weather_label(self) -> str:
-        if self.weather_source:
-            return self.weather_source
-        if self.source == "file":
-            return "live" if self.visual_crossing_api_key else "none"
-        return self.source
+        return self.settings().weather_label()
 
-    def _now(self):
-        if self.simulated_now:
-            fixed = dt.datetime.fromisoformat(self.simulated_now.replace("Z", "+00:00"))
-            return lambda: fixed
-        return None
-
-    def _faults(self) -> FaultConfig:
-        return FaultConfig(self.fault_rate_429, self.fault_rate_5xx, self.fault_rate_timeout, self.fault_rate_drop,
-                           self.fault_rate_empty_page, seed=self.seed)
-
-    def _sleep(self):
-        import time
-        return time.sleep if self.retry_sleep else (lambda s: None)
+    def now(self) -> dt.datetime:
+        """The instant the source is at: ``simulated_now`` on the simulated source, else the clock."""
+        fixed = self.settings().simulated_clock() if self.source == "simulated" else None
+        return fixed() if fixed else dt.datetime.now(dt.timezone.utc)
 
     def kalshi_client(self) -> KalshiClient:
-        signer = KalshiSigner(self.kalshi_key_id, self.kalshi_private_key) if self.kalshi_key_id and self.kalshi_private_key else None
-        if self.label() == "simulated":
-            exchange = SimulatedExchange(seed=self.seed, now=self._now(), rate_limit=self.simulated_rate_limit,
-                                         faults=self._faults(),
-                                         agents=Agents(obs_delay_min=self.sim_agents_obs_delay_min,
-                                                       ignore_forecast_drift=self.sim_agents_ignore_forecast_drift))
-            rate = self.simulated_rate_limit * 0.95 if self.simulated_rate_limit else None
-            return KalshiClient(transport=exchange.transport(), requests_per_second=rate, signer=signer,
-                                sleep=self._sleep(), retry=RetryPolicy(max_attempts=self.max_attempts))
-        return KalshiClient(self.kalshi_base_url, requests_per_second=self.kalshi_requests_per_second, signer=signer,
-                            sleep=self._sleep(), retry=RetryPolicy(max_attempts=self.max_attempts))
+        return kalshi_client(self.settings())
 
     def weather_client(self) -> VisualCrossingClient | None:
-        kind = self.weather_label()
-        if kind == "none":
-            return None
-        if kind == "simulated":
-            feed = SimulatedWeatherFeed(seed=self.seed, now=self._now(), faults=self._faults())
-            return VisualCrossingClient(self.visual_crossing_api_key or "simulated-key", transport=feed.transport(),
-                                        requests_per_second=None, sleep=self._sleep(),
-                                        retry=RetryPolicy(max_attempts=self.max_attempts, base_delay_s=0.5))
-        if not self.visual_crossing_api_key:
-            raise ValueError("weather source is live but VISUAL_CROSSING_API_KEY is not set")
-        return VisualCrossingClient(self.visual_crossing_api_key, self.visual_crossing_url, sleep=self._sleep())
+        return weather_client(self.settings())
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -11,7 +11,7 @@ The decorated function prepares a run and returns ``produce(city, day, inputs) -
 partition (a call into ``model/``). The factory owns the rest: the partitions, single-run backfills, the
 ``duckdb`` pool, the upstream assets (``inputs`` plus ``deps`` read by the preparation), the blocking
 schema check, the table's metadata, and reading, validating and writing every partition of the run
-(``materialize.derive_partitions``).
+(``materialize.write_partitions``).
 """
 
 import inspect
@@ -20,7 +20,8 @@ from typing import Callable, Iterable
 
 import dagster as dg
 
-from kw_assets.defs.materialize import Inputs, derive_partitions, schema_check, write_partitions
+from kw_assets.defs.materialize import schema_check, write_partitions
+from kw_assets.partition_batch import Inputs
 from kw_assets.defs.resources import MarketDataResource, WarehouseResource
 from kw_assets.partitions import city_day_partitions
 from kw_assets.sources.http import ClientPerProcess
@@ -30,15 +31,16 @@ Prepare = Callable[[dg.AssetExecutionContext, Warehouse, dg.Config | None], Call
 
 
 def derived_table(table: str, *, group: str, inputs: Inputs, description: str, time_column: str | None,
-                  config: type[dg.Config] | None = None, deps: Iterable[str] = (),
+                  config: type[dg.Config] | None = None, deps: Iterable[str] = (), required: tuple[str, ...] = (),
                   owners: tuple[str, ...] = ("team:kw-quant",)) -> Callable[[Prepare], dg.AssetsDefinition]:
     """A table computed from stored tables: ``inputs`` are read per chunk of partitions (tables, or tables ->
-    the columns used), ``config`` is the asset's run config class (None: no run config)."""
+    the columns used), of which ``required`` must have rows; ``config`` is the asset's run config class
+    (None: no run config). Rows carry the ``source`` of the partition's first non-empty input."""
     def make(prepare: Prepare) -> dg.AssetsDefinition:
         def run(context, warehouse: WarehouseResource, run_config):
             wh = warehouse.get()
             produce = prepare(context, wh, run_config)
-            yield from derive_partitions(context, wh, table, time_column, produce, inputs, workers=warehouse.workers)
+            yield from write_partitions(context, wh, table, time_column, produce, inputs, required, workers=warehouse.workers)
 
         if config is None:
             def compute(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
@@ -64,8 +66,8 @@ class Fetch:
 
 
 def fetched_table(table: str, *, time_column: str, description: str, inputs: tuple[str, ...] = (),
-                  owners: tuple[str, ...] = ("team:kw-data",)) -> Callable[[Callable[[MarketDataResource], Fetch]],
-                                                                           dg.AssetsDefinition]:
+                  required: tuple[str, ...] = (), owners: tuple[str, ...] = ("team:kw-data",)
+                  ) -> Callable[[Callable[[MarketDataResource], Fetch]], dg.AssetsDefinition]:
     """A raw table: the decorated function turns the ``market_data`` resource into a ``Fetch``. Live
     sources fetch in one process (one token bucket for the rate limit); the others in the step's workers."""
     def make(plan: Callable[[MarketDataResource], Fetch]) -> dg.AssetsDefinition:
@@ -74,7 +76,8 @@ def fetched_table(table: str, *, time_column: str, description: str, inputs: tup
             workers = 1 if fetch.source == "live" else warehouse.workers
             try:
                 yield from write_partitions(context, warehouse.get(), table, time_column, fetch.produce, inputs,
-                                            fetch.source, workers, counters=fetch.client.stats if fetch.client else None)
+                                            required, source=fetch.source, workers=workers,
+                                            counters=fetch.client.stats if fetch.client else None)
             finally:
                 if fetch.client is not None:
                     fetch.client.close()

@@ -33,6 +33,16 @@ def export_path(directory: Path, city: City, day: dt.date) -> Path | None:
     return None
 
 
+def read_partition(directory: str | None, city: City, day: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(markets, candles) of one city x climate day from a folder of exports."""
+    if not directory:
+        raise DataError("kalshi_markets", "price_history_dir", "source 'file' needs price_history_dir")
+    path = export_path(directory, city, day)
+    if path is None:
+        raise DataError("kalshi_markets", "file", f"no price-history export for {city.key} {day} in {directory}")
+    return read_export(path, city, day)
+
+
 def read_export(path: Path, city: City, day: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(markets, candles) frames from one export file."""
     m = FILE_RE.match(Path(path).name)

@@ -55,7 +55,7 @@ class CorruptingMarketData(MarketDataResource):
     corruption: str = "price_above_one"
 
     def kalshi_client(self) -> KalshiClient:
-        ex = SimulatedExchange(seed=self.seed, now=self._now())
+        ex = SimulatedExchange(seed=self.seed, now=self.settings().simulated_clock())
         corruption = self.corruption
 
         def handler(request: httpx.Request) -> httpx.Response:

@@ -132,11 +132,11 @@ class Tampered(MarketDataResource):
         return httpx.MockTransport(handler)
 
     def kalshi_client(self):
-        return KalshiClient(transport=self._wrap(SimulatedExchange(now=self._now()), KALSHI_CORRUPTIONS),
+        return KalshiClient(transport=self._wrap(SimulatedExchange(now=self.settings().simulated_clock()), KALSHI_CORRUPTIONS),
                             requests_per_second=None, sleep=lambda s: None, retry=RetryPolicy(max_attempts=2))
 
     def weather_client(self):
-        return VisualCrossingClient("k", transport=self._wrap(SimulatedWeatherFeed(now=self._now()), VC_CORRUPTIONS),
+        return VisualCrossingClient("k", transport=self._wrap(SimulatedWeatherFeed(now=self.settings().simulated_clock()), VC_CORRUPTIONS),
                                     requests_per_second=None, sleep=lambda s: None, retry=RetryPolicy(max_attempts=2))
 
 
@@ -230,7 +230,7 @@ def test_no_secret_or_signature_reaches_logs_metadata_or_warehouse(tmp_path):
 
     class Recording(MarketDataResource):
         def kalshi_client(self):
-            ex = SimulatedExchange(now=self._now())
+            ex = SimulatedExchange(now=self.settings().simulated_clock())
 
             def handler(request):
                 seen_signatures.append(request.headers["KALSHI-ACCESS-SIGNATURE"])
@@ -240,7 +240,7 @@ def test_no_secret_or_signature_reaches_logs_metadata_or_warehouse(tmp_path):
                                 signer=KalshiSigner(self.kalshi_key_id, self.kalshi_private_key))
 
         def weather_client(self):
-            feed = SimulatedWeatherFeed(now=self._now())
+            feed = SimulatedWeatherFeed(now=self.settings().simulated_clock())
 
             def handler(request):
                 seen_vc_keys.append(request.url.params["key"])

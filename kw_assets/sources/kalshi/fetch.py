@@ -112,6 +112,15 @@ def fetch_trades(client: KalshiClient, markets: pd.DataFrame, now: dt.datetime |
     return _with_partition(out, markets).sort_values(["created_time", "trade_id"], kind="stable")
 
 
+def inside_trading_window(frame: pd.DataFrame, markets: pd.DataFrame, column: str, table: str) -> pd.DataFrame:
+    """``frame`` if every ``column`` time lies within the event's trading window; else a ``DataError``."""
+    start, end = markets["open_time"].min(), markets["close_time"].max()
+    outside = ((frame[column] < start) | (frame[column] > end)).to_numpy()
+    if outside.any():
+        raise DataError(table, column, f"{int(outside.sum())} row(s) outside the trading window {start} .. {end}")
+    return frame
+
+
 def _with_partition(frame: pd.DataFrame, markets: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     frame.insert(0, "climate_day", markets["climate_day"].iloc[0])

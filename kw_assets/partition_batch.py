@@ -1,0 +1,123 @@
+"""Producing a run's partitions of one table, without Dagster: partitions go city by city in date order,
+in chunks (a worker's slice is then consecutive days of one city, whose history the simulated source
+builds once). For each chunk the inputs are read with one query per upstream table, ``workers`` forked
+processes produce, conform and validate the partitions, and the caller writes them while the next chunk
+computes. A derived row carries the ``source`` of its partition's first non-empty input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import time
+from typing import Callable, Iterator, NamedTuple
+
+import pandas as pd
+
+from kw_assets import parallel
+from kw_assets.cities import City
+from kw_assets.errors import DataError
+from kw_assets.schemas import TableInvalid, conform, validate
+from kw_assets.sources.http import ApiError
+from kw_assets.warehouse import Warehouse
+
+PREFETCH_CHUNK = 32
+BAD_INPUT = (DataError, TableInvalid, ApiError)
+Inputs = tuple[str, ...] | dict[str, tuple[str, ...] | None]  # upstream tables, or tables -> the columns used
+Produce = Callable[[City, dt.date, dict[str, pd.DataFrame]], pd.DataFrame]
+
+
+class Outcome(NamedTuple):
+    """One partition, produced and validated: its frame, or the error that rejected it."""
+
+    city: City
+    day: dt.date
+    key: str
+    frame: pd.DataFrame | None
+    error: Exception | None
+
+
+def produced(warehouse: Warehouse, table: str, pairs: list[tuple[City, dt.date, str]], produce: Produce,
+             inputs: Inputs = (), required: tuple[str, ...] = (), source: str | None = None, workers: int = 1,
+             counters: Callable[[], dict[str, int]] | None = None, log: Callable[[int, str], None] | None = None,
+             spent: dict[str, float] | None = None) -> Iterator[tuple[list[Outcome], dict[str, int]]]:
+    """Each chunk's outcomes with the change of ``counters`` (e.g. a client's requests and retries) in the
+    workers. ``source`` is written on every row of a fetched table (None for a derived one); ``required``
+    tables must have rows for a partition; ``spent`` collects seconds of reading and waiting for workers."""
+    pairs = sorted(pairs, key=lambda p: (p[0].key, p[1]))
+    needs = {t: (tuple(dict.fromkeys(("source", *cols))) if cols else None)
+             for t, cols in (inputs.items() if isinstance(inputs, dict) else ((t, None) for t in inputs))}
+    spent = spent if spent is not None else {}
+    pending: parallel.Pending | None = None
+    for i in range(0, len(pairs) + PREFETCH_CHUNK, PREFETCH_CHUNK):
+        chunk = pairs[i:i + PREFETCH_CHUNK]
+        started = None
+        if chunk:
+            t0 = time.perf_counter()
+            loaded = {t: warehouse.read(t, [(c.key, d) for c, d, _ in chunk], cols) for t, cols in needs.items()}
+            split = {t: split_by_partition(f) for t, f in loaded.items()}
+            spent["read"] = spent.get("read", 0.0) + time.perf_counter() - t0
+            work = [(city, day, key, {t: split[t].get((city.key, day), loaded[t].iloc[:0]) for t in needs})
+                    for city, day, key in chunk]
+            job = functools.partial(_checked_slice, table, source, produce, required, counters)
+            started = parallel.start(job, work, workers)
+        if pending is not None:
+            t0 = time.perf_counter()
+            results = pending.result(log)
+            spent["wait for workers"] = spent.get("wait for workers", 0.0) + time.perf_counter() - t0
+            yield from results
+        pending = started
+
+
+def _checked_slice(table, source, produce, required, counters, work) -> tuple[list[Outcome], dict[str, int]]:
+    before = counters() if counters else {}
+    outcomes = check_partitions(table, source, produce, required, work)
+    after = counters() if counters else {}
+    return outcomes, {k: after[k] - before.get(k, 0) for k in after}
+
+
+def check_partitions(table: str, source: str | None, produce: Produce, required: tuple[str, ...],
+                     work: list[tuple[City, dt.date, str, dict[str, pd.DataFrame]]]) -> list[Outcome]:
+    """Produce, conform and validate partitions: the pure part of a write, safe to run in a worker.
+    The batch is validated in one Pandera pass; only when it fails is each partition validated alone,
+    so the failures name their partitions."""
+    out = []
+    for city, day, key, data in work:
+        try:
+            for t in required:
+                if data[t].empty:
+                    raise DataError(t, "<rows>", f"no {t} stored for {city.key} {day}: materialize {t} first")
+            frame = produce(city, day, data).assign(city=city.key, climate_day=pd.Timestamp(day))
+            if "source" not in frame.columns:
+                inherited = [f["source"].iloc[0] for f in data.values() if len(f) and "source" in f.columns]
+                frame["source"] = source or (inherited[0] if inherited else None)
+            out.append(Outcome(city, day, key, conform(table, frame), None))
+        except BAD_INPUT as exc:
+            out.append(Outcome(city, day, key, None, exc))
+    frames = [o.frame for o in out if o.frame is not None]
+    try:
+        if frames:
+            validate(table, pd.concat(frames, ignore_index=True))
+        return out
+    except TableInvalid:
+        pass
+    for i, o in enumerate(out):
+        if o.frame is not None:
+            try:
+                validate(table, o.frame, partition=o.key)
+            except TableInvalid as exc:
+                out[i] = o._replace(frame=None, error=exc)
+    return out
+
+
+def split_by_partition(frame: pd.DataFrame) -> dict[tuple[str, dt.date], pd.DataFrame]:
+    """Rows of each (city, climate_day), grouped on one integer key (fast on large frames)."""
+    if frame.empty:
+        return {}
+    city_code, cities = pd.factorize(frame["city"])
+    day_num = frame["climate_day"].to_numpy("datetime64[D]").astype("int64")
+    key = city_code.astype("int64") * 1_000_000 + day_num
+    out = {}
+    for k, idx in pd.Series(key).groupby(key).indices.items():
+        out[(cities[k // 1_000_000], dt.date(1970, 1, 1) + dt.timedelta(days=int(k % 1_000_000)))] = frame.iloc[idx]
+    return out
