@@ -49,3 +49,12 @@ def test_event_tickers_in_both_forms():
     assert parse_event_ticker("KXHIGHCHI-25NOV19") == ("KXHIGHCHI", dt.date(2025, 11, 19))
     with pytest.raises(ValueError):
         parse_event_ticker("KXHIGHCHI-25XYZ19")
+
+
+def test_the_partitioning_remembers_a_range_without_changing_its_keys():
+    import dagster as dg
+    from kw_assets.partitions import city_day_partitions, partition_key
+    rng = dg.PartitionKeyRange(str(partition_key("ny", "2025-03-01")), str(partition_key("lax", "2025-03-30")))
+    base = dg.MultiPartitionsDefinition.get_partition_keys_in_range(city_day_partitions, rng)
+    assert city_day_partitions.get_partition_keys_in_range(rng) == base
+    assert city_day_partitions.get_partition_keys_in_range(rng) is city_day_partitions.get_partition_keys_in_range(rng)

@@ -17,6 +17,7 @@ USED_OUTSIDE_VULTURES_SIGHT = {
     "DEMO_URL": "Kalshi's demo base URL, for users who set kalshi_base_url",
     "get_orderbook": "REST order-book snapshot of the live client; the order-book recorder (issue 14) starts from it",
     "pytestmark": "pytest reads a module's marks from it",
+    "setup_for_execution": "Dagster calls a ConfigurableResource's setup hook when a run initializes it",
     "strict": "Pandera model Config", "coerce": "Pandera model Config", "unique": "Pandera model Config",
 }
 

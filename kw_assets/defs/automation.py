@@ -66,7 +66,7 @@ def kalshi_events_sensor(context: dg.SensorEvaluationContext, market_data: Marke
     started = time.monotonic()
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     requests: list[dg.RunRequest] = []
-    min_close = int((market_data.now() - dt.timedelta(days=LOOKBACK_DAYS)).timestamp())
+    min_close = int((market_data.settings().now() - dt.timedelta(days=LOOKBACK_DAYS)).timestamp())
     valid = set(city_day_partitions.get_partition_keys())
     jobs = {"listed": "raw_job", "settled": "all_assets_job"}
     with market_data.kalshi_client() as client:
@@ -79,7 +79,7 @@ def kalshi_events_sensor(context: dg.SensorEvaluationContext, market_data: Marke
                          for r in event_requests(listed, settled, seen, valid)]
     context.log.info(f"kalshi_events_sensor: {len(seen)} events tracked, {len(requests)} run request(s), "
                      f"{time.monotonic() - started:.1f}s")
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(prune(seen, market_data.now().date())))
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(prune(seen, market_data.settings().now().date())))
 
 
 automation = {"schedules": [daily_climate_day_schedule], "sensors": [kalshi_events_sensor]}

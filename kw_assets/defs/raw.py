@@ -13,18 +13,19 @@ from kw_assets.sources.visual_crossing import fetch_weather_forecasts, fetch_wea
 
 def _kalshi(market_data: MarketDataResource, from_api, from_file) -> Fetch:
     """A Kalshi table from the API client, or from website exports."""
-    if market_data.label() == "file":
+    if market_data.settings().label() == "file":
         return Fetch("file", lambda city, day, data: from_file(city, day))
     client = ClientPerProcess(market_data.kalshi_client)
-    return Fetch(market_data.label(), lambda city, day, data: from_api(client.get(), city, day, data), client)
+    return Fetch(market_data.settings().label(), lambda city, day, data: from_api(client.get(), city, day, data), client)
 
 
 def _weather(market_data: MarketDataResource, fetch) -> Fetch:
     """A weather table; with no weather source every partition is written empty (market-only)."""
-    if market_data.weather_label() == "none":
+    kind = market_data.settings().weather_label()
+    if kind == "none":
         return Fetch("none", lambda city, day, data: pd.DataFrame())
     client = ClientPerProcess(market_data.weather_client)
-    return Fetch(market_data.weather_label(), lambda city, day, data: fetch(client.get(), city, day), client)
+    return Fetch(kind, lambda city, day, data: fetch(client.get(), city, day), client)
 
 
 def _per_event(fetch, column: str, table: str):

@@ -7,17 +7,17 @@ from environment variables through ``dagster.EnvVar`` and are never logged.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from typing import Optional
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from kw_assets.defs.config import build, run_config_from
 from kw_assets.parallel import default_workers
 from kw_assets.sources.clients import SourceSettings, kalshi_client, weather_client
 from kw_assets.sources.kalshi.client import KalshiClient
+from kw_assets.sources.simulator.world_store import WorldStore
 from kw_assets.sources.visual_crossing import VisualCrossingClient
 from kw_assets.warehouse import Warehouse
 
@@ -25,19 +25,18 @@ from kw_assets.warehouse import Warehouse
 class MarketDataResource(run_config_from("MarketDataSettings", SourceSettings, base=dg.ConfigurableResource)):
     """Kalshi and Visual Crossing clients for the configured source (fields: ``sources.clients.SourceSettings``)."""
 
+    _world_dir: Optional[str] = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """A run on the simulated source builds each city-day's world once, for all of its steps."""
+        if self.source == "simulated" and not self.simulated_world_dir and context.run_id:
+            self._world_dir = str(WorldStore.for_run(context.run_id).folder)
+
     def settings(self) -> SourceSettings:
-        return build(SourceSettings, self)
-
-    def label(self) -> str:
-        return self.settings().label()
-
-    def weather_label(self) -> str:
-        return self.settings().weather_label()
-
-    def now(self) -> dt.datetime:
-        """The instant the source is at: ``simulated_now`` on the simulated source, else the clock."""
-        fixed = self.settings().simulated_clock() if self.source == "simulated" else None
-        return fixed() if fixed else dt.datetime.now(dt.timezone.utc)
+        settings = build(SourceSettings, self)
+        if self._world_dir and not settings.simulated_world_dir:
+            settings.simulated_world_dir = self._world_dir
+        return settings
 
     def kalshi_client(self) -> KalshiClient:
         return kalshi_client(self.settings())

@@ -16,6 +16,7 @@ from kw_assets.sources.simulator.exchange import SimulatedExchange
 from kw_assets.sources.simulator.faults import FaultConfig
 from kw_assets.sources.simulator.weather_feed import SimulatedWeatherFeed
 from kw_assets.sources.simulator.world import Agents
+from kw_assets.sources.simulator.world_store import WorldStore
 from kw_assets.sources.visual_crossing import BASE_URL as VC_URL, VisualCrossingClient
 
 
@@ -35,6 +36,11 @@ class SourceSettings:
         "simulated market: its traders learn each observation this many minutes late (a planted edge)"))
     sim_agents_ignore_forecast_drift: bool = field(default=False, metadata=_about(
         "simulated market: its traders stay on the runs issued by the listing (a planted edge)"))
+    simulated_world_dir: Optional[str] = field(default=None, metadata=_about(
+        "folder where the simulated exchange keeps the worlds it built for the run's other steps (set per run)"))
+    simulated_through_http: bool = field(default=False, metadata=_about(
+        "simulated candles and trades through HTTP and JSON like live ones (slower); always so with faults or a "
+        "rate limit. Otherwise the exchange hands over the values its JSON would parse to"))
     fault_rate_429: float = 0.0
     fault_rate_5xx: float = 0.0
     fault_rate_timeout: float = 0.0
@@ -69,6 +75,11 @@ class SourceSettings:
         fixed = dt.datetime.fromisoformat(self.simulated_now.replace("Z", "+00:00"))
         return lambda: fixed
 
+    def now(self) -> dt.datetime:
+        """The instant the source is at: ``simulated_now`` on the simulated source, else the clock."""
+        fixed = self.simulated_clock() if self.source == "simulated" else None
+        return fixed() if fixed else dt.datetime.now(dt.timezone.utc)
+
     def faults(self) -> FaultConfig:
         return FaultConfig(self.fault_rate_429, self.fault_rate_5xx, self.fault_rate_timeout, self.fault_rate_drop,
                            self.fault_rate_empty_page, seed=self.seed)
@@ -81,11 +92,16 @@ def kalshi_client(s: SourceSettings) -> KalshiClient:
     signer = KalshiSigner(s.kalshi_key_id, s.kalshi_private_key) if s.kalshi_key_id and s.kalshi_private_key else None
     retry = RetryPolicy(max_attempts=s.max_attempts)
     if s.label() == "simulated":
+        store = WorldStore(s.simulated_world_dir) if s.simulated_world_dir else None
         exchange = SimulatedExchange(seed=s.seed, now=s.simulated_clock(), rate_limit=s.simulated_rate_limit,
-                                     faults=s.faults(), agents=Agents(obs_delay_min=s.sim_agents_obs_delay_min,
+                                     faults=s.faults(), store=store, agents=Agents(obs_delay_min=s.sim_agents_obs_delay_min,
                                                                       ignore_forecast_drift=s.sim_agents_ignore_forecast_drift))
         rate = s.simulated_rate_limit * 0.95 if s.simulated_rate_limit else None
-        return KalshiClient(transport=exchange.transport(), requests_per_second=rate, signer=signer, sleep=s.sleep(), retry=retry)
+        faults = s.faults()
+        plain = not (s.simulated_through_http or rate or faults.rate_429 or faults.rate_5xx or faults.rate_timeout
+                     or faults.rate_drop or faults.rate_empty_page)
+        return KalshiClient(transport=exchange.transport(), requests_per_second=rate, signer=signer, sleep=s.sleep(),
+                            retry=retry, batches=exchange if plain else None)
     return KalshiClient(s.kalshi_base_url, requests_per_second=s.kalshi_requests_per_second, signer=signer,
                         sleep=s.sleep(), retry=retry)
 

@@ -70,7 +70,7 @@ def test_two_workers_write_what_one_process_writes(tmp_path):
             result = dg.materialize([*raw_assets, minute_panel], instance=instance, tags=tags, resources={
                 "market_data": MarketDataResource(simulated_now=SIM_NOW), "warehouse": WarehouseResource(path=path, workers=workers)})
             assert result.success
-            meta = result.asset_materializations_for_node("kalshi_candles")[0].metadata
+            meta = result.asset_materializations_for_node("kalshi_markets")[0].metadata
         assert meta["run_requests"].value > 0  # the workers' request counts reach the metadata
         wh = Warehouse(path)
         tables[workers] = {t: wh.read(t).sort_values(["city", "climate_day"], kind="stable").reset_index(drop=True)

@@ -43,7 +43,12 @@ class KalshiClient:
         timeout_s: float = 20.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        batches: Any = None,
     ):
+        """``batches``: a source of whole events' candles and trades as frames (``candle_batch(markets)``,
+        ``trade_batch(markets)``) that the fetches use instead of the endpoints: the simulated exchange at
+        scale. None (live): every value comes through HTTP and JSON."""
+        self.batches = batches
         self.base_url = base_url.rstrip("/")
         self._client = httpx.Client(base_url=self.base_url, transport=transport, auth=signer, timeout=timeout_s,
                                     headers={"Accept": "application/json"})

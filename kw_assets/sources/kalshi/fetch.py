@@ -80,7 +80,9 @@ def fetch_candles(client: KalshiClient, markets: pd.DataFrame, now: dt.datetime 
     start, end = trading_window(markets, now)
     series, event = markets["series_ticker"].iloc[0], markets["event_ticker"].iloc[0]
     frames = []
-    if (markets["tier"] == "live").all():
+    if client.batches is not None:
+        frames = [client.batches.candle_batch(markets)]
+    elif (markets["tier"] == "live").all():
         by_ticker = client.get_event_candles(series, event, start, end, period=1, n_markets=len(markets))
         frames = [candles_frame(t, c) for t, c in by_ticker.items()]
     else:
@@ -98,14 +100,17 @@ def fetch_candles(client: KalshiClient, markets: pd.DataFrame, now: dt.datetime 
 
 def fetch_trades(client: KalshiClient, markets: pd.DataFrame, now: dt.datetime | None = None) -> pd.DataFrame:
     start, end = trading_window(markets, now)
-    cut = int(client.get_historical_cutoff()["trades_created_ts"].timestamp())
-    records: list[dict] = []
-    for ticker in markets["market_ticker"]:
-        if start < cut:
-            records += client.get_trades(ticker, start, min(end, cut - 1), historical=True)
-        if end >= cut:
-            records += client.get_trades(ticker, max(start, cut), end, historical=False)
-    out = trades_frame(records)
+    if client.batches is not None:
+        out = client.batches.trade_batch(markets)
+    else:
+        cut = int(client.get_historical_cutoff()["trades_created_ts"].timestamp())
+        records: list[dict] = []
+        for ticker in markets["market_ticker"]:
+            if start < cut:
+                records += client.get_trades(ticker, start, min(end, cut - 1), historical=True)
+            if end >= cut:
+                records += client.get_trades(ticker, max(start, cut), end, historical=False)
+        out = trades_frame(records)
     stray = sorted(set(out["market_ticker"]) - set(markets["market_ticker"]))
     if stray:
         raise DataError("kalshi_trades", "ticker", f"trades for markets not in the event: {stray}")

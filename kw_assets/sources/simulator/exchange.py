@@ -16,10 +16,14 @@ from typing import Any, Callable
 
 import httpx
 import numpy as np
+import pandas as pd
 
 from kw_assets.cities import City, all_cities, city_for_series, parse_event_ticker
+from kw_assets.sources.http import ApiError
+from kw_assets.sources.kalshi.parse import CANDLE_COLUMNS, TRADE_COLUMNS
 from kw_assets.sources.simulator.faults import FaultConfig, FaultInjector, ServerRateLimit
 from kw_assets.sources.simulator.world import LEGACY_SERIES_BEFORE, SUBSTEP_S, SUBSTEPS_PER_MIN, Agents, World, build_world
+from kw_assets.sources.simulator.world_store import WorldStore
 
 PREFIX = "/trade-api/v2"
 TOO_MANY = json.dumps({"error": {"code": "too_many_requests", "message": "too many requests"}}).encode()
@@ -41,6 +45,7 @@ def _fp(x: float) -> str:
 
 
 _CENT_TEXT = np.array([f"{i / 100:.4f}" for i in range(101)], dtype=object)
+_CENT_VALUE = np.array([float(t) for t in _CENT_TEXT])
 
 
 def _prices(values: np.ndarray) -> list:
@@ -54,6 +59,21 @@ def _prices(values: np.ndarray) -> list:
     other = finite & ~on_cent
     out[other] = [f"{x:.4f}" for x in v[other]]
     return out.tolist()
+
+
+def _as_parsed(values: np.ndarray, decimals: int = 4) -> np.ndarray:
+    """The floats a client parses from this exchange's text for ``values``: dollar prices as ``_prices``
+    writes them (``decimals`` 4), counts as ``%.2f`` (``decimals`` 2); NaN where the JSON has null."""
+    v = np.asarray(values, float)
+    out = np.full(v.shape, np.nan)
+    finite = np.isfinite(v)
+    if decimals == 4:
+        cents = np.rint(np.where(finite, v, 0) * 100)
+        on_cent = finite & (np.abs(v * 100 - cents) < 1e-7) & (cents >= 0) & (cents <= 100)
+        out[on_cent] = _CENT_VALUE[cents[on_cent].astype(int)]
+        finite &= ~on_cent
+    out[finite] = [float(f"{x:.{decimals}f}") for x in v[finite]]
+    return out
 
 
 class RawJson(str):
@@ -98,7 +118,7 @@ class SimulatedExchange:
     def __init__(self, seed: int = 7, now: Callable[[], dt.datetime] | None = None,
                  rate_limit: float | None = None, faults: FaultConfig | None = None,
                  cities: tuple[City, ...] | None = None, first_day: dt.date = SIM_FIRST_DAY,
-                 agents: Agents = Agents()):
+                 agents: Agents = Agents(), store: WorldStore | None = None):
         self.seed = seed
         self.agents = agents
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
@@ -106,6 +126,7 @@ class SimulatedExchange:
         self.faults = FaultInjector(faults or FaultConfig())
         self.cities = cities or all_cities()
         self.first_day = first_day
+        self.store = store
         self.requests = 0
 
     # --- plumbing ----------------------------------------------------------------------------------
@@ -167,10 +188,15 @@ class SimulatedExchange:
             raise KalshiApiError(404, f"event {ticker} not found")
         if day < self.first_day:
             raise KalshiApiError(404, f"event {ticker} not found")
-        w = build_world(city, day, self.seed, self.agents)
+        w = self._world(city, day)
         if w.event_ticker != ticker or self.now_ts() < w.open_time - LISTED_BEFORE_OPEN_S:
             raise KalshiApiError(404, f"event {ticker} not found")
         return w
+
+    def _world(self, city: City, day: dt.date) -> World:
+        if self.store is None:
+            return build_world(city, day, self.seed, self.agents)
+        return self.store.world(city, day, self.seed, self.agents)
 
     def _world_for_market(self, ticker: str) -> tuple[World, int]:
         w = self._world_for_event(ticker.rsplit("-", 1)[0])
@@ -276,7 +302,7 @@ class SimulatedExchange:
             open_time = start.timestamp() - start.timestamp() % 86400 - 86400 + 14 * 3600
             if now < open_time - LISTED_BEFORE_OPEN_S:
                 continue
-            w = build_world(city, day, self.seed, self.agents)
+            w = self._world(city, day)
             if status and self._status(w)[1] != status:
                 continue
             ev = self._event_json(w)
@@ -355,8 +381,9 @@ class SimulatedExchange:
         start, end, _ = self._candle_window(q, 1)
         return {"ticker": ticker, "candlesticks": self._candles(w, i, start, end, True)}
 
-    def _candles(self, w: World, i: int, start: int, end: int, historical: bool) -> list[RawJson]:
-        """Sparse 1-minute candles of one bracket: only minutes whose quotes changed or that traded."""
+    def _candle_columns(self, w: World, i: int, start: int, end: int) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray, np.ndarray]:
+        """One bracket's sparse 1-minute candles as arrays: (end_ts, traded, prices by field, volume, open
+        interest) of the minutes whose quotes changed or that traded, within [start, end]."""
         n_min = w.bid.shape[0] // SUBSTEPS_PER_MIN
         bid = w.bid[: n_min * SUBSTEPS_PER_MIN, i].reshape(n_min, SUBSTEPS_PER_MIN)
         ask = w.ask[: n_min * SUBSTEPS_PER_MIN, i].reshape(n_min, SUBSTEPS_PER_MIN)
@@ -378,7 +405,6 @@ class SimulatedExchange:
         np.fmax.at(hi, t_min, t_px)
         np.fmin.at(lo, t_min, t_px)
         notional = np.bincount(t_min, weights=t_px * t_ct, minlength=n_min)[:n_min]
-        sfx = "" if historical else "_dollars"
         act = np.nonzero(active)[0]
         prev_idx = np.where(act > 0, last_idx[np.maximum(act - 1, 0)], -1)
         cols = {
@@ -390,6 +416,12 @@ class SimulatedExchange:
             "pm": np.where(traded[act], notional[act] / np.where(vol[act] > 0, vol[act], 1), np.nan),
             "pp": np.where(prev_idx >= 0, t_px[np.maximum(prev_idx, 0)] if len(t_px) else np.nan, np.nan),
         }
+        return end_ts[act], traded[act], cols, vol[act], oi[act]
+
+    def _candles(self, w: World, i: int, start: int, end: int, historical: bool) -> list[RawJson]:
+        """Sparse 1-minute candles of one bracket: only minutes whose quotes changed or that traded."""
+        end_ts, traded, cols, vol, oi = self._candle_columns(w, i, start, end)
+        sfx = "" if historical else "_dollars"
         tok = {k: _tokens(_prices(v)) for k, v in cols.items()}
         vkey, oikey = ("volume", "open_interest") if historical else ("volume_fp", "open_interest_fp")
         quote = "{" + ", ".join(f'"{k}{sfx}": %s' for k in ("open", "low", "high", "close")) + "}"
@@ -400,11 +432,59 @@ class SimulatedExchange:
         else:
             no_trade = ["{}" if p == "null" else '{"previous_dollars": %s}' % p for p in tok["pp"]]
         price = [full % row if t else nt for row, t, nt in zip(zip(tok["po"], tok["pl"], tok["ph"], tok["pc"], tok["pm"], tok["pp"]),
-                                                              traded[act].tolist(), no_trade)]
+                                                              traded.tolist(), no_trade)]
         bids = [quote % row for row in zip(tok["bo"], tok["bl"], tok["bh"], tok["bc"])]
         asks = [quote % row for row in zip(tok["ao"], tok["al"], tok["ah"], tok["ac"])]
         candle = f'{{"end_period_ts": %d, "yes_bid": %s, "yes_ask": %s, "price": %s, "{vkey}": "%.2f", "{oikey}": "%.2f"}}'
-        return [RawJson(candle % row) for row in zip(end_ts[act].tolist(), bids, asks, price, vol[act].tolist(), oi[act].tolist())]
+        return [RawJson(candle % row) for row in zip(end_ts.tolist(), bids, asks, price, vol.tolist(), oi.tolist())]
+
+    # --- columnar batches: the values the JSON above parses to, without the JSON (ingest at scale) ---------
+    def candle_batch(self, markets: pd.DataFrame) -> pd.DataFrame:
+        """The event's candles over its trading window (up to now), as ``parse.candles_frame`` reads them from
+        the JSON of the candlestick endpoints, bracket by bracket."""
+        w = self._batch_world(markets)
+        start, end = int(markets["open_time"].min().timestamp()), min(int(markets["close_time"].max().timestamp()), int(self.now_ts()))
+        frames = []
+        for i, b in enumerate(w.brackets):
+            end_ts, _, cols, vol, oi = self._candle_columns(w, i, start, end)
+            names = dict(zip(("bo", "bl", "bh", "bc"), (f"yes_bid_{k}" for k in ("open", "low", "high", "close"))))
+            names |= dict(zip(("ao", "al", "ah", "ac"), (f"yes_ask_{k}" for k in ("open", "low", "high", "close"))))
+            names |= dict(zip(("po", "pl", "ph", "pc", "pm", "pp"), (f"price_{k}" for k in ("open", "low", "high", "close",
+                                                                                          "mean", "previous"))))
+            frame = {"market_ticker": [b.ticker] * len(end_ts), "end_period_ts": pd.to_datetime(end_ts, unit="s", utc=True)}
+            frame |= {names[k]: _as_parsed(v) for k, v in cols.items()}
+            frames.append(pd.DataFrame(frame | {"volume": _as_parsed(vol, 2), "open_interest": _as_parsed(oi, 2)},
+                                       columns=CANDLE_COLUMNS))
+        return pd.concat(frames, ignore_index=True)
+
+    def trade_batch(self, markets: pd.DataFrame) -> pd.DataFrame:
+        """The event's trades over its trading window (up to now), as ``parse.trades_frame`` reads them from
+        the trade endpoints' JSON (both tiers), in the order the endpoints serve them."""
+        w = self._batch_world(markets)
+        lo = int(markets["open_time"].min().timestamp()) * 1_000_000
+        hi = min(int(markets["close_time"].max().timestamp()), int(self.now_ts())) * 1_000_000 + 999_999
+        cut = self._cutoff_ts() * 1_000_000
+        parts = []
+        for ticker in markets["market_ticker"]:
+            i = next(k for k, b in enumerate(w.brackets) if b.ticker == ticker)
+            sel = (w.trade_bracket == i) & (w.trade_ts >= lo) & (w.trade_ts <= hi)
+            parts += [np.nonzero(sel & (w.trade_ts < cut))[0][::-1], np.nonzero(sel & (w.trade_ts >= cut))[0][::-1]]
+        idx = np.concatenate(parts).astype(int)
+        names = np.array([b.ticker for b in w.brackets], dtype=object)
+        return pd.DataFrame({
+            "trade_id": [w.trade_id[k] for k in idx], "market_ticker": names[w.trade_bracket[idx]],
+            "created_time": pd.to_datetime(w.trade_ts[idx], unit="us", utc=True),
+            "count": _as_parsed(w.trade_count[idx], 2), "yes_price": _as_parsed(w.trade_price[idx]),
+            "no_price": _as_parsed(1 - w.trade_price[idx]),
+            "taker_outcome_side": np.where(w.trade_yes[idx], "yes", "no").astype(object),
+            "is_block_trade": w.trade_block[idx].astype(bool),
+        }, columns=TRADE_COLUMNS)
+
+    def _batch_world(self, markets: pd.DataFrame) -> World:
+        try:
+            return self._world_for_event(markets["event_ticker"].iloc[0])
+        except KalshiApiError as exc:
+            raise ApiError("simulated batch", {"event_ticker": markets["event_ticker"].iloc[0]}, exc.status, exc.message)
 
     def trades(self, q, historical: bool):
         limit = _limit(q, 1000, default=100)

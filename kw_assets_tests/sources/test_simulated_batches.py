@@ -1,0 +1,35 @@
+"""The simulated exchange's columnar batches are the HTTP + JSON path without the JSON: same frames."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from kw_assets.cities import get_city
+from kw_assets.sources.clients import SourceSettings, kalshi_client
+from kw_assets.sources.kalshi.fetch import fetch_candles, fetch_markets, fetch_trades
+
+
+@pytest.mark.parametrize("city,day,now", [
+    ("ny", dt.date(2025, 3, 4), "2026-11-27T00:00:00Z"),   # archived: historical tier
+    ("lax", dt.date(2025, 6, 10), "2025-06-12T00:00:00Z"),  # settled, live tier
+    ("chi", dt.date(2025, 6, 10), "2025-06-10T20:00:00Z"),  # still trading: up to now
+    ("mia", dt.date(2025, 6, 20), "2025-09-19T12:00:00Z"),  # trades on both sides of the cutoff
+])
+def test_batches_equal_what_the_json_parses_to(city, day, now):
+    via_json = kalshi_client(SourceSettings(simulated_now=now, simulated_through_http=True))
+    batched = kalshi_client(SourceSettings(simulated_now=now))
+    assert via_json.batches is None and batched.batches is not None
+    markets = fetch_markets(via_json, get_city(city), day)
+    pd.testing.assert_frame_equal(fetch_markets(batched, get_city(city), day), markets)
+    candles = fetch_candles(batched, markets)
+    trades = fetch_trades(batched, markets)
+    assert len(candles) > 100 and len(trades) > 100
+    pd.testing.assert_frame_equal(candles, fetch_candles(via_json, markets))
+    pd.testing.assert_frame_equal(trades, fetch_trades(via_json, markets))
+    assert batched.http.stats["requests"] < via_json.http.stats["requests"]
+
+
+def test_faults_or_a_rate_limit_keep_the_http_path():
+    assert kalshi_client(SourceSettings(fault_rate_429=0.1)).batches is None
+    assert kalshi_client(SourceSettings(simulated_rate_limit=20)).batches is None
