@@ -17,10 +17,9 @@ from kw_assets.warehouse import Warehouse
 
 def table_hash(frame: pd.DataFrame) -> str:
     """SHA-256 of the rows sorted on every column, columns in name order (floats to 12 significant digits)."""
-    frame = frame[sorted(frame.columns)]
-    text = frame.astype(str).apply(lambda c: c.str.replace(r"(\d\.\d{11})\d+", r"\1", regex=True))
-    text = text.sort_values(list(text.columns)).reset_index(drop=True)
-    return hashlib.sha256(text.to_csv(index=False).encode()).hexdigest()[:16]
+    cols = sorted(frame.columns)
+    frame = frame[cols].sort_values(cols, na_position="last").reset_index(drop=True)
+    return hashlib.sha256(frame.to_csv(index=False, float_format="%.12g").encode()).hexdigest()[:16]
 
 
 def main(path: str) -> None:

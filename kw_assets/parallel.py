@@ -99,3 +99,9 @@ def start(job: Callable[[Sequence[Any]], list], items: Sequence[Any], workers: i
         send.close()
         pending.handles.append((proc, recv))
     return pending
+
+
+def map_items(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | None = None) -> list:
+    """``[fn(x) for x in items]`` computed in ``workers`` forked processes (default one per core), in order."""
+    slices = start(lambda part: [fn(x) for x in part], list(items), workers or default_workers()).result()
+    return [value for part in slices for value in part]

@@ -34,9 +34,27 @@ class Warehouse:
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
         self.config = {k: v for k, v in (("memory_limit", memory_limit), ("threads", threads)) if v is not None}
+        self._held: duckdb.DuckDBPyConnection | None = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator["Warehouse"]:
+        """One read-write connection for every read and write inside the block (a step's many chunks):
+        opening the file costs ~40 ms and closing it checkpoints, per call otherwise."""
+        if self._held is not None:
+            yield self
+            return
+        with self.connect() as con:
+            self._held = con
+            try:
+                yield self
+            finally:
+                self._held = None
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._held is not None:
+            yield self._held
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if read_only and not self.path.exists():
             read_only = False

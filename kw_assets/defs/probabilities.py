@@ -2,12 +2,12 @@
 walk-forward calibrated PMF, per city x climate day."""
 
 import datetime as dt
-import functools
 import zlib
 
 import numpy as np
 import pandas as pd
 
+from kw_assets import parallel
 from kw_assets.defs.config import build, run_config_from
 from kw_assets.defs.materialize import partition_pairs
 from kw_assets.defs.tables import derived_table
@@ -88,19 +88,18 @@ CalibrationRunConfig = run_config_from("CalibrationRunConfig", CalibrationConfig
                            "row names its method, fit window and sample size.")
 def calibrated_pmf(context, wh, config):
     cfg = build(CalibrationConfig, config)
-    last_day = max(day for _, day, _ in partition_pairs(context))
-    history = History.from_frame(calibration_history(wh, last_day, cfg.sample_every_min))  # once per run
-    fit_for_day = functools.lru_cache(maxsize=None)(lambda day: walk_forward_fit(history, day, cfg))  # cities share a fit
+    days = sorted({day for _, day, _ in partition_pairs(context)})
+    history = History.from_frame(calibration_history(wh, days[-1], cfg.sample_every_min))  # once per run
+    fits = dict(zip(days, parallel.map_items(lambda day: walk_forward_fit(history, day, cfg), days)))  # cities share one
 
     def produce(city, day, data):
         fused = data["fused_pmf"]
         if fused.empty:
             return fused
-        cal = fit_for_day(day)
         fused = fused.sort_values(["minute_ts", "bracket_index"]).reset_index(drop=True)
         n_br = fused["bracket_index"].nunique()
         p = fused["p_fused"].to_numpy(float).reshape(-1, n_br)
-        return fused.assign(p_calibrated=cal.apply(p).ravel(), **cal.describe())
+        return fused.assign(p_calibrated=fits[day].apply(p).ravel(), **fits[day].describe())
     return produce
 
 probability_assets = [weather_model_params, weather_pmf, fused_pmf, calibrated_pmf]
