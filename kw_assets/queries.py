@@ -6,6 +6,7 @@ the scores and the report, the settled calibrated rows (sampled) and each entry'
 from __future__ import annotations
 
 import datetime as dt
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -93,19 +94,35 @@ def calibration_history(wh: Warehouse, before: dt.date, every_min: int) -> pd.Da
     return out
 
 
-def settled_calibrated(wh: Warehouse, every_min: int) -> pd.DataFrame:
-    """Calibrated PMF rows of every settled partition, one minute in ``every_min``, with the winner: what
-    the scores and the report's reliability read (only the columns they use: a year of rows is large)."""
+def settled_calibrated(wh: Warehouse, every_min: int, first: dt.date | None = None,
+                       last: dt.date | None = None) -> pd.DataFrame:
+    """Calibrated PMF rows of every settled partition (climate days in [first, last] if given), one minute in
+    ``every_min``, with the winner: what the scores and the report's reliability read (only the columns
+    they use: a year of rows is large)."""
     rows = wh.query(
         "SELECT c.city, c.climate_day, c.source, c.minute_ts, c.bracket_index, c.p_market, c.p_weather, c.p_fused, "
         "c.p_calibrated, s.winning_bracket_index AS winner FROM calibrated_pmf c JOIN settlement s "
         "ON c.city = s.city AND c.climate_day = s.climate_day "
-        "WHERE s.winning_bracket_index >= 0 AND (epoch(c.minute_ts)::BIGINT / 60) % ? = 0",
-        [every_min], needs=("calibrated_pmf", "settlement"))
+        "WHERE s.winning_bracket_index >= 0 AND (epoch(c.minute_ts)::BIGINT / 60) % ? = 0 "
+        "AND c.climate_day BETWEEN ? AND ?",
+        [every_min, first or dt.date(1900, 1, 1), last or dt.date(2999, 12, 31)], needs=("calibrated_pmf", "settlement"))
     if len(rows):
         rows["minute_ts"] = pd.to_datetime(rows["minute_ts"], utc=True)
         rows["climate_day"] = pd.to_datetime(rows["climate_day"])
     return rows
+
+
+def settled_calibrated_by_month(wh: Warehouse, every_min: int) -> tuple[int, Iterator[pd.DataFrame]]:
+    """``settled_calibrated`` a month at a time (a year at once does not fit in 2 GB), with the most brackets
+    of any of those events (the events the scores compare); (0, nothing) before any event settled."""
+    events = wh.query("SELECT c.city, c.climate_day, count(DISTINCT c.bracket_index) AS n FROM calibrated_pmf c "
+                      "JOIN settlement s ON c.city = s.city AND c.climate_day = s.climate_day "
+                      "WHERE s.winning_bracket_index >= 0 GROUP BY ALL", needs=("calibrated_pmf", "settlement"))
+    if events.empty:
+        return 0, iter(())
+    months = pd.to_datetime(events["climate_day"]).dt.to_period("M").drop_duplicates().sort_values()
+    return int(events["n"].max()), (settled_calibrated(wh, every_min, m.start_time.date(), m.end_time.date())
+                                     for m in months)
 
 
 def entry_mids(wh: Warehouse, entries: pd.DataFrame) -> pd.DataFrame:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import matplotlib
 
@@ -91,15 +92,17 @@ class Report:
         return markdown_report(self.source, self.warning, self.stats, self.tables)
 
 
-def write_report(folder: Path, fills: pd.DataFrame, scores: pd.DataFrame, sampled: pd.DataFrame,
+def write_report(folder: Path, fills: pd.DataFrame, scores: pd.DataFrame, sampled: tuple[int, Iterable[pd.DataFrame]],
                  markets: pd.DataFrame, settled: pd.DataFrame, mids: pd.DataFrame,
                  offsets: dict[str, pd.Timedelta]) -> Report:
-    """The backtest report's plots and HTML page under ``folder``, from the frames ``report_contents`` takes."""
+    """The backtest report's plots and HTML page under ``folder``, from the frames ``report_contents`` takes
+    (``sampled``: the most brackets and the monthly chunks of ``queries.settled_calibrated_by_month``)."""
     sources = sorted(fills["source"].unique())
     warning = SIMULATED_BANNER if "simulated" in sources else None
     banner = " [SIMULATED]" if warning else ""
     folder.mkdir(parents=True, exist_ok=True)
-    stats, tables, reliability = report_contents(fills, scores, sampled, markets, settled, mids, offsets)
+    n_brackets, chunks = sampled
+    stats, tables, reliability = report_contents(fills, scores, chunks, markets, settled, mids, offsets, n_brackets)
     images = [*plot_equity(daily_pnl(fills), folder, banner), plot_pnl_by_hour(pnl_by_entry_hour(fills, offsets), folder, banner)]
     if reliability:
         images.append(plot_reliability(reliability, folder, banner))

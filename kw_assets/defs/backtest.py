@@ -15,7 +15,7 @@ from kw_assets.model.fills import FillConfig, Tape
 from kw_assets.model.report import entry_orders
 from kw_assets.model.strategy import StrategyConfig, signal_intents
 from kw_assets import reporting
-from kw_assets.queries import entry_mids, settled_calibrated
+from kw_assets.queries import entry_mids, settled_calibrated_by_month
 
 
 TAPE_COLUMNS = ("minute_ts", "market_ticker", "bracket_index", "yes_bid", "yes_ask", "last_price", "mid", "volume")
@@ -83,7 +83,7 @@ def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, war
     if fills.empty:
         raise dg.Failure("backtest_report: no backtest_fills in the warehouse for the selected range")
     report = reporting.write_report(
-        Path(config.folder), fills, wh.read("forecast_scores"), settled_calibrated(wh, config.sample_every_min),
+        Path(config.folder), fills, wh.read("forecast_scores"), settled_calibrated_by_month(wh, config.sample_every_min),
         wh.read("kalshi_markets"), wh.read("settlement"), entry_mids(wh, entry_orders(fills)),
         {c.key: pd.Timedelta(hours=c.lst_utc_offset_hours) for c in all_cities()})
     yield dg.MaterializeResult(metadata={

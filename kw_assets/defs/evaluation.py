@@ -8,10 +8,10 @@ from kw_assets.cities import all_cities
 from kw_assets.defs.materialize import reject, schema_check, table_metadata
 from kw_assets.reporting import markdown_table
 from kw_assets.defs.resources import WarehouseResource
-from kw_assets.model.evaluation import score_tables
+from kw_assets.model.evaluation import ScoreSums
 from kw_assets.model.scores import ECE_BINS
 from kw_assets.sources import SIMULATED_BANNER
-from kw_assets.queries import settled_calibrated
+from kw_assets.queries import settled_calibrated_by_month
 from kw_assets.schemas import TableInvalid, validate
 
 
@@ -27,23 +27,26 @@ class ScoresConfig(dg.Config):
                       "hour of the climate day (LST), over every settled partition in the warehouse.")
 def forecast_scores(context: dg.AssetExecutionContext, config: ScoresConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
-    rows = settled_calibrated(wh, config.sample_every_min)
-    if rows.empty:
+    n_brackets, months = settled_calibrated_by_month(wh, config.sample_every_min)
+    if not n_brackets:
         raise dg.Failure("forecast_scores: no settled partitions with calibrated PMFs in the warehouse yet")
-    markets = wh.read("kalshi_markets")
-    settled = wh.read("settlement")
+    markets, settled = wh.read("kalshi_markets"), wh.read("settlement")
     offsets = {c.key: pd.Timedelta(hours=-c.lst_utc_offset_hours) for c in all_cities()}
-    scores, rel = score_tables(rows, markets, settled, offsets)
-    sources = sorted(rows["source"].unique())
-    scores.insert(0, "source", ", ".join(sources))
+    sums, sources, partitions = ScoreSums(n_brackets), set(), 0
+    for rows in months:
+        sums.add(rows, markets, settled, offsets)
+        sources |= set(rows["source"].unique())
+        partitions += rows[["city", "climate_day"]].drop_duplicates().shape[0]
+    scores, rel = sums.tables()
+    scores.insert(0, "source", ", ".join(sorted(sources)))
     try:
         scores = validate("forecast_scores", scores)
     except TableInvalid as exc:
         yield from reject("forecast_scores", exc.failures, f"{exc}; nothing was written")
     wh.replace_table("forecast_scores", scores)
     overall = scores[scores["group_by"] == "all"].drop(columns=["group_by", "group_value"])
-    meta = {**table_metadata("forecast_scores"), "dagster/row_count": dg.MetadataValue.int(len(scores)), "partitions": dg.MetadataValue.int(rows[["city", "climate_day"]].drop_duplicates().shape[0]),
-            "source": dg.MetadataValue.text(", ".join(sources)),
+    meta = {**table_metadata("forecast_scores"), "dagster/row_count": dg.MetadataValue.int(len(scores)), "partitions": dg.MetadataValue.int(partitions),
+            "source": dg.MetadataValue.text(", ".join(sorted(sources))),
             "ece_bins": dg.MetadataValue.text(f"{ECE_BINS} equal-width bins on [0, 1], bracket-level probabilities"),
             "scores": dg.MetadataValue.md(markdown_table(overall)),
             **{f"reliability_{k}": dg.MetadataValue.md(markdown_table(v)) for k, v in rel.items()}}

@@ -5,10 +5,12 @@ a bootstrap 95% interval of net P&L over city-days, orders sent and filled per c
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 import pandas as pd
 
-from kw_assets.model.evaluation import score_tables
+from kw_assets.model.evaluation import ScoreSums
 
 ANNUALIZATION_DAYS = 365
 
@@ -180,24 +182,28 @@ def bracket_migration(pmf: pd.DataFrame, entries: pd.DataFrame, window_min: int 
     return out.reset_index()
 
 
-def report_contents(fills: pd.DataFrame, scores: pd.DataFrame, sampled: pd.DataFrame, markets: pd.DataFrame,
-                    settled: pd.DataFrame, mids: pd.DataFrame, offsets: dict[str, pd.Timedelta]
-                    ) -> tuple[dict, dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+def report_contents(fills: pd.DataFrame, scores: pd.DataFrame, sampled: pd.DataFrame | Iterable[pd.DataFrame],
+                    markets: pd.DataFrame, settled: pd.DataFrame, mids: pd.DataFrame, offsets: dict[str, pd.Timedelta],
+                    n_brackets: int | None = None) -> tuple[dict, dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """The report from stored frames: the summary (with next-bar hit rates and bracket migration), its tables
     by title, and the reliability of the fused and calibrated PMFs. ``sampled``: settled calibrated rows with
-    a ``winner``; ``mids``: each entry's mid at the fill and later (``next_bar_winners``); ``offsets``: each
+    a ``winner``, whole or in chunks of whole city-days (their events scored if they have ``n_brackets``
+    brackets); ``mids``: each entry's mid at the fill and later (``next_bar_winners``); ``offsets``: each
     city's LST offset from UTC."""
     stats = summary(fills)
     before_after = scores[scores["group_by"].isin(["all", "city"]) & scores["model"].isin(["fused", "calibrated"])]
-    reliability: dict[str, pd.DataFrame] = {}
-    if len(sampled):
-        _, rel = score_tables(sampled, markets, settled, {k: -v for k, v in offsets.items()})
-        reliability = {k: v for k, v in rel.items() if k in ("fused", "calibrated")}
     entries = entry_orders(fills)
     next_bar = next_bar_winners(mids)
     traded = fills[["city", "climate_day"]].drop_duplicates().assign(climate_day=lambda d: pd.to_datetime(d["climate_day"]))
-    pmf = sampled.rename(columns={"p_calibrated": "p"}).merge(traded) if len(sampled) else pd.DataFrame()
-    migration = bracket_migration(pmf, entries)
+    sums, parts = ScoreSums(n_brackets), []
+    for chunk in [sampled] if isinstance(sampled, pd.DataFrame) else sampled:
+        if len(chunk):
+            sums.add(chunk, markets, settled, {k: -v for k, v in offsets.items()})
+            parts.append(bracket_migration(chunk.rename(columns={"p_calibrated": "p"}).merge(traded), entries))
+    reliability = {k: v for k, v in sums.tables()[1].items() if k in ("fused", "calibrated")}
+    parts = [p for p in parts if len(p)]
+    migration = (pd.concat(parts, ignore_index=True).sort_values(["city", "climate_day"], ignore_index=True) if parts
+                 else bracket_migration(pd.DataFrame(), entries))
     in_move = int(migration["entries_in_move"].sum()) if len(migration) else 0
     stats.update({f"next_bar_hit_rate_{h}m": float(v) for h, v in zip(next_bar["minutes_after_fill"], next_bar["hit_rate"])})
     stats.update({"migration_entries_in_move": in_move,

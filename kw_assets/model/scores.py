@@ -37,23 +37,36 @@ def rps(p: np.ndarray, winner: np.ndarray) -> float:
 
 
 def reliability(p: np.ndarray, winner: np.ndarray, bins: int = ECE_BINS) -> pd.DataFrame:
-    probs = p.ravel()
-    hits = one_hot(winner, p.shape[1]).ravel()
-    idx = np.minimum((probs * bins).astype(int), bins - 1)
-    count = np.bincount(idx, minlength=bins)
-    mean_p = np.bincount(idx, weights=probs, minlength=bins) / np.maximum(count, 1)
-    freq = np.bincount(idx, weights=hits, minlength=bins) / np.maximum(count, 1)
-    edges = np.linspace(0, 1, bins + 1)
-    return pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "count": count,
+    s = row_statistics(p, winner, bins).sum(axis=0)
+    return reliability_from_sums(s[4:4 + bins], s[4 + bins:4 + 2 * bins], s[4 + 2 * bins:])
+
+
+def reliability_from_sums(count: np.ndarray, sum_p: np.ndarray, hits: np.ndarray) -> pd.DataFrame:
+    """The reliability table from per-bin counts, summed probabilities and hits."""
+    count = np.asarray(count, float)
+    edges = np.linspace(0, 1, len(count) + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p, freq = sum_p / count, hits / count
+    return pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "count": count.astype(int),
                          "mean_p": np.where(count > 0, mean_p, np.nan), "hit_rate": np.where(count > 0, freq, np.nan)})
+
+
+def row_statistics(p: np.ndarray, winner: np.ndarray, bins: int = ECE_BINS) -> np.ndarray:
+    """Per forecast, what the scores sum: [1, Brier, log loss, RPS, then per bin of its bracket probabilities
+    the count, the summed probability and the hits]. Log loss as sklearn's ``log_loss`` after our clip."""
+    n, b = p.shape
+    y = one_hot(winner, b)
+    cdf = np.cumsum(p, axis=1)[:, :-1] - np.cumsum(y, axis=1)[:, :-1]
+    eps = np.finfo(float).eps
+    first = np.column_stack([np.ones(n), ((p - y) ** 2).sum(axis=1),
+                             -np.log(np.clip(p[np.arange(n), winner], max(1e-15, eps), 1 - eps)),
+                             (cdf ** 2).sum(axis=1) / (b - 1)])
+    cell = (np.arange(n)[:, None] * bins + np.minimum((p * bins).astype(int), bins - 1)).ravel()
+    per_bin = [np.bincount(cell, weights=w, minlength=n * bins).reshape(n, bins) for w in (None, p.ravel(), y.ravel())]
+    return np.hstack([first, *per_bin])
 
 
 def ece(p: np.ndarray, winner: np.ndarray, bins: int = ECE_BINS) -> float:
     t = reliability(p, winner, bins)
     used = t["count"] > 0
     return float((t.loc[used, "count"] / t["count"].sum() * (t.loc[used, "mean_p"] - t.loc[used, "hit_rate"]).abs()).sum())
-
-
-def score_all(p: np.ndarray, winner: np.ndarray) -> dict[str, float]:
-    return {"n": int(len(p)), "brier": brier(p, winner), "log_loss": logloss(p, winner), "rps": rps(p, winner),
-            "ece": ece(p, winner)}

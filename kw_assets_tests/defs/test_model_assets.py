@@ -52,13 +52,13 @@ def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehou
 def check_bad_scores_fail_their_check_and_are_not_written(resources, instance, wh: Warehouse, monkeypatch):
     import kw_assets.defs.evaluation as evaluation
     before = wh.read("forecast_scores")
-    real = evaluation.score_tables
+    real = evaluation.ScoreSums.tables
 
-    def corrupt(*args, **kwargs):
-        scores, rel = real(*args, **kwargs)
+    def corrupt(self):
+        scores, rel = real(self)
         return scores.assign(rps=np.where(np.arange(len(scores)) == 2, -0.5, scores["rps"])), rel
 
-    monkeypatch.setattr(evaluation, "score_tables", corrupt)
+    monkeypatch.setattr(evaluation.ScoreSums, "tables", corrupt)
     result = dg.materialize([defs.get_assets_def("forecast_scores")], resources=resources, instance=instance,
                             raise_on_error=False)
     assert not result.success

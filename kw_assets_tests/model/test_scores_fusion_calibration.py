@@ -100,3 +100,34 @@ def test_walk_forward_changing_day_d_outcomes_changes_nothing_up_to_day_d():
     cfg = CalibrationConfig(method="temperature", min_samples=50)
     later = dt.date(2025, 6, 20)
     assert not np.array_equal(walk_forward_fit(h, later, cfg).apply(p), walk_forward_fit(changed, later, cfg).apply(p))
+
+
+def test_scores_summed_a_chunk_at_a_time_equal_the_scores_of_everything_at_once():
+    """forecast_scores and the report add a month at a time; the totals are the one-pass scores."""
+    from kw_assets.model.evaluation import ScoreSums
+    rng = np.random.default_rng(3)
+    n_days, minutes, b = 6, 20, 5
+    p = rng.dirichlet(np.ones(b), size=n_days * minutes)
+    winner = np.repeat(rng.integers(0, b, n_days), minutes)
+    days = np.repeat(pd.date_range("2025-06-01", periods=n_days), minutes)
+    ts = pd.Timestamp("2025-06-01 05:00", tz="UTC") + pd.to_timedelta(np.tile(np.arange(minutes) * 5, n_days), "min")
+    rows = pd.DataFrame({"city": np.repeat(np.where(np.arange(n_days) % 2, "ny", "chi"), minutes),
+                         "climate_day": days, "minute_ts": ts + (days - days[0]), "winner": winner})
+    rows = rows.loc[rows.index.repeat(b)].assign(bracket_index=np.tile(np.arange(b), len(rows)))
+    for col in ("p_market", "p_weather", "p_fused", "p_calibrated"):
+        rows[col] = p.ravel()
+    offsets = {"ny": pd.Timedelta(hours=5), "chi": pd.Timedelta(hours=6)}
+    sums = ScoreSums(b)
+    for _, chunk in rows.groupby(rows["climate_day"].dt.day // 3):
+        sums.add(chunk, pd.DataFrame(columns=["city", "climate_day", "bracket_index"]), pd.DataFrame(), offsets)
+    scores, rel = sums.tables()
+    overall = scores[(scores["group_by"] == "all") & (scores["model"] == "calibrated")].iloc[0]
+    assert overall["n"] == n_days * minutes
+    assert overall["brier"] == pytest.approx(brier(p, winner), rel=1e-12)
+    assert overall["log_loss"] == pytest.approx(logloss(p, winner), rel=1e-12)
+    assert overall["rps"] == pytest.approx(rps(p, winner), rel=1e-12)
+    assert overall["ece"] == pytest.approx(ece(p, winner), rel=1e-12)
+    pd.testing.assert_frame_equal(rel["calibrated"], reliability(p, winner))
+    ny = scores[(scores["group_by"] == "city") & (scores["group_value"] == "ny") & (scores["model"] == "fused")].iloc[0]
+    mask = np.repeat(np.arange(n_days) % 2 == 1, minutes)
+    assert ny["brier"] == pytest.approx(brier(p[mask], winner[mask]), rel=1e-12)
