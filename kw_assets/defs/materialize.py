@@ -50,7 +50,7 @@ def schema_check(table: str) -> dg.AssetCheckSpec:
 
 def partition_pairs(context: dg.AssetExecutionContext) -> list[tuple[City, dt.date, str]]:
     """(city, climate_day, key) for every partition this run materializes."""
-    return [(get_city(split_key(k)[0]), split_key(k)[1], str(k)) for k in context.partition_keys]
+    return [(get_city(city), day, str(k)) for k in context.partition_keys for city, day in [split_key(k)]]
 
 
 def write_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, table: str, time_column: str | None,

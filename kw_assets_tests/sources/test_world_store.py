@@ -47,3 +47,12 @@ def test_a_run_folder_sweeps_away_old_runs(tmp_path):
     os.utime(old, (stale, stale))
     store = WorldStore.for_run("new-run", root=tmp_path)
     assert store.folder == tmp_path / "new-run" and store.folder.is_dir() and not old.exists()
+
+
+def test_a_root_others_can_write_to_is_refused(tmp_path):
+    import pytest
+    root = tmp_path / "shared"
+    root.mkdir(mode=0o777)
+    os.chmod(root, 0o777)
+    with pytest.raises(PermissionError, match="0700"):
+        WorldStore.for_run("run", root=root)

@@ -465,8 +465,11 @@ class SimulatedExchange:
         hi = min(int(markets["close_time"].max().timestamp()), int(self.now_ts())) * 1_000_000 + 999_999
         cut = self._cutoff_ts() * 1_000_000
         parts = []
+        index = {b.ticker: k for k, b in enumerate(w.brackets)}
         for ticker in markets["market_ticker"]:
-            i = next(k for k, b in enumerate(w.brackets) if b.ticker == ticker)
+            if ticker not in index:
+                continue  # as the trade endpoints answer for a market they do not know: no trades
+            i = index[ticker]
             sel = (w.trade_bracket == i) & (w.trade_ts >= lo) & (w.trade_ts <= hi)
             parts += [np.nonzero(sel & (w.trade_ts < cut))[0][::-1], np.nonzero(sel & (w.trade_ts >= cut))[0][::-1]]
         idx = np.concatenate(parts).astype(int)

@@ -19,7 +19,7 @@ from pathlib import Path
 from kw_assets.cities import City
 from kw_assets.sources.simulator.world import Agents, World, build_world
 
-ROOT = Path(tempfile.gettempdir()) / "kw_simulated_worlds"
+ROOT = Path(tempfile.gettempdir()) / f"kw_simulated_worlds-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
 KEEP_HOURS = 12
 
 
@@ -29,8 +29,11 @@ class WorldStore:
 
     @classmethod
     def for_run(cls, run_id: str, root: Path = ROOT) -> "WorldStore":
-        """The run's folder, after removing those of runs started more than ``KEEP_HOURS`` ago."""
-        root.mkdir(parents=True, exist_ok=True)
+        """The run's folder, after removing those of runs started more than ``KEEP_HOURS`` ago. The root is
+        private to this user (mode 0700, owned by us): its pickles are loaded, so no one else may write there."""
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if hasattr(os, "getuid") and (root.stat().st_uid != os.getuid() or root.stat().st_mode & 0o077):
+            raise PermissionError(f"{root} must be owned by this user with mode 0700: it holds pickles this run loads")
         horizon = time.time() - KEEP_HOURS * 3600
         for old in root.iterdir():
             if old.is_dir() and old.stat().st_mtime < horizon:
@@ -48,6 +51,7 @@ class WorldStore:
         except (FileNotFoundError, EOFError, pickle.UnpicklingError):
             pass
         w = build_world(city, day, seed, agents)
+        self.folder.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         with open(partial, "wb") as f:
             pickle.dump(w, f, protocol=pickle.HIGHEST_PROTOCOL)
