@@ -8,6 +8,8 @@ second, seconds per step split into reading inputs, waiting for the workers, wri
 own events and checks), peak memory (max RSS of this process, and of the largest forked worker), and a
 content hash of the backtest tables to compare with another run (e.g. day by day on a small slice).
 ``--through-http`` sends the simulated candles and trades through HTTP and JSON as live ones go.
+The instance is the local one of ``dagster.local.yaml`` (its batched SQLite event log) in a temporary
+folder; ``--stock-event-log`` uses Dagster's own SQLite event log instead, to measure the difference.
 Workers: ``KW_WORKERS`` (default one per core).
 """
 
@@ -21,6 +23,9 @@ import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
+
+import yaml
 
 # one "planned" event per asset for the run, not one per asset x partition (30,000 for a year x 7)
 os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
@@ -37,6 +42,7 @@ def main():
     ap.add_argument("--cities", default="ny,chi,mia,aus,den,phil,lax")
     ap.add_argument("--n-paths", type=int, default=5000)
     ap.add_argument("--through-http", action="store_true", help="simulated candles and trades via HTTP + JSON")
+    ap.add_argument("--stock-event-log", action="store_true", help="Dagster's SQLite event log, not the batched one")
     a = ap.parse_args()
 
     from kw_assets.defs.resources import MarketDataResource, WarehouseResource
@@ -54,7 +60,9 @@ def main():
                           "backtest_report": {"config": {"folder": os.path.join(tmp, "reports")}}}}
     tags = {"dagster/asset_partition_range_start": str(partition_key(cities[0], start)),
             "dagster/asset_partition_range_end": str(partition_key(cities[-1], end))}
-    with dg.instance_for_test() as instance:
+    local = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.local.yaml").read_text())
+    overrides = {} if a.stock_event_log else {"event_log_storage": local["event_log_storage"]}
+    with dg.instance_for_test(overrides=overrides) as instance:
         t0 = time.perf_counter()
         result = defs.resolve_job_def("all_assets_job").execute_in_process(
             instance=instance, resources=resources, run_config=run_config, tags=tags, raise_on_error=False)
@@ -72,6 +80,7 @@ def main():
     worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{len(cities)} cities x {a.days} days = {n} city-days ({start} .. {end}), simulated source")
+    print(f"event log: {'stock' if a.stock_event_log else 'batched'} SQLite")
     print(f"success: {result.success}; runs launched: {runs}; wall {wall:.1f} s; {n / wall:.2f} city-days/s; "
           f"peak RSS {peak_mb:,.0f} MiB (largest worker {worker_mb:,.0f} MiB)")
     rest_total = 0.0
