@@ -18,6 +18,8 @@ USED_OUTSIDE_VULTURES_SIGHT = {
     "get_orderbook": "REST order-book snapshot of the live client; the order-book recorder (issue 14) starts from it",
     "pytestmark": "pytest reads a module's marks from it",
     "setup_for_execution": "Dagster calls a ConfigurableResource's setup hook when a run initializes it",
+    "config_type": "Dagster reads a ConfigurableClass's config schema (the instance's event log storage)",
+    "from_config_value": "Dagster builds a ConfigurableClass from dagster.yaml with it",
     "strict": "Pandera model Config", "coerce": "Pandera model Config", "unique": "Pandera model Config",
 }
 

@@ -80,28 +80,28 @@ def test_repeated_cursor_is_an_error_not_an_infinite_loop():
         client_for(handler).get_trades("T", 1, 2)
 
 
-def test_event_candles_are_split_to_respect_the_5000_cap_and_follow_adjusted_end():
+def test_batch_candles_respect_100_tickers_and_10000_candles_a_request():
     calls = []
 
     def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path.endswith("/markets/candlesticks")
         p = request.url.params
-        s, e = int(p["start_ts"]), int(p["end_ts"])
-        n = ((e - s) // 60 + 1) * 6
-        assert n <= 5000, n
-        calls.append((s, e))
-        adjusted = e if len(calls) != 1 else s + 600 * 60  # the server stops short once
-        return httpx.Response(200, json={"market_tickers": ["A", "B", "C", "D", "E", "F"],
-                                         "market_candlesticks": [[{**LIVE_CANDLE, "end_period_ts": s + 60}]] * 6,
-                                         "adjusted_end_ts": adjusted})
+        s, e, tickers = int(p["start_ts"]), int(p["end_ts"]), p["market_tickers"].split(",")
+        assert len(tickers) <= 100 and ((e - s) // 60 + 1) * len(tickers) <= 10_000, (len(tickers), s, e)
+        calls.append((len(tickers), s, e))
+        return httpx.Response(200, json={"markets": [{"market_ticker": t, "candlesticks": [
+            {**LIVE_CANDLE, "end_period_ts": s + 60}]} for t in tickers]})
 
     start = 1_750_000_000
     end = start + 2340 * 60  # a whole trading window, ~39 hours
-    out = client_for(handler).get_event_candles("KXHIGHNY", "KXHIGHNY-25JUN10", start, end, 1, n_markets=6)
-    assert calls[0] == (start, start + 832 * 60)  # 833 minutes x 6 markets = 4,998 candles
-    assert calls[1][0] == start + 600 * 60 + 1  # resumed right after adjusted_end_ts
-    covered = sorted(calls)
-    assert covered[0][0] == start and covered[-1][1] == end
-    assert len(out["A"]) == len(calls)
+    event = [f"KXHIGHNY-25JUN10-B{80 + 2 * i}.5" for i in range(6)]
+    out = client_for(handler).get_batch_candles(event, start, end, 1)
+    assert calls == [(6, start, start + 1665 * 60), (6, start + 1665 * 60 + 1, end)]  # 1,666 minutes x 6 = 9,996
+    assert sorted(out) == sorted(event) and all(len(c) == 2 for c in out.values())
+    calls.clear()
+    many = [f"KXHIGHCHI-25JUN{d:02d}-B{80 + 2 * i}.5" for d in range(1, 26) for i in range(6)]  # 150 markets
+    out = client_for(handler).get_batch_candles(many, start, start + 99 * 60, 1)
+    assert [c[0] for c in calls] == [100, 50] and sorted(out) == sorted(many)  # 100 minutes x 100 = 10,000
 
 
 def test_429_then_5xx_then_success_is_retried():

@@ -67,6 +67,12 @@ def test_exchange_enforces_the_candle_cap_and_its_rate_limit():
     ex = SimulatedExchange(now=lambda: NOW)
     r = _get(ex, "/series/KXHIGHNY/events/KXHIGHNY-26NOV20/candlesticks", start_ts=0, end_ts=900 * 60, period_interval=1)
     assert r.status_code == 400 and "max candlesticks: 5000" in r.json()["error"]["message"]
+    tickers = ",".join(b.ticker for b in build_world(get_city("ny"), dt.date(2026, 11, 20)).brackets)
+    r = _get(ex, "/markets/candlesticks", market_tickers=tickers, start_ts=0, end_ts=1700 * 60, period_interval=1)
+    assert r.status_code == 400 and "max candlesticks: 10000" in r.json()["error"]["message"]
+    r = _get(ex, "/markets/candlesticks", market_tickers=",".join([tickers] * 17), start_ts=0, end_ts=60,
+             period_interval=1)
+    assert r.status_code == 400 and "1 to 100 markets" in r.json()["error"]["message"]  # 102 tickers
     limited = SimulatedExchange(now=lambda: NOW, rate_limit=5)
     codes = [_get(limited, "/historical/cutoff").status_code for _ in range(30)]
     assert codes.count(429) > 0 and codes[:5] == [200] * 5
@@ -154,3 +160,14 @@ def test_agents_see_the_public_runs_with_part_of_each_runs_error_taken_out():
     run = np.searchsorted(w.run_times, issued)
     shift = -Agents().forecast_insight * w.run_error[run]
     assert np.abs(theirs - public - shift).max() <= 0.1 + 1e-9  # both rounded to 0.1 F
+
+
+def test_batch_candles_are_the_event_candles_market_by_market():
+    w = build_world(get_city("chi"), dt.date(2026, 11, 20))
+    ex = SimulatedExchange(now=lambda: NOW)
+    window = {"start_ts": w.open_time, "end_ts": w.open_time + 800 * 60, "period_interval": 1}
+    event = _get(ex, f"/series/KXHIGHCHI/events/{w.event_ticker}/candlesticks", **window).json()
+    batch = _get(ex, "/markets/candlesticks", market_tickers=",".join(event["market_tickers"]), **window).json()
+    assert [m["market_ticker"] for m in batch["markets"]] == event["market_tickers"]
+    assert [m["candlesticks"] for m in batch["markets"]] == event["market_candlesticks"]
+    assert sum(len(c) for c in event["market_candlesticks"]) > 100

@@ -23,6 +23,7 @@ DEMO_URL = "https://demo-api.kalshi.co/trade-api/v2"
 
 CANDLE_PERIODS = (1, 60, 1440)
 MAX_CANDLES_PER_REQUEST = 5000
+MAX_BATCH_TICKERS, MAX_BATCH_CANDLES = 100, 10_000  # GET /markets/candlesticks
 TRADES_PAGE_LIMIT = 1000
 MARKETS_PAGE_LIMIT = 1000
 EVENTS_PAGE_LIMIT = 200
@@ -131,22 +132,19 @@ class KalshiClient:
         return self.http.get(f"/markets/{ticker}/orderbook", {"depth": depth})["orderbook_fp"]
 
     # --- candles -----------------------------------------------------------------------------------
-    def get_event_candles(self, series_ticker: str, event_ticker: str, start_ts: int, end_ts: int,
-                          period: int = 1, n_markets: int = 6) -> dict[str, list[dict]]:
-        """All brackets' candles, chunked so markets x periods stays within the 5,000-candle cap."""
+    def get_batch_candles(self, tickers: list[str], start_ts: int, end_ts: int, period: int = 1) -> dict[str, list[dict]]:
+        """Live markets' candles through ``GET /markets/candlesticks``: up to 100 tickers a request, windows
+        chunked so tickers x periods stays within its 10,000-candle cap (a whole 6-bracket event at 1 minute:
+        2 requests, where the event endpoint's 5,000 cap needs 3)."""
         _check_period(period)
-        per_request = max(1, MAX_CANDLES_PER_REQUEST // max(1, n_markets))
-        out: dict[str, list[dict]] = {}
-        for s, e in _chunks(start_ts, end_ts, period, per_request):
-            while s <= e:
-                body = self.http.get(f"/series/{series_ticker}/events/{event_ticker}/candlesticks",
-                                     {"start_ts": s, "end_ts": e, "period_interval": period})
-                for ticker, candles in zip(body["market_tickers"], body["market_candlesticks"]):
-                    out.setdefault(ticker, []).extend(candles)
-                adjusted = int(body.get("adjusted_end_ts") or e)
-                if adjusted >= e or adjusted < s:
-                    break
-                s = adjusted + 1  # the server stopped short: continue after what it served
+        out: dict[str, list[dict]] = {t: [] for t in tickers}
+        for i in range(0, len(tickers), MAX_BATCH_TICKERS):
+            group = tickers[i:i + MAX_BATCH_TICKERS]
+            for s, e in _chunks(start_ts, end_ts, period, max(1, MAX_BATCH_CANDLES // len(group))):
+                body = self.http.get("/markets/candlesticks", {"market_tickers": ",".join(group), "start_ts": s,
+                                                               "end_ts": e, "period_interval": period})
+                for market in body["markets"]:
+                    out.setdefault(market["market_ticker"], []).extend(market["candlesticks"])
         return out
 
     def get_market_candles(self, series_ticker: str, ticker: str, start_ts: int, end_ts: int,

@@ -1,8 +1,8 @@
 """Everything Kalshi knows about one city's climate day, as canonical frames.
 
 Plan: resolve the event ticker (KX form, then the legacy form), list its markets from the live tier
-and, when the event may have been archived, from the historical tier; then candles (event endpoint
-for live markets, per-market historical endpoint otherwise) and trades (split at the trades cutoff).
+and, when the event may have been archived, from the historical tier; then candles (the batch
+endpoint ``/markets/candlesticks`` for live markets, the per-market historical endpoint otherwise) and trades (split at the trades cutoff).
 """
 
 from __future__ import annotations
@@ -78,12 +78,12 @@ def trading_window(markets: pd.DataFrame, now: dt.datetime | None = None) -> tup
 
 def fetch_candles(client: KalshiClient, markets: pd.DataFrame, now: dt.datetime | None = None) -> pd.DataFrame:
     start, end = trading_window(markets, now)
-    series, event = markets["series_ticker"].iloc[0], markets["event_ticker"].iloc[0]
+    series = markets["series_ticker"].iloc[0]
     frames = []
     if client.batches is not None:
         frames = [client.batches.candle_batch(markets)]
     elif (markets["tier"] == "live").all():
-        by_ticker = client.get_event_candles(series, event, start, end, period=1, n_markets=len(markets))
+        by_ticker = client.get_batch_candles(markets["market_ticker"].tolist(), start, end, period=1)
         frames = [candles_frame(t, c) for t, c in by_ticker.items()]
     else:
         for ticker, tier in zip(markets["market_ticker"], markets["tier"]):

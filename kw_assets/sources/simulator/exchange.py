@@ -166,6 +166,7 @@ class SimulatedExchange:
             (r"/events/(?P<event>[^/]+)", self.event),
             (r"/markets", self.markets),
             (r"/markets/trades", lambda q: self.trades(q, historical=False)),
+            (r"/markets/candlesticks", self.batch_candles),
             (r"/markets/(?P<ticker>[^/]+)/orderbook", self.orderbook),
         ]
         for pattern, fn in routes:
@@ -344,7 +345,7 @@ class SimulatedExchange:
         no = [[_d(1 - ask), "25.00"]] if ask < 1 else []
         return {"orderbook_fp": {"yes_dollars": yes, "no_dollars": no}}
 
-    def _candle_window(self, q, n_markets: int) -> tuple[int, int, int]:
+    def _candle_window(self, q, n_markets: int, cap: int = 5000) -> tuple[int, int, int]:
         try:
             start, end, period = int(q["start_ts"]), int(q["end_ts"]), int(q["period_interval"])
         except (KeyError, ValueError):
@@ -354,8 +355,8 @@ class SimulatedExchange:
         if period != 1:
             raise KalshiApiError(400, "the simulator serves 1-minute candles only")
         n = ((end - start) // (period * 60)) * n_markets
-        if n > 5000:
-            raise KalshiApiError(400, f"requested time range with candlesticks: {n}, max candlesticks: 5000")
+        if n > cap:
+            raise KalshiApiError(400, f"requested time range with candlesticks: {n}, max candlesticks: {cap}")
         return start, min(end, int(self.now_ts())), period
 
     def event_candles(self, q, series, event):
@@ -366,6 +367,19 @@ class SimulatedExchange:
         return {"market_tickers": [b.ticker for b in w.brackets],
                 "market_candlesticks": [self._candles(w, i, start, end, False) for i in range(len(w.brackets))],
                 "adjusted_end_ts": int(q["end_ts"])}
+
+    def batch_candles(self, q):
+        tickers = [t for t in q.get("market_tickers", "").split(",") if t]
+        if not tickers or len(tickers) > 100:
+            raise KalshiApiError(400, f"market_tickers must name 1 to 100 markets, got {len(tickers)}")
+        start, end, _ = self._candle_window(q, len(tickers), cap=10_000)
+        markets = []
+        for ticker in tickers:
+            w, i = self._world_for_market(ticker)
+            if self._archived(w):
+                raise KalshiApiError(404, f"market {ticker} is archived: use /historical")
+            markets.append({"market_ticker": ticker, "candlesticks": self._candles(w, i, start, end, False)})
+        return {"markets": markets}
 
     def market_candles(self, q, series, ticker):
         w, i = self._world_for_market(ticker)
