@@ -99,6 +99,7 @@ def main():
     for table in ("backtest_fills", "backtest_pnl"):
         print(f"content hash {table}: {table_hash(wh.read(table))}")
     print(f"year x 7 cities (2,555 city-days) at this rate: ~{2555 / (n / wall) / 60:.0f} min in 1 run")
+    print(f"warehouse kept for bench/sweep.py: {os.path.join(tmp, 'w.duckdb')}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from kw_assets.defs.probabilities import probability_assets
 from kw_assets.defs.raw import raw_assets
 from kw_assets.defs.resources import default_resources
 from kw_assets.defs.automation import automation
-from kw_assets.defs.jobs import all_assets_job, raw_job
+from kw_assets.defs.jobs import all_assets_job, raw_job, strategy_sweep_job
 from kw_assets.defs.materialize import table_metadata
 from kw_assets.schemas import TABLES
 
@@ -31,6 +31,6 @@ def _with_code_reference(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
 defs = dg.Definitions(
     assets=[_with_code_reference(a) for a in assets],
     resources=default_resources(),
-    jobs=[raw_job, all_assets_job],
+    jobs=[raw_job, all_assets_job, strategy_sweep_job],
     **automation,
 )

@@ -388,6 +388,39 @@ class BacktestPnl(_Partitioned):
         unique = ["city", "climate_day", "minute_ts"]
 
 
+class StrategySweep(pa.DataFrameModel):
+    """Per grid point and month: the strategy's results with those parameters, and whether the walk-forward
+    choice (made on the earlier months) traded that point that month."""
+
+    source: Series[Text]
+    point: Series[int] = pa.Field(ge=0)
+    slippage_cushion: Series[float] = pa.Field(ge=0)
+    taker_extra_edge: Series[float] = pa.Field(ge=0)
+    allow_maker: Series[bool]
+    contracts: Series[float] = pa.Field(gt=0)
+    month: Series[Text] = pa.Field(str_matches=r"^\d{4}-\d{2}$")
+    city_days: Series[int] = pa.Field(gt=0)
+    orders_sent: Series[int] = pa.Field(ge=0)
+    orders_filled: Series[int] = pa.Field(ge=0)
+    net_pnl: Series[float]
+    fees: Series[float] = pa.Field(ge=0)
+    maker_contracts: Series[float] = pa.Field(ge=0)
+    taker_contracts: Series[float] = pa.Field(ge=0)
+    chosen: Series[bool]
+
+    class Config:
+        strict = True
+        unique = ["point", "month"]
+
+    @pa.dataframe_check(error="orders_filled: at most the orders sent")
+    def filled_within_sent(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["orders_filled"] <= df["orders_sent"]
+
+    @pa.dataframe_check(error="chosen: at most one point a month")
+    def one_choice_a_month(cls, df: pd.DataFrame) -> Series[bool]:
+        return df.groupby("month")["chosen"].transform("sum") <= 1
+
+
 TABLES: dict[str, type[pa.DataFrameModel]] = {
     "kalshi_markets": KalshiMarkets,
     "kalshi_candles": KalshiCandles,
@@ -403,6 +436,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "forecast_scores": ForecastScores,
     "backtest_fills": BacktestFills,
     "backtest_pnl": BacktestPnl,
+    "strategy_sweep": StrategySweep,
 }
 
 

@@ -1,10 +1,12 @@
 """Backtest layer (group ``backtest``): fills and the equity path per partition, and the report."""
 
+import datetime as dt
 from pathlib import Path
 from typing import Optional
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from kw_assets.cities import all_cities
 from kw_assets.defs.config import build, run_config_from
@@ -16,19 +18,19 @@ from kw_assets.model.report import entry_orders
 from kw_assets.model.strategy import StrategyConfig, signal_intents
 from kw_assets import reporting
 from kw_assets.queries import entry_mids, settled_calibrated_by_month
+from kw_assets.model.sweep import SWEPT, grid_points, summary, walk_forward
+from kw_assets.defs.materialize import reject, schema_check, table_metadata
+from kw_assets.schemas import TableInvalid, validate
+from kw_assets.sources import SIMULATED_BANNER
+from kw_assets.strategy_sweep import BACKTEST_INPUTS, TAPE_COLUMNS, settled_days, sweep_results
 
 
-TAPE_COLUMNS = ("minute_ts", "market_ticker", "bracket_index", "yes_bid", "yes_ask", "last_price", "mid", "volume")
 BacktestConfig = run_config_from("BacktestConfig", StrategyConfig, FillConfig, ExecutionConfig,
                                  exclude=("fee_type", "fee_multiplier"))  # fees come from the series
 
 
 @derived_table("backtest_fills", group="backtest", time_column="fill_ts", config=BacktestConfig,
-               inputs={"settlement": None, "kalshi_markets": None,
-                       "minute_panel": TAPE_COLUMNS + ("acceleration", "ras", "clv"),
-                       "calibrated_pmf": ("minute_ts", "bracket_index", "p_calibrated", "hazard"),
-                       "kalshi_trades": ("market_ticker", "created_time", "yes_price", "count", "is_block_trade"),
-                       "kalshi_candles": ("market_ticker", "end_period_ts", "price_low", "price_high")},
+               inputs=BACKTEST_INPUTS,
                description="Every order and fill of the strategy on the minute clock (price, contracts, maker/taker, "
                            "exact fee, cash flow, edge at entry), exits and settlement. Latency >= 1 minute; "
                            "conservative fills.")
@@ -96,4 +98,59 @@ def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, war
     })
 
 
-backtest_assets = [backtest_fills, backtest_pnl, backtest_report]
+SweepConfig = run_config_from(
+    "SweepConfig", StrategyConfig, FillConfig, ExecutionConfig, exclude=("fee_type", "fee_multiplier", *SWEPT),
+    grid_slippage_cushion=(list[float], Field([0.01, 0.02, 0.04], description="entry cushion over fees, dollars")),
+    grid_taker_extra_edge=(list[float], Field([0.0, 0.03, 0.06], description="extra edge a taker entry needs")),
+    grid_allow_maker=(list[bool], Field([True, False], description="maker entries allowed (else taker only)")),
+    grid_contracts=(list[float], Field([10.0], description="contracts per order")),
+    window_months=(Optional[int], Field(None, description="months of history a choice looks at (None: all)")),
+    first_day=(Optional[str], Field(None, description="YYYY-MM-DD; default: the first settled day")),
+    last_day=(Optional[str], Field(None, description="YYYY-MM-DD; default: the last settled day")),
+    cities=(Optional[list[str]], Field(None, description="city keys; default: all")))
+
+
+@dg.asset(group_name="backtest", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"},
+          deps=list(BACKTEST_INPUTS), check_specs=[schema_check("strategy_sweep")],
+          description="The strategy re-run over the stored probabilities for every point of a grid (entry cushion, "
+                      "taker edge, maker or taker, size), per month; each month trades the point that did best on "
+                      "the months before it (walk-forward), and only those months count out of sample.")
+def strategy_sweep(context: dg.AssetExecutionContext, config: SweepConfig, warehouse: WarehouseResource):
+    wh = warehouse.get()
+    points = grid_points({k: getattr(config, f"grid_{k}") for k in SWEPT})
+    day = lambda v: dt.date.fromisoformat(v) if v else None  # noqa: E731
+    days = settled_days(wh, day(config.first_day), day(config.last_day), config.cities)
+    if not days:
+        raise dg.Failure("strategy_sweep: no settled city-days with calibrated PMFs in the selected range")
+    results, sources, spent = sweep_results(wh, days, points, build(StrategyConfig, config), build(FillConfig, config),
+                                            build(ExecutionConfig, config), warehouse.workers, context.log.info)
+    monthly = walk_forward(results, points, config.window_months).assign(source=", ".join(sorted(sources)))
+    try:
+        monthly = validate("strategy_sweep", monthly)
+    except TableInvalid as exc:
+        yield from reject("strategy_sweep", exc.failures, f"{exc}; nothing was written")
+    wh.replace_table("strategy_sweep", monthly)
+    s = summary(monthly, results)
+    totals = monthly.groupby(["point", *SWEPT], as_index=False)[["net_pnl", "fees", "orders_filled"]].sum()
+    path = monthly.loc[monthly["chosen"], ["month", "point", *SWEPT, "city_days", "orders_filled", "net_pnl", "fees"]]
+    meta = {**table_metadata("strategy_sweep"), "dagster/row_count": dg.MetadataValue.int(len(monthly)),
+            "city_days": dg.MetadataValue.int(len(days)), "points": dg.MetadataValue.int(len(points)),
+            "source": dg.MetadataValue.text(", ".join(sorted(sources))),
+            **{k: dg.MetadataValue.float(float(v)) if isinstance(v, float) else dg.MetadataValue.int(int(v))
+               for k, v in s.items()},
+            "walk_forward_path": dg.MetadataValue.md(reporting.markdown_table(path)),
+            "points_in_sample": dg.MetadataValue.md(reporting.markdown_table(totals)),
+            "seconds_read": dg.MetadataValue.float(round(spent["read"], 1)),
+            "seconds_trade": dg.MetadataValue.float(round(spent["trade"], 1))}
+    if "simulated" in sources:
+        meta["warning"] = dg.MetadataValue.text(SIMULATED_BANNER)
+    context.log.info(f"strategy_sweep: {len(days)} city-days x {len(points)} points; out of sample "
+                     f"{s['out_of_sample_net_pnl']:.2f} [{s['out_of_sample_ci_low']:.2f}, {s['out_of_sample_ci_high']:.2f}] "
+                     f"over {s['out_of_sample_months']} month(s); hindsight best point {s['hindsight_best_point']}: "
+                     f"{s['hindsight_best_net_pnl']:.2f}")
+    yield dg.MaterializeResult(metadata=meta)
+    yield dg.AssetCheckResult(check_name="strategy_sweep_schema", passed=True,
+                              metadata={"rows_checked": dg.MetadataValue.int(len(monthly))})
+
+
+backtest_assets = [backtest_fills, backtest_pnl, backtest_report, strategy_sweep]

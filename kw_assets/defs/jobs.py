@@ -7,6 +7,11 @@ raw_job = dg.define_asset_job(
     description="Fetch and store every raw table for the selected city x climate-day partitions.",
 )
 all_assets_job = dg.define_asset_job(
-    "all_assets_job", selection=dg.AssetSelection.all(),
-    description="The whole graph for the selected partitions, raw data through the report (the demo runs this).",
+    "all_assets_job", selection=dg.AssetSelection.all() - dg.AssetSelection.assets("strategy_sweep"),
+    description="The whole graph for the selected partitions, raw data through the report (the demo runs this). "
+                "The strategy sweep is its own job: it reads every settled day, whatever the partitions.",
+)
+strategy_sweep_job = dg.define_asset_job(
+    "strategy_sweep_job", selection=dg.AssetSelection.assets("strategy_sweep"),
+    description="The walk-forward parameter sweep of the strategy over every stored settled day (run config: the grid).",
 )

@@ -20,6 +20,7 @@ YES is bought, as a taker, on the bracket above; mirrored for a downward acceler
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -52,25 +53,49 @@ def _wide(frame: pd.DataFrame, col: str, shape) -> np.ndarray:
     return frame[col].to_numpy(float).reshape(shape)
 
 
-def signal_intents(panel: pd.DataFrame, calibrated: pd.DataFrame, cfg: StrategyConfig = StrategyConfig(),
-                   fee_type: str = "quadratic", fee_multiplier: float = 1.0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Entry intents (row, bracket, side, size, liquidity, limit, edge) and the opposite-signal array
-    (minutes x brackets x {yes, no}) used for exits."""
+class SignalState(NamedTuple):
+    """One event's inputs to the entry rules on the minute x bracket grid, before any threshold: computed
+    once, then read by every parameter set of a sweep."""
+
+    p: np.ndarray  # calibrated probability
+    hazard: np.ndarray  # per minute
+    bid: np.ndarray
+    ask: np.ndarray
+    ras: np.ndarray
+    neighbour_acc: np.ndarray  # mean acceleration of the strike neighbours
+    clv: np.ndarray
+    book_ok: np.ndarray
+
+
+def signal_state(panel: pd.DataFrame, calibrated: pd.DataFrame) -> SignalState:
     panel = panel.sort_values(["minute_ts", "bracket_index"]).reset_index(drop=True)
     minutes = panel["minute_ts"].drop_duplicates().reset_index(drop=True)
-    n_br = panel["bracket_index"].nunique()
-    shape = (len(minutes), n_br)
+    shape = (len(minutes), panel["bracket_index"].nunique())
     cal = calibrated.pivot(index="minute_ts", columns="bracket_index", values="p_calibrated").reindex(minutes.to_numpy())
     p = cal.to_numpy(float).reshape(shape) if len(calibrated) else np.full(shape, np.nan)
     haz = (calibrated.groupby("minute_ts")["hazard"].first().reindex(minutes.to_numpy()).to_numpy(float)
            if len(calibrated) else np.full(len(minutes), np.nan))
     bid, ask = _wide(panel, "yes_bid", shape), _wide(panel, "yes_ask", shape)
-    ras, acc = _wide(panel, "ras", shape), _wide(panel, "acceleration", shape)
-    clv = pd.DataFrame(_wide(panel, "clv", shape)).ewm(span=cfg.clv_span_min, adjust=False, ignore_na=True).mean().to_numpy()
     book_ok = np.isfinite(bid) & np.isfinite(ask) & ~((bid <= 0) & (ask >= 1))
+    return SignalState(p, haz, bid, ask, _wide(panel, "ras", shape), neighbour_mean(_wide(panel, "acceleration", shape)),
+                       _wide(panel, "clv", shape), book_ok)
+
+
+def signal_intents(panel: pd.DataFrame, calibrated: pd.DataFrame, cfg: StrategyConfig = StrategyConfig(),
+                   fee_type: str = "quadratic", fee_multiplier: float = 1.0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Entry intents (row, bracket, side, size, liquidity, limit, edge) and the opposite-signal array
+    (minutes x brackets x {yes, no}) used for exits."""
+    return intents_from(signal_state(panel, calibrated), cfg, fee_type, fee_multiplier)
+
+
+def intents_from(state: SignalState, cfg: StrategyConfig = StrategyConfig(), fee_type: str = "quadratic",
+                 fee_multiplier: float = 1.0) -> tuple[pd.DataFrame, np.ndarray]:
+    """``signal_intents`` from a prepared ``SignalState``."""
+    p, haz, bid, ask, ras, nbr = state.p, state.hazard, state.bid, state.ask, state.ras, state.neighbour_acc
+    book_ok, n_br = state.book_ok, state.p.shape[1]
+    clv = pd.DataFrame(state.clv).ewm(span=cfg.clv_span_min, adjust=False, ignore_na=True).mean().to_numpy()
     maker_rate, taker_rate = rates(fee_type, fee_multiplier)
     cushion = cfg.slippage_cushion * np.where(np.nan_to_num(haz) >= cfg.hazard_high, 1 - cfg.hazard_cushion_discount, 1.0)[:, None]
-    nbr = neighbour_mean(acc)
     with np.errstate(invalid="ignore"):
         ras_yes = (not cfg.use_ras) | ((ras > cfg.ras_min) & (nbr < 0))
         ras_no = (not cfg.use_ras) | ((ras < -cfg.ras_min) & (nbr > 0))

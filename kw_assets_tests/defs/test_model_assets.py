@@ -3,6 +3,7 @@ import datetime as dt
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 
 from kw_assets.definitions import defs
 from kw_assets.partitions import partition_key
@@ -47,6 +48,24 @@ def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehou
     assert late < early  # the weather model sharpens as the day is observed
     check_yesterdays_error_is_read_point_in_time(wh)
     check_bad_scores_fail_their_check_and_are_not_written(resources, instance, wh, monkeypatch)
+    check_the_sweep_books_what_the_backtest_booked(resources, instance, wh, fills)
+
+
+def check_the_sweep_books_what_the_backtest_booked(resources, instance, wh: Warehouse, fills: pd.DataFrame):
+    """The grid point with the backtest's own parameters nets what backtest_fills booked, to the cent; every
+    point is reported for the one month stored, which (with no earlier month) chooses nothing."""
+    grid = {"grid_slippage_cushion": [0.02, 0.05], "grid_taker_extra_edge": [0.03], "grid_allow_maker": [True, False]}
+    result = dg.materialize([defs.get_assets_def("strategy_sweep")], resources=resources, instance=instance,
+                            run_config={"ops": {"strategy_sweep": {"config": grid}}})
+    assert result.success
+    sweep = wh.read("strategy_sweep")
+    assert len(sweep) == 4 and set(sweep["month"]) == {"2025-06"} and not sweep["chosen"].any()
+    assert set(sweep["source"]) == {"simulated"} and (sweep["city_days"] == 4).all()
+    default = sweep[(sweep["slippage_cushion"] == 0.02) & sweep["allow_maker"]].iloc[0]
+    assert default["net_pnl"] == pytest.approx(fills["cash_flow"].sum(), abs=1e-6)
+    assert default["fees"] == pytest.approx(fills["fee"].sum(), abs=1e-6)
+    meta = result.asset_materializations_for_node("strategy_sweep")[0].metadata
+    assert meta["out_of_sample_months"].value == 0 and "warning" in meta
 
 
 def check_bad_scores_fail_their_check_and_are_not_written(resources, instance, wh: Warehouse, monkeypatch):
