@@ -44,8 +44,8 @@ def main():
     monthly = walk_forward(results, points, a.window_months)
     s = summary(monthly, results)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; source: {', '.join(sorted(sources))}")
-    print(f"{len(days)} settled city-days x {len(points)} point(s): {wall:.1f} s (read {spent['read']:.1f} s, "
-          f"trade {spent['trade']:.1f} s, the rest listing days); peak RSS "
+    print(f"{len(days)} settled city-days x {len(points)} point(s): {wall:.1f} s (the workers' read "
+          f"{spent['read']:.1f} s and trade {spent['trade']:.1f} s, summed); peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB (largest worker "
           f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:,.0f} MiB)")
     print(f"out of sample ({s['out_of_sample_months']} months): {s['out_of_sample_net_pnl']:.2f} "

@@ -1,6 +1,7 @@
-"""Running the strategy sweep (``model/sweep.py``) over the warehouse's settled city-days, a month at a
-time: one read per input table for the month's days, each day prepared once and traded by every grid
-point in forked workers. Memory holds one month of inputs, whatever the span."""
+"""Running the strategy sweep (``model/sweep.py``) over the warehouse's settled city-days, in month x city
+groups spread over forked workers: each worker reads a group's inputs (one query per table, on its own
+read-only connection), prepares each day once and trades it with every grid point. Memory holds one
+group's inputs per worker, whatever the span."""
 
 from __future__ import annotations
 
@@ -40,35 +41,42 @@ def settled_days(wh: Warehouse, first: dt.date | None = None, last: dt.date | No
             and (keep is None or c in keep)]
 
 
-def _trade_day(points, base, fills, execution, item) -> pd.DataFrame:
-    city, day, data = item
-    prepared = prepare_day(city, day, data, execution)
-    return trade_points(prepared, points, base, fills) if prepared is not None else pd.DataFrame(columns=RESULT_COLUMNS)
+def _sweep_group(wh: Warehouse, points, base, fills, execution, keys) -> tuple[list[pd.DataFrame], set[str], float, float]:
+    """One month of one city, in a worker: its inputs read (a read-only connection), each day prepared
+    once and traded by every point."""
+    t0 = time.perf_counter()
+    with wh.held(read_only=True):
+        loaded = {t: wh.read(t, keys, cols) for t, cols in BACKTEST_INPUTS.items()}
+    split = {t: split_by_partition(f) for t, f in loaded.items()}
+    t1 = time.perf_counter()
+    out = []
+    for city, day in keys:
+        data = {t: split[t].get((city, day), loaded[t].iloc[:0]) for t in BACKTEST_INPUTS}
+        prepared = prepare_day(city, day, data, execution)
+        if prepared is not None:
+            out.append(trade_points(prepared, points, base, fills))
+    return out, set(loaded["settlement"]["source"].dropna().astype(str)), t1 - t0, time.perf_counter() - t1
 
 
 def sweep_results(wh: Warehouse, days: list[tuple[str, dt.date]], points: pd.DataFrame,
                   base: StrategyConfig = StrategyConfig(), fills: FillConfig = FillConfig(),
                   execution: ExecutionConfig = ExecutionConfig(), workers: int | None = None,
                   log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, set[str], dict[str, float]]:
-    """Every (city-day, point) result, the sources of the data traded, and seconds spent reading and trading."""
-    by_month: dict[str, list[tuple[str, dt.date]]] = {}
+    """Every (city-day, point) result, the sources of the data traded, and seconds spent reading and trading
+    (summed over the workers). Each worker reads and trades month x city groups in date order, so memory
+    holds one group's inputs per worker whatever the span."""
+    groups: dict[tuple[str, str], list[tuple[str, dt.date]]] = {}
     for city, day in days:
-        by_month.setdefault(day.strftime("%Y-%m"), []).append((city, day))
-    frames, sources, spent = [], set(), {"read": 0.0, "trade": 0.0}
-    job = functools.partial(_trade_day, points, base, fills, execution)
-    for month, keys in by_month.items():
-        t0 = time.perf_counter()
-        loaded = {t: wh.read(t, keys, cols) for t, cols in BACKTEST_INPUTS.items()}
-        split = {t: split_by_partition(f) for t, f in loaded.items()}
-        items = [(c, d, {t: split[t].get((c, d), loaded[t].iloc[:0]) for t in BACKTEST_INPUTS}) for c, d in keys]
-        sources |= set(loaded["settlement"]["source"].dropna().astype(str))
-        t1 = time.perf_counter()
-        frames += parallel.map_items(job, items, workers)
-        t2 = time.perf_counter()
-        spent["read"] += t1 - t0
-        spent["trade"] += t2 - t1
-        if log:
-            log(f"strategy_sweep: {month}: {len(keys)} city-days x {len(points)} points, read {t1 - t0:.1f} s, "
-                f"traded {t2 - t1:.1f} s")
+        groups.setdefault((day.strftime("%Y-%m"), city), []).append((city, day))
+    t0 = time.perf_counter()
+    done = parallel.map_items(functools.partial(_sweep_group, wh, points, base, fills, execution),
+                              list(groups.values()), workers)
+    frames = [f for part, _, _, _ in done for f in part]
+    sources = set().union(*(s for _, s, _, _ in done)) if done else set()
+    spent = {"read": sum(r for _, _, r, _ in done), "trade": sum(t for _, _, _, t in done),
+             "wall": time.perf_counter() - t0}
+    if log:
+        log(f"strategy_sweep: {len(days)} city-days x {len(points)} points in {len(groups)} month x city groups: "
+            f"{spent['wall']:.1f} s (workers' read {spent['read']:.1f} s, trade {spent['trade']:.1f} s)")
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
     return results, sources, spent

@@ -37,13 +37,14 @@ class Warehouse:
         self._held: duckdb.DuckDBPyConnection | None = None
 
     @contextlib.contextmanager
-    def held(self) -> Iterator["Warehouse"]:
-        """One read-write connection for every read and write inside the block (a step's many chunks):
-        opening the file costs ~40 ms and closing it checkpoints, per call otherwise."""
+    def held(self, read_only: bool = False) -> Iterator["Warehouse"]:
+        """One connection for every read and write inside the block (a step's many chunks): opening the
+        file costs ~40 ms and closing it checkpoints, per call otherwise. ``read_only``: for readers in
+        several processes at once."""
         if self._held is not None:
             yield self
             return
-        with self.connect() as con:
+        with self.connect(read_only) as con:
             self._held = con
             try:
                 yield self

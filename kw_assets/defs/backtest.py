@@ -140,8 +140,7 @@ def strategy_sweep(context: dg.AssetExecutionContext, config: SweepConfig, wareh
                for k, v in s.items()},
             "walk_forward_path": dg.MetadataValue.md(reporting.markdown_table(path)),
             "points_in_sample": dg.MetadataValue.md(reporting.markdown_table(totals)),
-            "seconds_read": dg.MetadataValue.float(round(spent["read"], 1)),
-            "seconds_trade": dg.MetadataValue.float(round(spent["trade"], 1))}
+            "seconds": dg.MetadataValue.float(round(spent["wall"], 1))}
     if "simulated" in sources:
         meta["warning"] = dg.MetadataValue.text(SIMULATED_BANNER)
     context.log.info(f"strategy_sweep: {len(days)} city-days x {len(points)} points; out of sample "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
@@ -25,6 +26,7 @@ def _exact(x: float | str | Decimal, places: int) -> Fraction:
     return Fraction(Decimal(repr(round(float(x), places))))
 
 
+@lru_cache(maxsize=1 << 16)  # a backtest or a sweep prices the same few (price, contracts) pairs again and again
 def fee_cents(price: float | str, contracts: float | str, maker: bool = False, fee_type: str = "quadratic",
               fee_multiplier: float | str = 1) -> int:
     """Fee for one fill, in whole cents (rounded up)."""

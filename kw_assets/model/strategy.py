@@ -69,11 +69,11 @@ class SignalState(NamedTuple):
 
 def signal_state(panel: pd.DataFrame, calibrated: pd.DataFrame) -> SignalState:
     panel = panel.sort_values(["minute_ts", "bracket_index"]).reset_index(drop=True)
-    minutes = panel["minute_ts"].drop_duplicates().reset_index(drop=True)
+    minutes = pd.DatetimeIndex(panel["minute_ts"].drop_duplicates())
     shape = (len(minutes), panel["bracket_index"].nunique())
-    cal = calibrated.pivot(index="minute_ts", columns="bracket_index", values="p_calibrated").reindex(minutes.to_numpy())
+    cal = calibrated.pivot(index="minute_ts", columns="bracket_index", values="p_calibrated").reindex(minutes)
     p = cal.to_numpy(float).reshape(shape) if len(calibrated) else np.full(shape, np.nan)
-    haz = (calibrated.groupby("minute_ts")["hazard"].first().reindex(minutes.to_numpy()).to_numpy(float)
+    haz = (calibrated.groupby("minute_ts")["hazard"].first().reindex(minutes).to_numpy(float)
            if len(calibrated) else np.full(len(minutes), np.nan))
     bid, ask = _wide(panel, "yes_bid", shape), _wide(panel, "yes_ask", shape)
     book_ok = np.isfinite(bid) & np.isfinite(ask) & ~((bid <= 0) & (ask >= 1))

@@ -72,11 +72,14 @@ def trade_points(day: PreparedDay, points: pd.DataFrame, base: StrategyConfig = 
         cfg = dataclasses.replace(base, **values)
         intents, opposite = intents_from(day.state, cfg, day.execution.fee_type, day.execution.fee_multiplier)
         f = run_backtest(day.tape, intents, day.winner, opposite, fills, day.execution)
-        traded = f[(f["contracts"] > 0) & (f["action"] != "settle")]
-        rows.append((day.city, day.climate_day, int(point), int(f.loc[f["action"] == "buy", "order_id"].nunique()),
-                     int(traded.loc[traded["action"] == "buy", "order_id"].nunique()), float(f["cash_flow"].sum()),
-                     float(f["fee"].sum()), float(traded.loc[traded["liquidity"] == "maker", "contracts"].sum()),
-                     float(traded.loc[traded["liquidity"] == "taker", "contracts"].sum())))
+        action, liquidity = f["action"].to_numpy(), f["liquidity"].to_numpy()
+        contracts, order = f["contracts"].to_numpy(float), f["order_id"].to_numpy()
+        buy = action == "buy"
+        traded = (contracts > 0) & (action != "settle")
+        rows.append((day.city, day.climate_day, int(point), len(set(order[buy])), len(set(order[buy & traded])),
+                     float(f["cash_flow"].sum()), float(f["fee"].sum()),
+                     float(contracts[traded & (liquidity == "maker")].sum()),
+                     float(contracts[traded & (liquidity == "taker")].sum())))
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
