@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     if defs.resources["market_data"].source == "simulated":
         print(SIMULATED_BANNER)
     from kw_assets.schemas import TABLES
+    in_job = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     for table in TABLES:
-        print(f"  {table:<22} {len(wh.read(table)):>9,} rows")
+        if table in in_job:
+            print(f"  {table:<22} {len(wh.read(table)):>9,} rows")
+    print("  (strategy_sweep_job sweeps the strategy's parameters walk-forward over every stored settled day)")
     print(f"warehouse: {wh.path.resolve()}")
     report = Path("data/reports/backtest_report.html")
     if report.exists():
