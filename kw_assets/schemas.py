@@ -390,7 +390,7 @@ class BacktestPnl(_Partitioned):
 
 class StrategySweep(pa.DataFrameModel):
     """Per grid point and month: the strategy's results with those parameters, and whether the walk-forward
-    choice (made on the earlier months) traded that point that month."""
+    choice (made on the days settled before the month's first market opened) traded that point that month."""
 
     source: Series[Text]
     point: Series[int] = pa.Field(ge=0)

@@ -114,7 +114,8 @@ SweepConfig = run_config_from(
           deps=list(BACKTEST_INPUTS), check_specs=[schema_check("strategy_sweep")],
           description="The strategy re-run over the stored probabilities for every point of a grid (entry cushion, "
                       "taker edge, maker or taker, size), per month; each month trades the point that did best on "
-                      "the months before it (walk-forward), and only those months count out of sample.")
+                      "the days settled before its first market opened (walk-forward), and only those months count "
+                      "out of sample.")
 def strategy_sweep(context: dg.AssetExecutionContext, config: SweepConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
     points = grid_points({k: getattr(config, f"grid_{k}") for k in SWEPT})

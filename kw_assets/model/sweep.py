@@ -3,9 +3,9 @@
 Each settled city-day is prepared once (its fill tape and the strategy's threshold-free signal inputs)
 and then traded by every point of the grid with the backtest's own code (``strategy.intents_from`` and
 ``backtest.run_backtest``), so a point's P&L for a day is exactly what ``backtest_fills`` would book with
-those parameters. The choice is walk-forward: for month m, the point with the best net P&L over the
-months before m (all of them, or the last ``window_months``) is traded in m; only those out-of-sample
-months count toward the path's P&L. The best point in hindsight is reported beside it, in-sample, to
+those parameters. The choice is walk-forward: for month m, the point with the best net P&L over the days
+settled before m's first market opened (all of them, or those of the last ``window_months``) is traded in
+m; only those out-of-sample months count toward the path's P&L. The best point in hindsight is reported beside it, in-sample, to
 show how much a choice made after the fact flatters.
 """
 
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from kw_assets.model.backtest import ExecutionConfig, run_backtest
+from kw_assets.model.embargo import last_known_day
 from kw_assets.model.fills import FillConfig, Tape
 from kw_assets.model.report import bootstrap_daily_ci
 from kw_assets.model.strategy import SignalState, StrategyConfig, intents_from, signal_state
@@ -85,19 +86,23 @@ def trade_points(day: PreparedDay, points: pd.DataFrame, base: StrategyConfig = 
 
 def walk_forward(results: pd.DataFrame, points: pd.DataFrame, window_months: int | None = None) -> pd.DataFrame:
     """Per point and month: city-days, orders, net P&L, fees and contracts, with ``chosen`` marking the
-    point traded out of sample that month: the best net P&L over the earlier months (the last
-    ``window_months`` of them, or all; ties go to the lower point). The first month has no history and no
-    choice."""
-    months = pd.to_datetime(results["climate_day"]).dt.strftime("%Y-%m")
-    monthly = (results.assign(month=months)
+    point traded out of sample that month: the best net P&L over the days settled before the month's first
+    market opened (``embargo.last_known_day`` of its first day: the last days of the month before are not
+    known yet), all of them or those of the last ``window_months``; ties go to the lower point. A month
+    with no such day has no choice."""
+    day = pd.to_datetime(results["climate_day"])
+    monthly = (results.assign(month=day.dt.strftime("%Y-%m"))
                .groupby(["point", "month"], as_index=False)
                .agg(city_days=("climate_day", "size"), orders_sent=("orders_sent", "sum"),
                     orders_filled=("orders_filled", "sum"), net_pnl=("net_pnl", "sum"), fees=("fees", "sum"),
                     maker_contracts=("maker_contracts", "sum"), taker_contracts=("taker_contracts", "sum")))
-    table = monthly.pivot(index="month", columns="point", values="net_pnl").sort_index().fillna(0.0)
+    daily = results.assign(day=day).pivot_table(index="day", columns="point", values="net_pnl", aggfunc="sum")
+    daily = daily.sort_index().fillna(0.0)
     chosen = {}
-    for i, month in enumerate(table.index):
-        history = table.iloc[max(0, i - window_months) if window_months else 0:i]
+    for month in sorted(monthly["month"].unique()):
+        first = pd.Timestamp(f"{month}-01")
+        start = first - pd.DateOffset(months=window_months) if window_months else daily.index.min()
+        history = daily.loc[start:last_known_day(first)]
         if len(history):
             totals = history.sum(axis=0)
             chosen[month] = int(totals.index[np.argmax(totals.to_numpy())])  # argmax: the first of equals

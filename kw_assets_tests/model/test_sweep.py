@@ -92,3 +92,16 @@ def test_walk_forward_chooses_on_earlier_months_only():
     windowed = walk_forward(_results(PNL), points, window_months=1)
     assert windowed.loc[windowed["chosen"], ["month", "point"]].values.tolist() == [["2025-02", 0], ["2025-03", 1]]
     assert summary(windowed, _results(PNL))["out_of_sample_net_pnl"] == pytest.approx(-1.0)
+
+
+def test_the_last_days_of_a_month_are_not_known_when_the_next_one_starts():
+    """March 1st's market opens on Feb 28th at 14:00 UTC: Feb 27th and 28th have not settled, so a fortune
+    made on them cannot choose March's point; Feb 26th's can."""
+    points = pd.DataFrame({"point": [0, 1], "contracts": [5.0, 10.0]})
+    base = _results(PNL)
+    for day, changes in (("2025-02-27", False), ("2025-02-28", False), ("2025-02-26", True)):
+        late = pd.DataFrame([{**base.iloc[0].to_dict(), "climate_day": pd.Timestamp(day), "point": p,
+                              "net_pnl": 100.0 * p} for p in (0, 1)])
+        monthly = walk_forward(pd.concat([base, late], ignore_index=True), points)
+        march = monthly[(monthly["month"] == "2025-03") & monthly["chosen"]]["point"].tolist()
+        assert march == ([1] if changes else [0]), day
