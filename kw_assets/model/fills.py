@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from kw_assets.model.panel import by_minute_and_bracket
+
 
 @dataclass(frozen=True)
 class FillConfig:
@@ -54,7 +56,7 @@ class Tape:
     @classmethod
     def build(cls, panel: pd.DataFrame, trades: pd.DataFrame, candles: pd.DataFrame | None = None,
               half_spread: float = 0.02) -> "Tape":
-        panel = panel.sort_values(["minute_ts", "bracket_index"])
+        panel = by_minute_and_bracket(panel)
         tickers = panel["market_ticker"].drop_duplicates().to_numpy()
         minutes = pd.DatetimeIndex(panel["minute_ts"].drop_duplicates())
         shape = (len(minutes), len(tickers))

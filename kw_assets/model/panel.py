@@ -53,6 +53,16 @@ def _ewm(a: np.ndarray, span: float) -> np.ndarray:
     return pd.DataFrame(a).ewm(span=span, adjust=False, ignore_na=True).mean().to_numpy()
 
 
+def by_minute_and_bracket(frame: pd.DataFrame, time_column: str = "minute_ts") -> pd.DataFrame:
+    """``frame`` sorted by time, then bracket: as is when it already is (the warehouse returns a partition's
+    rows in the order they were written, which is this one), so the common case costs one pass."""
+    t = pd.DatetimeIndex(frame[time_column]).asi8
+    b = frame["bracket_index"].to_numpy()
+    if len(t) < 2 or bool(np.all((t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & (b[1:] > b[:-1])))):
+        return frame
+    return frame.sort_values([time_column, "bracket_index"])
+
+
 def neighbour_mean(a: np.ndarray) -> np.ndarray:
     """Mean of each bracket's neighbours in strike order (tails have one neighbour), ignoring NaNs."""
     left = np.full_like(a, np.nan)

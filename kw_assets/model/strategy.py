@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from kw_assets.model.fees import fee_per_contract, rates
-from kw_assets.model.panel import neighbour_mean
+from kw_assets.model.panel import by_minute_and_bracket, neighbour_mean
 
 
 @dataclass(frozen=True)
@@ -68,13 +68,24 @@ class SignalState(NamedTuple):
 
 
 def signal_state(panel: pd.DataFrame, calibrated: pd.DataFrame) -> SignalState:
-    panel = panel.sort_values(["minute_ts", "bracket_index"]).reset_index(drop=True)
+    panel = by_minute_and_bracket(panel).reset_index(drop=True)
     minutes = pd.DatetimeIndex(panel["minute_ts"].drop_duplicates())
     shape = (len(minutes), panel["bracket_index"].nunique())
-    cal = calibrated.pivot(index="minute_ts", columns="bracket_index", values="p_calibrated").reindex(minutes)
-    p = cal.to_numpy(float).reshape(shape) if len(calibrated) else np.full(shape, np.nan)
-    haz = (calibrated.groupby("minute_ts")["hazard"].first().reindex(minutes).to_numpy(float)
-           if len(calibrated) else np.full(len(minutes), np.nan))
+    if len(calibrated) and len(calibrated) == len(panel):
+        calibrated = by_minute_and_bracket(calibrated)
+    aligned = len(calibrated) == len(panel) and np.array_equal(
+        pd.DatetimeIndex(calibrated["minute_ts"]).asi8, pd.DatetimeIndex(panel["minute_ts"]).asi8) and np.array_equal(
+        calibrated["bracket_index"].to_numpy(), panel["bracket_index"].to_numpy())
+    if aligned and len(calibrated):  # the same minute x bracket grid, in the same order: reshape, no pivot
+        p = calibrated["p_calibrated"].to_numpy(float).reshape(shape)
+        h = calibrated["hazard"].to_numpy(float).reshape(shape)
+        haz = h[np.arange(shape[0]), np.argmax(~np.isnan(h), axis=1)]  # the first non-missing, as groupby.first
+    elif len(calibrated):
+        p = calibrated.pivot(index="minute_ts", columns="bracket_index", values="p_calibrated").reindex(minutes)
+        p = p.to_numpy(float).reshape(shape)
+        haz = calibrated.groupby("minute_ts")["hazard"].first().reindex(minutes).to_numpy(float)
+    else:
+        p, haz = np.full(shape, np.nan), np.full(len(minutes), np.nan)
     bid, ask = _wide(panel, "yes_bid", shape), _wide(panel, "yes_ask", shape)
     book_ok = np.isfinite(bid) & np.isfinite(ask) & ~((bid <= 0) & (ask >= 1))
     return SignalState(p, haz, bid, ask, _wide(panel, "ras", shape), neighbour_mean(_wide(panel, "acceleration", shape)),

@@ -105,3 +105,21 @@ def test_the_last_days_of_a_month_are_not_known_when_the_next_one_starts():
         monthly = walk_forward(pd.concat([base, late], ignore_index=True), points)
         march = monthly[(monthly["month"] == "2025-03") & monthly["chosen"]]["point"].tolist()
         assert march == ([1] if changes else [0]), day
+
+
+def test_shuffled_inputs_prepare_the_same_day(settled_days):
+    """The tape and signal inputs read a partition as the warehouse returns it (sorted: no sort, no pivot)
+    or in any other order (sorted first): the same arrays either way."""
+    city, day, data = settled_days[0]
+    rng = np.random.default_rng(1)
+    shuffled = {**data, "minute_panel": data["minute_panel"].sample(frac=1, random_state=rng),
+                "calibrated_pmf": data["calibrated_pmf"].sample(frac=1, random_state=rng)}
+    partial = {**data, "calibrated_pmf": data["calibrated_pmf"].iloc[6:]}  # first minute missing: pivot path
+    a, b, c = (prepare_day(city, day, d) for d in (data, shuffled, partial))
+    for x, y in zip(a.state, b.state):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a.tape.yes_bid, b.tape.yes_bid)
+    np.testing.assert_array_equal(a.tape.print_row, b.tape.print_row)
+    assert np.isnan(c.state.p[0]).all() and np.isnan(c.state.hazard[0])
+    np.testing.assert_array_equal(a.state.p[1:], c.state.p[1:])
+    np.testing.assert_array_equal(a.state.hazard[1:], c.state.hazard[1:])
