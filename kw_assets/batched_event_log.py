@@ -29,9 +29,12 @@ BATCH_SIZE_VARIABLE = "DAGSTER_EVENT_BATCH_SIZE"
 DEFAULT_BATCH_SIZE = "1000"
 os.environ.setdefault(BATCH_SIZE_VARIABLE, DEFAULT_BATCH_SIZE)
 
-# what a ranged run reports per partition: planned at its start, materialized at the step's end
+# what a ranged run reports per partition: planned at its start, materialized at the step's end; all of
+# them asset events, which the stock store_event mirrors in the index as this storage does
 _BATCHED = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION,
             DagsterEventType.ASSET_MATERIALIZATION_PLANNED}
+if not _BATCHED <= ASSET_EVENTS:
+    raise ImportError("this Dagster stores some of these events differently: use its own SqliteEventLogStorage")
 
 
 class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
@@ -43,7 +46,11 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):  # ty: ignore[invalid-method-override]
-        base_dir = config_value.get("base_dir") or os.path.join(os.environ["DAGSTER_HOME"], "history", "runs")
+        base_dir = config_value.get("base_dir")
+        if not base_dir:
+            if not os.environ.get("DAGSTER_HOME"):
+                raise ValueError("BatchedSqliteEventLogStorage: set base_dir in its config, or DAGSTER_HOME")
+            base_dir = os.path.join(os.environ["DAGSTER_HOME"], "history", "runs")
         return cls(base_dir=base_dir, inst_data=inst_data)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
@@ -57,7 +64,6 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         insert = SqlEventLogStorageTable.insert()  # rows as parameters: the statement compiles once
         with self.run_connection(runs.pop()) as conn:
             conn.execute(insert, rows)
-        assert _BATCHED <= ASSET_EVENTS  # all are mirrored in the index, as the stock store_event does
         with self.index_transaction() as conn:
             # one by one: each event's id in the index is needed for its tags
             ids = [int(conn.execute(insert, row).inserted_primary_key[0]) for row in rows]
