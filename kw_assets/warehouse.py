@@ -9,6 +9,7 @@ waits (bounded) while another process holds the lock instead of failing the run.
 from __future__ import annotations
 
 import contextlib
+import os
 import datetime as dt
 import time
 from pathlib import Path
@@ -35,25 +36,29 @@ class Warehouse:
         self.lock_timeout_s = lock_timeout_s
         self.config = {k: v for k, v in (("memory_limit", memory_limit), ("threads", threads)) if v is not None}
         self._held: duckdb.DuckDBPyConnection | None = None
+        self._held_pid = 0  # a forked worker inherits the object, never the connection: it opens its own
 
     @contextlib.contextmanager
     def held(self, read_only: bool = False) -> Iterator["Warehouse"]:
         """One connection for every read and write inside the block (a step's many chunks): opening the
         file costs ~40 ms and closing it checkpoints, per call otherwise. ``read_only``: for readers in
         several processes at once."""
-        if self._held is not None:
+        if self._holding():
             yield self
             return
         with self.connect(read_only) as con:
-            self._held = con
+            self._held, self._held_pid = con, os.getpid()
             try:
                 yield self
             finally:
                 self._held = None
 
+    def _holding(self) -> bool:
+        return self._held is not None and self._held_pid == os.getpid()
+
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        if self._held is not None:
+        if self._holding():
             yield self._held
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,18 @@ def test_replace_touches_only_the_named_partitions(tmp_path):
     assert str(got["valid_time"].dtype) == "datetime64[ns, UTC]"
 
 
+def test_a_forked_worker_opens_its_own_connection_not_the_one_its_parent_holds(tmp_path):
+    from kw_assets import parallel
+    wh = Warehouse(tmp_path / "w.duckdb")
+    d1, d2 = dt.date(2025, 6, 1), dt.date(2025, 6, 2)
+    wh.replace_partitions("weather_obs", pd.concat([obs("ny", d1, [70.0]), obs("ny", d2, [60.0])]), [("ny", d1), ("ny", d2)])
+    with wh.held(read_only=True):
+        assert wh._holding()
+        got = parallel.map_items(lambda day: (wh._holding(), wh.read("weather_obs", [("ny", day)])["temp_f"].tolist()),
+                                 [d1, d2], workers=2)
+    assert got == [(False, [70.0]), (False, [60.0])]
+
+
 def test_rows_outside_the_replaced_partitions_are_refused(tmp_path):
     wh = Warehouse(tmp_path / "w.duckdb")
     with pytest.raises(ValueError, match="partitions not being replaced"):

@@ -8,7 +8,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from kw_assets.model.embargo import last_known_day
-from kw_assets.model.scores import ECE_BINS, reliability_from_sums, row_statistics
+from kw_assets.model.scores import ECE_BINS, ece_from_reliability, reliability_from_sums, row_statistics
 
 MODELS = {"market": "p_market", "weather": "p_weather", "fused": "p_fused", "calibrated": "p_calibrated"}
 CLIMATOLOGY_MIN_DAYS = 5
@@ -81,9 +81,6 @@ class ScoreSums:
             table = reliability_from_sums(count, sum_p, hits)
             if group_by == "all":
                 rel[name] = table
-            used = table["count"] > 0
-            ece = float((table.loc[used, "count"] / table["count"].sum()
-                         * (table.loc[used, "mean_p"] - table.loc[used, "hit_rate"]).abs()).sum())
             out.append({"model": name, "group_by": group_by, "group_value": value, "n": int(n),
-                        "brier": s[1] / n, "log_loss": s[2] / n, "rps": s[3] / n, "ece": ece})
+                        "brier": s[1] / n, "log_loss": s[2] / n, "rps": s[3] / n, "ece": ece_from_reliability(table)})
         return pd.DataFrame(out), rel

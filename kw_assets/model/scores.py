@@ -67,6 +67,10 @@ def row_statistics(p: np.ndarray, winner: np.ndarray, bins: int = ECE_BINS) -> n
 
 
 def ece(p: np.ndarray, winner: np.ndarray, bins: int = ECE_BINS) -> float:
-    t = reliability(p, winner, bins)
+    return ece_from_reliability(reliability(p, winner, bins))
+
+
+def ece_from_reliability(t: pd.DataFrame) -> float:
+    """Expected calibration error from a reliability table: |mean_p - hit_rate| weighted by the bins' counts."""
     used = t["count"] > 0
     return float((t.loc[used, "count"] / t["count"].sum() * (t.loc[used, "mean_p"] - t.loc[used, "hit_rate"]).abs()).sum())
