@@ -7,11 +7,12 @@ import dagster as dg
 from kw_assets.defs.backtest import backtest_assets
 from kw_assets.defs.evaluation import evaluation_assets
 from kw_assets.defs.features import feature_assets
+from kw_assets.defs.orderbook import orderbook_assets, orderbook_sensors
 from kw_assets.defs.probabilities import probability_assets
 from kw_assets.defs.raw import raw_assets
 from kw_assets.defs.resources import default_resources
 from kw_assets.defs.automation import automation
-from kw_assets.defs.jobs import all_assets_job, raw_job, strategy_sweep_job
+from kw_assets.defs.jobs import all_assets_job, orderbook_job, raw_job, strategy_sweep_job
 from kw_assets.defs.materialize import table_metadata
 from kw_assets.schemas import TABLES
 
@@ -20,8 +21,8 @@ def _with_table_metadata(spec: dg.AssetSpec) -> dg.AssetSpec:
     return spec.merge_attributes(metadata=table_metadata(table)) if table in TABLES else spec
 
 
-assets = dg.map_asset_specs(_with_table_metadata, [*raw_assets, *feature_assets, *probability_assets,
-                                                   *evaluation_assets, *backtest_assets])
+assets = dg.map_asset_specs(_with_table_metadata, [*raw_assets, *feature_assets, *orderbook_assets,
+                                                   *probability_assets, *evaluation_assets, *backtest_assets])
 def _with_code_reference(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
     """The asset's source in the UI; the table factories already point at the asset's own definition."""
     has = "dagster/code_references" in (asset.metadata_by_key.get(asset.key) or {})
@@ -31,6 +32,7 @@ def _with_code_reference(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
 defs = dg.Definitions(
     assets=[_with_code_reference(a) for a in assets],
     resources=default_resources(),
-    jobs=[raw_job, all_assets_job, strategy_sweep_job],
-    **automation,
+    jobs=[raw_job, all_assets_job, strategy_sweep_job, orderbook_job],
+    schedules=automation["schedules"],
+    sensors=[*automation["sensors"], *orderbook_sensors],
 )

@@ -227,6 +227,39 @@ class MinutePanel(_Partitioned):
         return _regular(df, "minute_ts", pd.Timedelta(minutes=1))
 
 
+class OrderbookL2(_Partitioned):
+    """A market's recorded book at each minute's end, only where the book was known there (no row from
+    inside a gap)."""
+    minute_ts: Series[UTC]
+    market_ticker: Series[Text]
+    bracket_index: Series[int] = pa.Field(ge=0)
+    yes_bid: Series[float] = pa.Field(gt=0.0, lt=1.0, nullable=True)
+    yes_ask: Series[float] = pa.Field(gt=0.0, lt=1.0, nullable=True)
+    yes_bid_size: Series[float] = pa.Field(ge=0)
+    yes_ask_size: Series[float] = pa.Field(ge=0)
+    bid_depth3: Series[float] = pa.Field(ge=0)
+    ask_depth3: Series[float] = pa.Field(ge=0)
+    spread: Series[float] = pa.Field(gt=0.0, lt=1.0, nullable=True)
+    queue_imbalance: Series[float] = pa.Field(ge=-1.0, le=1.0, nullable=True)
+    ofi: Series[float]
+    book_ok_share: Series[float] = pa.Field(gt=0.0, le=1.0)
+
+    class Config:
+        unique = ["city", "climate_day", "minute_ts", "market_ticker"]
+
+    @pa.dataframe_check(error="yes_bid < yes_ask where both exist (a crossed or locked book is a wrong book)")
+    def bid_below_ask(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["yes_bid"].isna() | df["yes_ask"].isna() | (df["yes_bid"] < df["yes_ask"])
+
+    @pa.dataframe_check(error="yes_bid_size / yes_ask_size: a size only where the side has a best price")
+    def sizes_with_prices(cls, df: pd.DataFrame) -> Series[bool]:
+        return ((df["yes_bid"].notna() | (df["yes_bid_size"] == 0)) & (df["yes_ask"].notna() | (df["yes_ask_size"] == 0)))
+
+    @pa.dataframe_check(error="minute_ts: increasing per market")
+    def increasing_minutes(cls, df: pd.DataFrame) -> Series[bool]:
+        return _regular(df, "minute_ts")
+
+
 def _regular(df: pd.DataFrame, time_column: str, step: pd.Timedelta | None = None) -> pd.Series:
     """Times increase per bracket (by exactly ``step`` when given)."""
     diff = df.groupby(["city", "climate_day", "market_ticker"], sort=False)[time_column].diff()
@@ -429,6 +462,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "weather_forecasts": WeatherForecasts,
     "settlement": Settlement,
     "minute_panel": MinutePanel,
+    "orderbook_l2": OrderbookL2,
     "weather_model_params": WeatherModelParams,
     "weather_pmf": WeatherPmf,
     "fused_pmf": FusedPmf,

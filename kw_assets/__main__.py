@@ -1,0 +1,166 @@
+"""Command line: ``python -m kw_assets record ...`` (the L2 recorder) and ``python -m kw_assets exchange ...``
+(the simulated exchange, REST and WebSocket, on a loopback port)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import signal
+import sys
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from kw_assets.cities import City, all_cities, get_city
+from kw_assets.recorder.segments import SegmentWriter
+from kw_assets.recorder.session import PRODUCTION_WS_URL, Recorder, RecorderConfig
+from kw_assets.sources.clock import Clock
+from kw_assets.sources.kalshi.client import PRODUCTION_URL, KalshiClient
+from kw_assets.sources.kalshi.signing import KalshiSigner
+from kw_assets.sources.simulator.exchange import SimulatedExchange
+from kw_assets.sources.simulator.ws_exchange import ExchangeServer, SimulatedMarketServer, WsFaults
+
+log = logging.getLogger("kw_assets")
+
+
+def find_city(name: str) -> City:
+    """A city by key (``mia``) or by name (``miami``, ``new york``), case-insensitive."""
+    wanted = name.strip().lower()
+    try:
+        return get_city(wanted)
+    except KeyError:
+        pass
+    matches = [c for c in all_cities() if c.name.lower().startswith(wanted) or c.name.lower().split(" (")[0] == wanted]
+    if len(matches) != 1:
+        known = ", ".join(f"{c.key} ({c.name})" for c in all_cities())
+        raise SystemExit(f"unknown city {name!r}: one of {known}")
+    return matches[0]
+
+
+def _clock(args) -> Clock:
+    if args.start:
+        start = dt.datetime.fromisoformat(args.start.replace("Z", "+00:00"))
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=dt.timezone.utc)
+        return Clock.simulated(start, args.speed)
+    return Clock.parse(args.clock) if getattr(args, "clock", None) else Clock()
+
+
+def _simulated_server(args, clock: Clock, verify_key=None) -> SimulatedMarketServer:
+    exchange = SimulatedExchange(seed=args.seed, now=clock.now)
+    return SimulatedMarketServer(exchange, clock, verify_key=verify_key, faults=WsFaults())
+
+
+def _ephemeral_key() -> tuple[rsa.RSAPrivateKey, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key, pem.decode()
+
+
+async def _record(recorder: Recorder, duration_s: float | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if duration_s:
+        loop.call_later(duration_s, stop.set)
+    await recorder.run(stop)
+
+
+def cmd_record(args) -> int:
+    cities = list(all_cities()) if args.all else [find_city(c) for c in args.city]
+    if not cities:
+        raise SystemExit("record: name a city (--city miami) or --all")
+    clock = _clock(args)
+    config = RecorderConfig(segment_minutes=args.segment_minutes, segment_messages=args.segment_messages,
+                            refresh_s=args.refresh_s, heartbeat_s=args.heartbeat_s, status_every_s=args.status_every_s)
+    writer = SegmentWriter(args.root, args.segment_minutes, args.segment_messages)
+    if args.simulated:
+        key, pem = _ephemeral_key()
+        with ExchangeServer(_simulated_server(args, clock, key.public_key())) as server:
+            log.info("recording the SIMULATED exchange at %s (clock %s) into %s", server.ws_url, clock.spec, args.root)
+            config.ws_url = server.ws_url
+            with KalshiClient(server.rest_url, requests_per_second=None) as rest:
+                recorder = Recorder(cities, rest, writer, config, signer=KalshiSigner("simulated", pem), clock=clock)
+                asyncio.run(_record(recorder, args.duration))
+        return 0
+    key_id, private_key = os.environ.get("KALSHI_KEY_ID"), os.environ.get("KALSHI_PRIVATE_KEY")
+    if args.ws_url == PRODUCTION_WS_URL and not (key_id and private_key):
+        raise SystemExit("record: the live exchange needs KALSHI_KEY_ID and KALSHI_PRIVATE_KEY (PEM text) in the environment")
+    signer = KalshiSigner(key_id, private_key) if key_id and private_key else None
+    config.ws_url = args.ws_url
+    log.info("recording %s into %s (clock %s)", args.ws_url, args.root, clock.spec)
+    with KalshiClient(args.rest_url, requests_per_second=args.rest_rate, signer=signer) as rest:
+        recorder = Recorder(cities, rest, writer, config, signer=signer, clock=clock)
+        asyncio.run(_record(recorder, args.duration))
+    return 0
+
+
+def cmd_exchange(args) -> int:
+    clock = _clock(args)
+    faults = WsFaults(**{f"{k}_at": tuple(clock.now_ts() + float(x) for x in (getattr(args, k) or "").split(",") if x)
+                         for k in ("drop", "skip_seq", "duplicate", "overflow")})
+    exchange = SimulatedExchange(seed=args.seed, now=clock.now)
+    server = SimulatedMarketServer(exchange, clock, faults=faults)
+    with ExchangeServer(server, port=args.port) as running:
+        print(f"SIMULATED exchange: REST {running.rest_url}  WebSocket {running.ws_url}  clock {clock.spec}", flush=True)
+        stop = asyncio.Event()
+
+        async def wait() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            if args.duration:
+                loop.call_later(args.duration, stop.set)
+            await stop.wait()
+
+        asyncio.run(wait())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kw_assets")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def clock_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--start", help="simulated clock: ISO instant it starts at (default: the wall clock)")
+        q.add_argument("--speed", type=float, default=1.0, help="simulated clock: times faster than the wall clock")
+        q.add_argument("--seed", type=int, default=7, help="simulated world's seed")
+        q.add_argument("--duration", type=float, help="stop after this many wall seconds (default: run until SIGTERM)")
+
+    r = sub.add_parser("record", help="record Kalshi order books, trades and tickers to Parquet segments")
+    r.add_argument("--city", action="append", default=[], help="city key or name (repeatable): mia, miami, ny, ...")
+    r.add_argument("--all", action="store_true", help="every city in the registry, on one connection")
+    r.add_argument("--root", default="data/l2", help="segments go to ROOT/<city>/<climate day>/<segment>.parquet")
+    r.add_argument("--simulated", action="store_true", help="record the simulated exchange, started in this process")
+    r.add_argument("--ws-url", default=PRODUCTION_WS_URL)
+    r.add_argument("--rest-url", default=PRODUCTION_URL)
+    r.add_argument("--rest-rate", type=float, default=10.0, help="REST requests per second (event listings)")
+    r.add_argument("--clock", help="the exchange's clock spec when it is a sped-up simulated one (see `exchange`)")
+    r.add_argument("--segment-minutes", type=float, default=15.0)
+    r.add_argument("--segment-messages", type=int, default=50_000)
+    r.add_argument("--refresh-s", type=float, default=300.0, help="seconds of the clock between event listings")
+    r.add_argument("--heartbeat-s", type=float, default=10.0)
+    r.add_argument("--status-every-s", type=float, default=60.0, help="wall seconds between status lines")
+    clock_options(r)
+    r.set_defaults(func=cmd_record)
+
+    e = sub.add_parser("exchange", help="serve the simulated exchange (REST + WebSocket) on 127.0.0.1")
+    e.add_argument("--port", type=int, default=8765)
+    for fault in ("drop", "skip_seq", "duplicate", "overflow"):
+        e.add_argument(f"--{fault.replace('_', '-')}", dest=fault, help=f"{fault} fault at these clock seconds from start (comma list)")
+    clock_options(e)
+    e.set_defaults(func=cmd_exchange)
+
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

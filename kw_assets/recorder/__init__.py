@@ -1,0 +1,1 @@
+"""The order-book recorder: Kalshi WebSocket messages to rotated Parquet segments. No Dagster."""

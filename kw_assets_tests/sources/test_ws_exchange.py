@@ -1,0 +1,142 @@
+"""The simulated exchange's WebSocket, spoken to as a client would (the AsyncAPI spec's commands, replies,
+errors and sequence numbers), its REST API over the same loopback port, and its book agreeing with the
+candles."""
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from kw_assets.sources.clock import Clock
+from kw_assets.sources.kalshi.client import KalshiClient
+from kw_assets.sources.kalshi.signing import KalshiSigner
+from kw_assets.sources.simulator.exchange import SimulatedExchange
+from kw_assets.sources.simulator.order_book import SimulatedBook
+from kw_assets.sources.simulator.world import SUBSTEP_S, build_world
+from kw_assets.cities import get_city
+from kw_assets.sources.simulator.ws_exchange import WS_PATH, ExchangeServer, SimulatedMarketServer
+
+START = dt.datetime(2025, 7, 1, 15, tzinfo=dt.timezone.utc)
+EVENT = "KXHIGHNY-25JUL01"
+
+
+@pytest.fixture(scope="module")
+def key():
+    k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    return k, KalshiSigner("test-key", pem)
+
+
+@pytest.fixture
+def server(key):
+    clock = Clock.simulated(START, speed=60)
+    srv = SimulatedMarketServer(SimulatedExchange(seed=7, now=clock.now), clock, verify_key=key[0].public_key())
+    with ExchangeServer(srv) as running:
+        yield running
+
+
+def _ws(server, signer):
+    return connect(server.ws_url, additional_headers=signer.headers("GET", WS_PATH), open_timeout=20)
+
+
+def _until(ws, kind, limit=500):
+    for _ in range(limit):
+        msg = json.loads(ws.recv(timeout=20))
+        if msg["type"] == kind:
+            return msg
+    raise AssertionError(f"no {kind} in {limit} messages")
+
+
+def test_the_handshake_needs_the_signed_headers(server, key):
+    with pytest.raises(InvalidStatus) as no_headers:
+        connect(server.ws_url, open_timeout=20)
+    assert no_headers.value.response.status_code == 401
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = KalshiSigner("test-key", other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()).decode())
+    with pytest.raises(InvalidStatus) as bad_signature:
+        connect(server.ws_url, additional_headers=forged.headers("GET", WS_PATH), open_timeout=20)
+    assert bad_signature.value.response.status_code == 401
+
+
+def test_rest_is_served_beside_the_websocket_through_the_real_client(server):
+    with KalshiClient(server.rest_url, requests_per_second=None) as client:
+        events = [e["event_ticker"] for e in client.iter_events("KXHIGHNY", min_close_ts=int(START.timestamp()))]
+        markets = client.get_markets(EVENT)
+    assert EVENT in events and len(markets) == 6 and all(m["status"] == "active" for m in markets)
+
+
+def test_subscribe_snapshots_first_then_deltas_with_one_seq_per_sid(server, key):
+    tickers = [f"{EVENT}-B83.5", f"{EVENT}-B85.5"]
+    with _ws(server, key[1]) as ws:
+        ws.send(json.dumps({"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta", "trade"], "market_tickers": tickers}}))
+        got = [json.loads(ws.recv(timeout=20)) for _ in range(60)]
+    acks = [m for m in got if m["type"] == "subscribed"]
+    assert [(a["id"], a["msg"]["channel"]) for a in acks] == [(1, "orderbook_delta"), (1, "trade")]
+    book_sid = acks[0]["msg"]["sid"]
+    book = [m for m in got if m.get("sid") == book_sid and m["type"] != "subscribed"]
+    assert [m["type"] for m in book[:2]] == ["orderbook_snapshot"] * 2
+    assert {m["msg"]["market_ticker"] for m in book[:2]} == set(tickers)
+    assert [m["seq"] for m in book] == list(range(1, len(book) + 1))
+    d = next(m["msg"] for m in book if m["type"] == "orderbook_delta")
+    assert set(d) >= {"market_ticker", "market_id", "price_dollars", "delta_fp", "side", "ts_ms"} and d["side"] in ("yes", "no")
+
+
+@pytest.mark.parametrize("command, code", [
+    ({"id": 5, "cmd": "subscrib", "params": {}}, 5),
+    ({"id": 6, "cmd": "subscribe"}, 2),
+    ({"id": 7, "cmd": "subscribe", "params": {"market_tickers": ["X"]}}, 3),
+    ({"id": 8, "cmd": "subscribe", "params": {"channels": ["orderbook"], "market_ticker": f"{EVENT}-B83.5"}}, 8),
+    ({"id": 9, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"]}}, 14),
+    ({"id": 10, "cmd": "subscribe", "params": {"channels": ["trade"], "market_ticker": "KXHIGHNY-25JUL01-B99.5"}}, 11),
+    ({"id": 11, "cmd": "unsubscribe", "params": {}}, 4),
+    ({"id": 12, "cmd": "unsubscribe", "params": {"sids": [404]}}, 7),
+    ({"id": 13, "cmd": "update_subscription", "params": {"sids": [1]}}, 15),
+    ({"id": 14, "cmd": "update_subscription", "params": {"sids": [1, 2], "action": "add_markets"}}, 12),
+])
+def test_a_bad_command_gets_the_specs_error_reply(server, key, command, code):
+    with _ws(server, key[1]) as ws:
+        ws.send(json.dumps(command))
+        err = _until(ws, "error")
+    assert err["id"] == command["id"] and err["msg"]["code"] == code and err["msg"]["msg"]
+
+
+def test_update_subscription_adds_markets_with_their_snapshots_and_unsubscribe_replies(server, key):
+    with _ws(server, key[1]) as ws:
+        ws.send(json.dumps({"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"], "market_ticker": f"{EVENT}-B83.5"}}))
+        sid = _until(ws, "subscribed")["msg"]["sid"]
+        ws.send(json.dumps({"id": 2, "cmd": "update_subscription",
+                            "params": {"sids": [sid], "market_tickers": [f"{EVENT}-T79"], "action": "add_markets"}}))
+        ok = _until(ws, "ok")
+        assert ok["id"] == 2 and ok["msg"]["market_tickers"] == [f"{EVENT}-B83.5", f"{EVENT}-T79"]
+        snap = _until(ws, "orderbook_snapshot")
+        while snap["msg"]["market_ticker"] != f"{EVENT}-T79":
+            snap = _until(ws, "orderbook_snapshot")
+        ws.send(json.dumps({"id": 3, "cmd": "unsubscribe", "params": {"sids": [sid]}}))
+        gone = _until(ws, "unsubscribed")
+    assert gone["id"] == 3 and gone["sid"] == sid and gone["seq"] >= snap["seq"]
+
+
+def test_the_book_agrees_with_the_quotes_behind_the_candles_and_never_crosses():
+    w = build_world(get_city("ny"), dt.date(2025, 7, 1))
+    book = SimulatedBook(w, seed=7)
+    sizes = book.sizes(0, book.n_substeps)
+    has = sizes > 0
+    best = np.where(has.any(-1), 99 - np.argmax(has[..., ::-1], axis=-1), 0)
+    yes_bid = np.rint(w.bid * 100)
+    ask = np.rint(w.ask * 100)
+    assert np.array_equal(best[..., 0], np.where(yes_bid > 0, yes_bid, 0))
+    assert np.array_equal(np.where(best[..., 1] > 0, 100 - best[..., 1], 100), ask)
+    assert ((best[..., 0] == 0) | (best[..., 1] == 0) | (best[..., 0] + best[..., 1] < 100)).all()
+    # replaying the published deltas from an empty book gives the book at every substep
+    d = book.deltas(w.open_time - 1, w.open_time + 3600)
+    replay = np.zeros_like(sizes[0])
+    np.add.at(replay, (d["bracket"], d["side"], d["price"]), d["delta"])
+    assert np.array_equal(replay, book.at(w.open_time + 3600))
+    assert (np.diff(d["ts_ms"]) > 0).all() and d["ts_ms"][0] == w.open_time * 1000
+    assert d["ts_ms"][-1] < (w.open_time + 3600 + SUBSTEP_S) * 1000
