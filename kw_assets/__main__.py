@@ -118,6 +118,7 @@ def cmd_exchange(args) -> int:
             await stop.wait()
 
         asyncio.run(wait())
+    print(f"SIMULATED exchange: sent {server.sent} messages over {server.connections} connection(s)", flush=True)
     return 0
 
 
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     r.set_defaults(func=cmd_record)
 
     e = sub.add_parser("exchange", help="serve the simulated exchange (REST + WebSocket) on 127.0.0.1")
-    e.add_argument("--port", type=int, default=8765)
+    e.add_argument("--port", type=int, default=8765, help="0: any free port (printed)")
     for fault in ("drop", "skip_seq", "duplicate", "overflow"):
         e.add_argument(f"--{fault.replace('_', '-')}", dest=fault, help=f"{fault} fault at these clock seconds from start (comma list)")
     clock_options(e)

@@ -17,6 +17,7 @@ import dagster as dg
 import pydantic
 
 from kw_assets.defs.automation import DEFAULT_SENSOR_STATUS
+from kw_assets.defs.jobs import orderbook_job
 from kw_assets.defs.tables import derived_table
 from kw_assets.model.order_book import rebuild_minutes
 from kw_assets.model.panel import minute_grid
@@ -60,7 +61,7 @@ def orderbook_l2(context, wh, config):
 
 
 @dg.sensor(minimum_interval_seconds=L2_SENSOR_INTERVAL_S, default_status=DEFAULT_SENSOR_STATUS,
-           asset_selection=[orderbook_l2],
+           job=orderbook_job,
            description="Requests orderbook_l2 for every city x climate day with newly closed L2 segments.")
 def l2_segments_sensor(context: dg.SensorEvaluationContext):
     started = time.monotonic()

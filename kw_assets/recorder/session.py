@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from kw_assets.cities import City, parse_event_ticker
 from kw_assets.recorder.segments import NULL_INT, Key, SegmentWriter
 from kw_assets.sources.clock import Clock
+from kw_assets.sources.http import ApiError
 from kw_assets.sources.kalshi.client import KalshiClient
 from kw_assets.sources.kalshi.signing import KalshiSigner
 
@@ -37,7 +38,12 @@ log = logging.getLogger("kw_assets.recorder")
 
 
 class Resubscribe(Exception):
-    """The stream can no longer be trusted (skipped seq, terminal error): reconnect."""
+    """The stream can no longer be trusted (skipped seq, terminal error, closed by the exchange): reconnect.
+    ``marked``: the gap marker is written already."""
+
+    def __init__(self, why: str, marked: bool = False):
+        super().__init__(why)
+        self.marked = marked
 
 
 @dataclass
@@ -135,7 +141,7 @@ class Recorder:
                 return
             if last is not None and seq != last + 1:
                 self.mark("gap", f"seq gap on sid {sid}: {last} -> {seq}")
-                raise Resubscribe(f"sid {sid} skipped from seq {last} to {seq}")
+                raise Resubscribe(f"sid {sid} skipped from seq {last} to {seq}", marked=True)
             self._seq[sid] = seq
         body = msg.get("msg") if isinstance(msg.get("msg"), dict) else {}
         ticker = body.get("market_ticker")
@@ -156,7 +162,7 @@ class Recorder:
             log.warning("recorder: the exchange replied with error %s: %s", code, body.get("msg"))
             if code in TERMINAL_ERRORS:
                 self.mark("gap", f"terminal error {code}: {body.get('msg')}")
-                raise Resubscribe(f"terminal error {code}")
+                raise Resubscribe(f"terminal error {code}", marked=True)
         self.stats.messages += 1
         key = self._key_of(ticker) if ticker else None
         row = self._row(kind, text, **fields)
@@ -182,35 +188,48 @@ class Recorder:
                            ping_interval=20, ping_timeout=20, close_timeout=5) as ws:
             if self.tickers:
                 await self._send(ws, "subscribe", {"channels": list(CHANNELS), "market_tickers": sorted(self.tickers)})
-            next_refresh = self.clock.now_ts() + self.cfg.refresh_s
-            next_beat = self.clock.now_ts() + self.cfg.heartbeat_s
-            wait_s = min(0.5, max(0.005, self.clock.wall_seconds(self.cfg.heartbeat_s / 2)))
-            receive = asyncio.ensure_future(ws.recv())
-            stopping = asyncio.ensure_future(stop.wait())
+            tasks = [asyncio.ensure_future(self._read(ws)), asyncio.ensure_future(self._maintain(ws)),
+                     asyncio.ensure_future(stop.wait())]
             try:
-                while True:
-                    done, _ = await asyncio.wait([receive, stopping], timeout=wait_s,
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                    if receive in done:
-                        self.record(receive.result())
-                        receive = asyncio.ensure_future(ws.recv())
-                    if stopping in done:
-                        return
-                    now = self.clock.now_ts()
-                    if now >= next_beat:
-                        self.mark("heartbeat", "")
-                        next_beat = now + self.cfg.heartbeat_s
-                    self.writer.rotate(int(now * 1000))
-                    if now >= next_refresh:
-                        await self._refresh(ws)
-                        next_refresh = now + self.cfg.refresh_s
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                receive.cancel()
-                stopping.cancel()
+                for t in tasks:
+                    t.cancel()
+            for t in done:
+                if t is not tasks[2] and t.exception() is not None:
+                    raise t.exception()
+            if tasks[0] in done:
+                raise Resubscribe("the exchange closed the connection")
 
-    async def _refresh(self, ws) -> None:
+    async def _read(self, ws) -> None:
+        async for text in ws:
+            self.record(text)
+
+    async def _maintain(self, ws) -> None:
+        """Heartbeats, segment rotation and event listings, beside the reading (a slow listing never
+        holds up the stream)."""
+        wait_s = min(0.5, max(0.005, self.clock.wall_seconds(self.cfg.heartbeat_s / 2)))
+        next_refresh = self.clock.now_ts() + self.cfg.refresh_s
+        next_beat = self.clock.now_ts() + self.cfg.heartbeat_s
+        listing: asyncio.Future | None = None
+        while True:
+            await asyncio.sleep(wait_s)
+            now = self.clock.now_ts()
+            if now >= next_beat:
+                self.mark("heartbeat", "")
+                next_beat = now + self.cfg.heartbeat_s
+            self.writer.rotate(int(now * 1000))
+            if listing is None and now >= next_refresh:
+                listing = asyncio.ensure_future(asyncio.to_thread(self.open_markets))
+            if listing is not None and listing.done():
+                if listing.exception() is not None:
+                    log.warning("recorder: listing events failed (%s); trying again later", listing.exception())
+                else:
+                    await self._refresh(ws, listing.result())
+                listing, next_refresh = None, self.clock.now_ts() + self.cfg.refresh_s
+
+    async def _refresh(self, ws, current: dict[str, Key]) -> None:
         """Subscribe to markets that have listed since; stop recording markets whose event has closed."""
-        current = await asyncio.to_thread(self.open_markets)
         new = sorted(set(current) - set(self.tickers))
         gone = sorted(set(self.tickers) - set(current))
         if new:
@@ -240,8 +259,8 @@ class Recorder:
                 try:
                     await self.session(stop)
                     attempt = 0
-                except (ConnectionClosed, OSError, InvalidHandshake, Resubscribe, asyncio.TimeoutError) as exc:
-                    if not isinstance(exc, Resubscribe):
+                except (ConnectionClosed, OSError, InvalidHandshake, Resubscribe, asyncio.TimeoutError, ApiError) as exc:
+                    if not getattr(exc, "marked", False):
                         self.mark("gap", f"connection lost: {type(exc).__name__}: {exc}")
                     if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
                         log.error("recorder: the exchange refused the credentials (%s)", exc.response.status_code)
@@ -257,7 +276,7 @@ class Recorder:
             self.mark("gap", "recorder stop")
             self.writer.close_all()
             status.cancel()
-            log.info(self.stats.line(0, 1.0) + f"; {self.writer.closed} segments closed")
+            log.info(self.stats.line(0, 1.0) + f"; {self.writer.closed} segments closed, {self.writer.rows_written} rows")
 
     async def _status(self, stop: asyncio.Event) -> None:
         last_n, last_t = self.stats.messages, time.monotonic()

@@ -163,7 +163,7 @@ def test_sigterm_closes_the_open_segments_cleanly(tmp_path, key):
         proc = _record(tmp_path, running, server, key)
         _wait_for_segments(tmp_path, 0, proc)
         deadline = time.monotonic() + 60
-        while "recorder:" not in (line := proc.stdout.readline()) and time.monotonic() < deadline:
+        while "recorder:" not in proc.stdout.readline() and time.monotonic() < deadline:
             pass  # the first status line: subscribed and recording
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
