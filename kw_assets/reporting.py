@@ -94,15 +94,17 @@ class Report:
 
 def write_report(folder: Path, fills: pd.DataFrame, scores: pd.DataFrame, sampled: tuple[int, Iterable[pd.DataFrame]],
                  markets: pd.DataFrame, settled: pd.DataFrame, mids: pd.DataFrame,
-                 offsets: dict[str, pd.Timedelta]) -> Report:
+                 offsets: dict[str, pd.Timedelta], extra_tables: dict[str, pd.DataFrame] | None = None) -> Report:
     """The backtest report's plots and HTML page under ``folder``, from the frames ``report_contents`` takes
-    (``sampled``: the most brackets and the monthly chunks of ``queries.settled_calibrated_by_month``)."""
+    (``sampled``: the most brackets and the monthly chunks of ``queries.settled_calibrated_by_month``), plus
+    ``extra_tables`` (title -> table) after its own."""
     sources = sorted(fills["source"].unique())
     warning = SIMULATED_BANNER if "simulated" in sources else None
     banner = " [SIMULATED]" if warning else ""
     folder.mkdir(parents=True, exist_ok=True)
     n_brackets, chunks = sampled
     stats, tables, reliability = report_contents(fills, scores, chunks, markets, settled, mids, offsets, n_brackets)
+    tables = {**tables, **(extra_tables or {})}
     images = [*plot_equity(daily_pnl(fills), folder, banner), plot_pnl_by_hour(pnl_by_entry_hour(fills, offsets), folder, banner)]
     if reliability:
         images.append(plot_reliability(reliability, folder, banner))

@@ -212,6 +212,8 @@ class MinutePanel(_Partitioned):
     vwap: Series[float] = pa.Field(**_PROB)
     signed_volume: Series[float] = pa.Field(nullable=True)
     trade_count: Series[float] = pa.Field(ge=0)
+    ofi: Series[float] = pa.Field(nullable=True)
+    queue_imbalance: Series[float] = pa.Field(ge=-1.0, le=1.0, nullable=True)
 
     class Config:
         unique = ["city", "climate_day", "minute_ts", "market_ticker"]
@@ -258,6 +260,18 @@ class OrderbookL2(_Partitioned):
     @pa.dataframe_check(error="minute_ts: increasing per market")
     def increasing_minutes(cls, df: pd.DataFrame) -> Series[bool]:
         return _regular(df, "minute_ts")
+
+
+class OrderbookLevels(_Partitioned):
+    """Every resting level of a market's recorded book at each minute's end where the book was known."""
+    minute_ts: Series[UTC]
+    market_ticker: Series[Text]
+    side: Series[Text] = pa.Field(isin=["yes", "no"])
+    price: Series[float] = pa.Field(gt=0.0, lt=1.0)
+    size: Series[float] = pa.Field(gt=0)
+
+    class Config:
+        unique = ["city", "climate_day", "minute_ts", "market_ticker", "side", "price"]
 
 
 def _regular(df: pd.DataFrame, time_column: str, step: pd.Timedelta | None = None) -> pd.Series:
@@ -463,6 +477,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "settlement": Settlement,
     "minute_panel": MinutePanel,
     "orderbook_l2": OrderbookL2,
+    "orderbook_levels": OrderbookLevels,
     "weather_model_params": WeatherModelParams,
     "weather_pmf": WeatherPmf,
     "fused_pmf": FusedPmf,

@@ -23,10 +23,14 @@ from kw_assets.warehouse import Warehouse
 TAPE_COLUMNS = ("minute_ts", "market_ticker", "bracket_index", "yes_bid", "yes_ask", "last_price", "mid", "volume")
 # what the backtest reads per city-day (None: every column): backtest_fills and the sweep alike
 BACKTEST_INPUTS = {"settlement": None, "kalshi_markets": None,
-                   "minute_panel": TAPE_COLUMNS + ("acceleration", "ras", "clv"),
+                   "minute_panel": TAPE_COLUMNS + ("acceleration", "ras", "clv", "ofi"),
                    "calibrated_pmf": ("minute_ts", "bracket_index", "p_calibrated", "hazard"),
-                   "kalshi_trades": ("market_ticker", "created_time", "yes_price", "count", "is_block_trade"),
-                   "kalshi_candles": ("market_ticker", "end_period_ts", "price_low", "price_high")}
+                   "kalshi_trades": ("market_ticker", "created_time", "yes_price", "count", "is_block_trade",
+                                     "taker_outcome_side"),
+                   "kalshi_candles": ("market_ticker", "end_period_ts", "price_open", "price_low", "price_high",
+                                      "price_close"),
+                   # the recorded book, where the L2 recorder ran: the queue-aware maker fills
+                   "orderbook_levels": None, "orderbook_l2": ("market_ticker", "minute_ts")}
 
 
 def settled_days(wh: Warehouse, first: dt.date | None = None, last: dt.date | None = None,

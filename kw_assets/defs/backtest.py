@@ -18,7 +18,7 @@ from kw_assets.model.report import entry_orders
 from kw_assets.model.strategy import StrategyConfig, signal_intents
 from kw_assets import reporting
 from kw_assets.queries import entry_mids, settled_calibrated_by_month
-from kw_assets.model.sweep import SWEPT, grid_points, summary, walk_forward
+from kw_assets.model.sweep import SWEPT, fill_model_comparison, grid_points, prepare_day, summary, walk_forward
 from kw_assets.defs.materialize import reject, schema_check, table_metadata
 from kw_assets.schemas import TableInvalid, validate
 from kw_assets.sources import SIMULATED_BANNER
@@ -33,7 +33,7 @@ BacktestConfig = run_config_from("BacktestConfig", StrategyConfig, FillConfig, E
                inputs=BACKTEST_INPUTS,
                description="Every order and fill of the strategy on the minute clock (price, contracts, maker/taker, "
                            "exact fee, cash flow, edge at entry), exits and settlement. Latency >= 1 minute; "
-                           "conservative fills.")
+                           "conservative fills; maker orders queue in the recorded book where the L2 recorder ran.")
 def backtest_fills(context, wh, config):
     strategy, fills_cfg = build(StrategyConfig, config), build(FillConfig, config)
 
@@ -43,7 +43,8 @@ def backtest_fills(context, wh, config):
             return pd.DataFrame()  # not settled (or no market data): nothing to account yet
         exec_cfg = build(ExecutionConfig, config, fee_type=markets["fee_type"].iloc[0],
                          fee_multiplier=float(markets["fee_multiplier"].iloc[0]))
-        tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"])
+        tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"], levels=data["orderbook_levels"],
+                          known=data["orderbook_l2"])
         intents, opposite = signal_intents(panel, data["calibrated_pmf"], strategy, exec_cfg.fee_type, exec_cfg.fee_multiplier)
         return run_backtest(tape, intents, int(s["winning_bracket_index"].iloc[0]), opposite, fills_cfg, exec_cfg)
     return produce
@@ -84,10 +85,12 @@ def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, war
     fills = fills[keep] if len(fills) else fills
     if fills.empty:
         raise dg.Failure("backtest_report: no backtest_fills in the warehouse for the selected range")
+    fill_models = _fill_model_comparison(context, wh, fills)
     report = reporting.write_report(
         Path(config.folder), fills, wh.read("forecast_scores"), settled_calibrated_by_month(wh, config.sample_every_min),
         wh.read("kalshi_markets"), wh.read("settlement"), entry_mids(wh, entry_orders(fills)),
-        {c.key: pd.Timedelta(hours=c.lst_utc_offset_hours) for c in all_cities()})
+        {c.key: pd.Timedelta(hours=c.lst_utc_offset_hours) for c in all_cities()},
+        extra_tables={"Maker fills on recorded days: candle model vs queue model": fill_models} if len(fill_models) else None)
     yield dg.MaterializeResult(metadata={
         "report": dg.MetadataValue.md(report.markdown()),
         "plots": dg.MetadataValue.md(reporting.markdown_plots(report.images)),
@@ -96,6 +99,33 @@ def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, war
         "net_pnl": dg.MetadataValue.float(report.stats["net_pnl"]), "fees": dg.MetadataValue.float(report.stats["fees"]),
         "source": dg.MetadataValue.text(report.source),
     })
+
+
+def _backtest_settings(context: dg.AssetExecutionContext) -> tuple[StrategyConfig, FillConfig, ExecutionConfig]:
+    """The strategy, fill and execution settings of the run that last materialized ``backtest_fills`` (the
+    defaults if none did), so the report's comparison trades what the backtest traded."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("backtest_fills"))
+    run = context.instance.get_run_by_id(event.run_id) if event is not None else None
+    values = (((run.run_config or {}).get("ops") or {}).get("backtest_fills") or {}).get("config") or {} if run else {}
+    cfg = BacktestConfig(**values)
+    return build(StrategyConfig, cfg), build(FillConfig, cfg), build(ExecutionConfig, cfg)
+
+
+def _fill_model_comparison(context: dg.AssetExecutionContext, wh, fills: pd.DataFrame) -> pd.DataFrame:
+    """Each reported city-day that has a recorded book, traded under both maker fill models."""
+    recorded = {(c, pd.Timestamp(d)) for c, d in wh.partitions("orderbook_l2")}
+    days = sorted(recorded & set(zip(fills["city"], pd.to_datetime(fills["climate_day"]))))
+    if not days:
+        return pd.DataFrame()
+    strategy, fill_cfg, execution = _backtest_settings(context)
+    out = []
+    for city, day in days:
+        data = {t: wh.read(t, [(city, day.date())], cols) for t, cols in BACKTEST_INPUTS.items()}
+        prepared = prepare_day(city, day, data, execution)
+        if prepared is not None:
+            out.append(fill_model_comparison(prepared, strategy, fill_cfg))
+    context.log.info(f"backtest_report: {len(out)} recorded city-day(s) traded under both maker fill models")
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
 SweepConfig = run_config_from(

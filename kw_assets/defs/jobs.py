@@ -7,14 +7,14 @@ raw_job = dg.define_asset_job(
     description="Fetch and store every raw table for the selected city x climate-day partitions.",
 )
 all_assets_job = dg.define_asset_job(
-    "all_assets_job", selection=dg.AssetSelection.all() - dg.AssetSelection.assets("strategy_sweep", "orderbook_l2"),
+    "all_assets_job", selection=dg.AssetSelection.all() - dg.AssetSelection.assets("strategy_sweep") - dg.AssetSelection.groups("orderbook"),
     description="The whole graph for the selected partitions, raw data through the report (the demo runs this). "
                 "The strategy sweep is its own job: it reads every settled day, whatever the partitions. The "
                 "recorded order book is its own job too: only days the L2 recorder ran for have one.",
 )
 orderbook_job = dg.define_asset_job(
-    "orderbook_job", selection=dg.AssetSelection.assets("orderbook_l2"),
-    description="The recorded order book (orderbook_l2) for the selected partitions, from the L2 recorder's segments "
+    "orderbook_job", selection=dg.AssetSelection.groups("orderbook"),
+    description="The recorded order book (orderbook_l2, orderbook_levels) for the selected partitions, from the L2 recorder's segments "
                 "(the l2_segments_sensor runs it as segments close).",
 )
 strategy_sweep_job = dg.define_asset_job(

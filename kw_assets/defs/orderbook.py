@@ -19,7 +19,7 @@ import pydantic
 from kw_assets.defs.automation import DEFAULT_SENSOR_STATUS
 from kw_assets.defs.jobs import orderbook_job
 from kw_assets.defs.tables import derived_table
-from kw_assets.model.order_book import rebuild_minutes
+from kw_assets.model.order_book import level_rows, rebuild_minutes
 from kw_assets.model.panel import minute_grid
 from kw_assets.partitions import city_day_partitions, partition_key
 from kw_assets.recorder.segments import read_segments, recorded_days
@@ -60,6 +60,21 @@ def orderbook_l2(context, wh, config):
     return produce
 
 
+@derived_table("orderbook_levels", group="orderbook", time_column="minute_ts", config=OrderbookRunConfig,
+               inputs=("kalshi_markets",), required=("kalshi_markets",),
+               description="Every resting level (side, price, contracts) of each bracket's recorded book at each minute's "
+                           "end where the book was known (the minutes of orderbook_l2): the queue the maker fill model "
+                           "joins. Empty for a day that was not recorded.")
+def orderbook_levels(context, wh, config):
+    root, silence_ms = config.l2_root, int(config.silence_s * 1000)
+
+    def produce(city, day, data):
+        markets = data["kalshi_markets"]
+        return level_rows(read_segments(root, city.key, day), markets["market_ticker"].tolist(), minute_grid(markets), silence_ms)
+
+    return produce
+
+
 @dg.sensor(minimum_interval_seconds=L2_SENSOR_INTERVAL_S, default_status=DEFAULT_SENSOR_STATUS,
            job=orderbook_job,
            description="Requests orderbook_l2 for every city x climate day with newly closed L2 segments.")
@@ -79,5 +94,5 @@ def l2_segments_sensor(context: dg.SensorEvaluationContext):
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen))
 
 
-orderbook_assets = [orderbook_l2]
+orderbook_assets = [orderbook_l2, orderbook_levels]
 orderbook_sensors = [l2_segments_sensor]

@@ -4,10 +4,20 @@
 - Taker: at the fill minute's ask (yes_ask close; NO side: 1 - yes_bid) when known, else the last price
   plus a fixed half spread (2 cents); plus ``taker_slippage``; at most that minute's traded volume;
   what does not fill is cancelled.
-- Maker: a resting bid fills only when later prints trade at or through its price, pro-rated by
+- Maker, where the recorded book (``orderbook_levels``) covers the minute the order joins, the queue
+  model: the order joins the back of the queue at its price (the level's recorded size is ahead of it).
+  Each minute, prints that hit its side at its price consume the queue ahead first and then the order;
+  prints through its price fill it outright (up to their volume). Cancellations are pro-rata: the fewest
+  cancels that explain the level's change (its drop beyond the prints, additions joining behind) leave from
+  ahead of the order in proportion to the share of the level ahead of it. Partial fills are allowed; once
+  the book is unknown again (a gap) the queue position is lost and nothing more fills.
+- Maker otherwise: a resting bid fills only when later prints trade at or through its price, pro-rated by
   ``maker_queue_share`` of the volume printed at or through it (never more than that volume), minute by
-  minute until it expires after ``maker_ttl_min``. Without trade prints (website exports) the candle's
-  low/high and volume stand in.
+  minute until it expires after ``maker_ttl_min``. Without trade prints (website exports), the candle: a
+  Brownian bridge from the bar's open to its close, with the variance its high-low range implies
+  (Parkinson), gives the chance the price went at least half a cent through the limit inside the bar, and
+  that share of the bar's volume (times ``maker_queue_share``) is what can fill; a bar that only touched
+  the limit fills less than one that went through it, and one that never reached it fills nothing.
 - Block trades never fill anyone's resting order.
 Prices are YES-equivalent internally; a NO order at price q is a YES order at 1 - q on the other side.
 """
@@ -28,6 +38,7 @@ class FillConfig:
     taker_slippage: float = 0.01
     maker_queue_share: float = 0.5
     maker_ttl_min: int = 10
+    queue_model: bool = True  # the queue-aware maker fills where the recorded book covers the order
 
 
 @dataclass
@@ -48,6 +59,10 @@ class Tape:
     print_bracket: np.ndarray
     print_price: np.ndarray
     print_count: np.ndarray
+    print_yes_taker: np.ndarray | None = None  # the print's taker bought YES (it hit NO bids)
+    price_open: np.ndarray | None = None
+    price_close: np.ndarray | None = None
+    book: np.ndarray | None = None  # minutes x brackets x (YES, NO) x cents: resting contracts at the minute's end, NaN unknown
 
     @property
     def n_minutes(self) -> int:
@@ -55,7 +70,9 @@ class Tape:
 
     @classmethod
     def build(cls, panel: pd.DataFrame, trades: pd.DataFrame, candles: pd.DataFrame | None = None,
-              half_spread: float = 0.02) -> "Tape":
+              half_spread: float = 0.02, levels: pd.DataFrame | None = None, known: pd.DataFrame | None = None) -> "Tape":
+        """``levels`` / ``known``: the partition's ``orderbook_levels`` and ``orderbook_l2`` rows (the recorded
+        book and the minutes it is known at), if any."""
         panel = by_minute_and_bracket(panel)
         tickers = panel["market_ticker"].drop_duplicates().to_numpy()
         minutes = pd.DatetimeIndex(panel["minute_ts"].drop_duplicates())
@@ -67,19 +84,22 @@ class Tape:
         t0 = minutes[0].value if len(minutes) else 0
         rows = np.ceil((t["created_time"].astype("int64").to_numpy() - t0) / 60e9).astype(int) if len(t) else np.array([], int)
         keep = (rows >= 0) & (rows < len(minutes))
-        low = np.full(shape, np.nan)
-        high = np.full(shape, np.nan)
+        bars = {k: np.full(shape, np.nan) for k in ("price_low", "price_high", "price_open", "price_close")}
         if candles is not None and len(candles):
             c = candles[candles["market_ticker"].isin(col)]
             r = ((c["end_period_ts"].astype("int64").to_numpy() - t0) // 60_000_000_000).astype(int)
             ok = (r >= 0) & (r < len(minutes))
             cj = c["market_ticker"].map(col).to_numpy()[ok]
-            low[r[ok], cj] = c["price_low"].to_numpy(float)[ok]
-            high[r[ok], cj] = c["price_high"].to_numpy(float)[ok]
+            for k, a in bars.items():
+                if k in c.columns:
+                    a[r[ok], cj] = c[k].to_numpy(float)[ok]
+        yes_taker = (t["taker_outcome_side"].to_numpy() == "yes")[keep] if len(t) and "taker_outcome_side" in t.columns else None
         return cls(minutes, tickers, grab("yes_bid"), grab("yes_ask"), grab("last_price"), grab("mid"), grab("volume"),
-                   low, high, half, rows[keep], t["market_ticker"].map(col).to_numpy()[keep] if len(t) else rows[keep],
+                   bars["price_low"], bars["price_high"], half, rows[keep],
+                   t["market_ticker"].map(col).to_numpy()[keep] if len(t) else rows[keep],
                    t["yes_price"].to_numpy(float)[keep] if len(t) else np.array([]),
-                   t["count"].to_numpy(float)[keep] if len(t) else np.array([]))
+                   t["count"].to_numpy(float)[keep] if len(t) else np.array([]), yes_taker,
+                   bars["price_open"], bars["price_close"], _book(levels, known, minutes, col))
 
     def taker_price(self, row: int, b: int, side: str, action: str) -> float:
         """Price paid (buy) or received (sell) per contract on ``side`` at ``row``, before slippage."""
@@ -91,6 +111,26 @@ class Tape:
         yes_get = bid if np.isfinite(bid) and bid > 0 else last - self.half_spread  # hit the YES bid
         no_get = (1 - ask) if np.isfinite(ask) and ask < 1 else (1 - last) - self.half_spread
         return yes_get if side == "yes" else no_get
+
+
+def _book(levels: pd.DataFrame | None, known: pd.DataFrame | None, minutes: pd.DatetimeIndex, col: dict) -> np.ndarray | None:
+    """The recorded book on the tape's grid (NaN where it is not known), or None without one."""
+    if known is None or not len(known) or not len(minutes):
+        return None
+    book = np.full((len(minutes), len(col), 2, 100), np.nan, dtype=np.float32)
+    k = known[known["market_ticker"].isin(col)]
+    r = ((pd.DatetimeIndex(k["minute_ts"]).asi8 - minutes[0].value) // 60_000_000_000).astype(int)
+    ok = (r >= 0) & (r < len(minutes))
+    book[r[ok], k["market_ticker"].map(col).to_numpy()[ok]] = 0.0
+    if levels is not None and len(levels):
+        lv = levels[levels["market_ticker"].isin(col)]
+        r = ((pd.DatetimeIndex(lv["minute_ts"]).asi8 - minutes[0].value) // 60_000_000_000).astype(int)
+        j = lv["market_ticker"].map(col).to_numpy()
+        side = (lv["side"].to_numpy() == "no").astype(int)
+        cents = np.rint(lv["price"].to_numpy(float) * 100).astype(int)
+        ok = (r >= 0) & (r < len(minutes)) & ~np.isnan(book[np.clip(r, 0, len(minutes) - 1), j, 0, 0])
+        book[r[ok], j[ok], side[ok], cents[ok]] = lv["size"].to_numpy(float)[ok]
+    return book
 
 
 def taker_fill(tape: Tape, decided_row: int, b: int, side: str, action: str, size: float,
@@ -116,16 +156,76 @@ def maker_fill(tape: Tape, decided_row: int, b: int, side: str, limit: float, si
         return np.array([], int), np.array([])
     n = last - first + 1
     yes_limit = limit if side == "yes" else 1 - limit
+    if cfg.queue_model and queue_covers(tape, first, b):
+        return queue_fill(tape, first, last, b, side, limit, size)
     if len(tape.print_row):
         sel = (tape.print_bracket == b) & (tape.print_row >= first) & (tape.print_row <= last)
         through = tape.print_price[sel] <= yes_limit + 1e-9 if side == "yes" else tape.print_price[sel] >= yes_limit - 1e-9
         vol = np.bincount(tape.print_row[sel][through] - first, weights=tape.print_count[sel][through], minlength=n)
-    else:  # no prints: the candle's range and volume stand in
+    else:  # no prints: the chance the bar went through the limit, times its volume
         rng = slice(first, last + 1)
-        touched = tape.price_low[rng, b] <= yes_limit if side == "yes" else tape.price_high[rng, b] >= yes_limit
-        vol = np.where(touched, np.nan_to_num(tape.volume[rng, b]), 0.0)
+        through = bridge_through(tape, rng, b, yes_limit, side)
+        vol = through * np.nan_to_num(tape.volume[rng, b])
     available = cfg.maker_queue_share * vol
-    cum = np.minimum(np.cumsum(available), size)
-    got = np.diff(np.concatenate([[0.0], cum]))
+    cum = np.round(np.minimum(np.cumsum(available), size), 2)  # cents of a contract, without losing any to rounding
+    got = np.round(np.diff(np.concatenate([[0.0], cum])), 2)
     rows = np.nonzero(got > 1e-12)[0]
-    return rows + first, np.round(got[rows], 2)
+    return rows + first, got[rows]
+
+
+def queue_covers(tape: Tape, first: int, b: int) -> bool:
+    """Whether the recorded book is known when an order joins at row ``first`` (the end of the minute before)."""
+    return tape.book is not None and first >= 1 and not np.isnan(tape.book[first - 1, b, 0, 0])
+
+
+def queue_fill(tape: Tape, first: int, last: int, b: int, side: str, limit: float, size: float) -> tuple[np.ndarray, np.ndarray]:
+    """The queue model (module docstring): rows and contracts filled for a buy resting on ``side`` at ``limit``."""
+    s = 0 if side == "yes" else 1
+    cents = int(round(limit * 100))
+    level = tape.book[first - 1: last + 1, b, s, cents].astype(float)  # [0]: when it joins
+    n = last - first + 1
+    hits, through = np.zeros(n), np.zeros(n)
+    if len(tape.print_row) and tape.print_yes_taker is not None:
+        sel = (tape.print_bracket == b) & (tape.print_row >= first) & (tape.print_row <= last)
+        yes_c = np.rint(tape.print_price[sel] * 100)
+        # a YES bid is hit by a taker selling YES (buying NO), a NO bid by a taker buying YES
+        mine = ~tape.print_yes_taker[sel] if side == "yes" else tape.print_yes_taker[sel]
+        own = yes_c if side == "yes" else 100 - yes_c  # the print's price on the order's side
+        at, past = mine & (own == cents), mine & (own < cents)
+        r = tape.print_row[sel] - first
+        hits = np.bincount(r[at], weights=tape.print_count[sel][at], minlength=n)
+        through = np.bincount(r[past], weights=tape.print_count[sel][past], minlength=n)
+    ahead, left = level[0], float(size)
+    rows, got = [], []
+    for k in range(n):  # at most maker_ttl_min steps: the queue is a recursion over the order's minutes
+        prev, cur = level[k], level[k + 1]
+        if np.isnan(cur) or left <= 0:
+            break  # the book is unknown: the queue position is lost
+        cancels = max(0.0, prev - cur - hits[k])
+        if prev > 0:
+            ahead -= cancels * ahead / prev
+        fill = min(left, max(0.0, hits[k] - max(ahead, 0.0)) + through[k])
+        ahead = max(0.0, ahead - hits[k])
+        if fill > 1e-12:
+            rows.append(first + k)
+            got.append(round(fill, 2))
+            left -= fill
+    return np.array(rows, int), np.array(got, float)
+
+
+def bridge_through(tape: Tape, rows: slice, b: int, yes_limit: float, side: str) -> np.ndarray:
+    """Per bar: the chance a Brownian bridge from its open to its close (variance from its high-low range,
+    Parkinson) went half a cent through ``yes_limit`` (down for a YES bid, up for a NO bid); 0 for a bar that
+    never reached the limit or has no prices."""
+    if tape.price_open is None or tape.price_close is None:
+        return np.zeros(tape.price_low[rows, b].shape)
+    sign = 1.0 if side == "yes" else -1.0  # a NO bid is a YES bid on the mirrored price
+    o, c = sign * tape.price_open[rows, b], sign * tape.price_close[rows, b]
+    lo, hi = tape.price_low[rows, b], tape.price_high[rows, b]
+    extreme = lo if side == "yes" else -hi
+    barrier = sign * yes_limit - 0.005
+    var = (hi - lo) ** 2 / (4 * np.log(2))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        p = np.where(np.minimum(o, c) <= barrier, 1.0, np.exp(-2 * (o - barrier) * (c - barrier) / var))
+    reached = extreme <= sign * yes_limit + 1e-9
+    return np.where(reached & np.isfinite(p), np.clip(p, 0.0, 1.0), 0.0)

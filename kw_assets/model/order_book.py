@@ -196,3 +196,24 @@ def book_at_minute_ends(records: pd.DataFrame, ticker: str, minute_ends: pd.Date
     ok = (at_end >= 0) & (s >= 0) & m["valid"][np.maximum(s, 0)] & cont[np.maximum(at_end, 0)] if m["idx"].size else np.zeros(len(at_end), bool)
     books = m["states"][np.maximum(s, 0)] if m["idx"].size else np.zeros((len(at_end), 2, PRICES))
     return books, ok
+
+
+LEVEL_COLUMNS = ["minute_ts", "market_ticker", "side", "price", "size"]
+
+
+def level_rows(records: pd.DataFrame, tickers: list[str], minute_ends: pd.DatetimeIndex,
+               silence_ms: int = SILENCE_MS) -> pd.DataFrame:
+    """Every resting level (side, price in dollars, contracts) of each market at each minute's end where the
+    book is known there: the depth the queue-aware fill model reads. Known minutes with an empty side have no
+    row for it; which minutes are known is ``rebuild_minutes``' rows."""
+    frames = []
+    for ticker in tickers:
+        books, ok = book_at_minute_ends(records, ticker, minute_ends, silence_ms) if len(records) else (None, None)
+        if ok is None or not ok.any():
+            continue
+        m, side, price = np.nonzero(np.where(ok[:, None, None], books, 0.0) > 0)
+        frames.append(pd.DataFrame({"minute_ts": minute_ends[m], "market_ticker": ticker,
+                                    "side": np.array(SIDES)[side], "price": price / 100, "size": books[m, side, price]}))
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in LEVEL_COLUMNS})
+    return pd.concat(frames, ignore_index=True)[LEVEL_COLUMNS]

@@ -6,6 +6,10 @@ stamped <= t. Quotes and last prices are forward-filled, never backward-filled (
 bracket's first quote is NaN). Velocity and acceleration are exponentially weighted differences
 (adjust=False, so each value depends only on the past). Block trades are excluded from VWAP,
 signed volume and counts.
+
+Order-flow features come from the recorded book (``orderbook_l2``) where one exists: ``ofi`` (order-flow
+imbalance over the minute) and ``queue_imbalance`` (at the minute's end). They are NaN for a minute whose
+book was not known at its end, and never filled from another minute.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import pandas as pd
 
 PANEL_COLUMNS = ["minute_ts", "market_ticker", "bracket_index", "yes_bid", "yes_ask", "last_price", "mid", "spread",
                  "volume", "velocity", "acceleration", "clv", "p_norm", "mid_sum", "ras", "vwap", "signed_volume",
-                 "trade_count"]
+                 "trade_count", "ofi", "queue_imbalance"]
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,9 @@ def neighbour_mean(a: np.ndarray) -> np.ndarray:
 
 
 def build_panel(markets: pd.DataFrame, candles: pd.DataFrame, trades: pd.DataFrame,
-                config: PanelConfig = PanelConfig()) -> pd.DataFrame:
-    """Long panel (minute x bracket) for one event; see the module docstring for the rules."""
+                config: PanelConfig = PanelConfig(), book: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Long panel (minute x bracket) for one event; see the module docstring for the rules. ``book``: the
+    event's ``orderbook_l2`` rows (None or empty: no recorded book)."""
     markets = markets.sort_values("bracket_index")
     tickers = markets["market_ticker"].to_numpy()
     col_of = {t: j for j, t in enumerate(tickers)}
@@ -124,6 +129,7 @@ def build_panel(markets: pd.DataFrame, candles: pd.DataFrame, trades: pd.DataFra
     mid_sum = np.where(np.isnan(mid).all(axis=1, keepdims=True), np.nan, mid_sum)
 
     vwap, signed, count = _trade_features(trades, col_of, t0, n_min, n_br)
+    ofi, imbalance = _book_features(book, col_of, t0, n_min, n_br)
 
     return pd.DataFrame({
         "minute_ts": pd.to_datetime(np.repeat(grid.asi8, n_br), utc=True),
@@ -134,7 +140,21 @@ def build_panel(markets: pd.DataFrame, candles: pd.DataFrame, trades: pd.DataFra
         "acceleration": acceleration.ravel(), "clv": clv.ravel(), "p_norm": p_norm.ravel(),
         "mid_sum": np.repeat(mid_sum.ravel(), n_br), "ras": ras.ravel(),
         "vwap": vwap.ravel(), "signed_volume": signed.ravel(), "trade_count": count.ravel(),
+        "ofi": ofi.ravel(), "queue_imbalance": imbalance.ravel(),
     }, columns=PANEL_COLUMNS)
+
+
+def _book_features(book: pd.DataFrame | None, col_of: dict, t0: int, n_min: int, n_br: int):
+    """OFI and queue imbalance on the grid from ``orderbook_l2`` rows (stamped at their minute's end)."""
+    if book is None or not len(book):
+        return np.full((n_min, n_br), np.nan), np.full((n_min, n_br), np.nan)
+    b = book[book["market_ticker"].isin(col_of)]
+    rows = ((pd.DatetimeIndex(b["minute_ts"]).asi8 - t0) // 60_000_000_000).astype(int)
+    keep = (rows >= 0) & (rows < n_min)
+    rows, b = rows[keep], b[keep]
+    cols = b["market_ticker"].map(col_of).to_numpy()
+    return (_scatter(n_min, n_br, rows, cols, b["ofi"].to_numpy(float)),
+            _scatter(n_min, n_br, rows, cols, b["queue_imbalance"].to_numpy(float)))
 
 
 def _trade_features(trades: pd.DataFrame, col_of: dict, t0: int, n_min: int, n_br: int):

@@ -11,6 +11,10 @@ Entry on a bracket (all gates configurable, each can be switched off):
   only taker orders, entered when the taker edge beats fee + cushion + ``taker_extra_edge``;
 - only signal onsets (and at most one per ``cooldown_min`` per bracket and side) become orders.
 
+Optional (``use_order_flow``, off by default): where the book was recorded, a YES entry also needs the
+minute's order-flow imbalance above ``ofi_min`` contracts (buying pressure) and a NO entry below
+``-ofi_min``; a minute without a recorded book is not gated, so without L2 the flag changes nothing.
+
 Optional (``use_bleed``, off by default), the seed's bracket-migration rule: when the calibrated PMF's
 centre of mass (expected bracket index) accelerates toward higher strikes (its change over
 ``bleed_window_min`` grows by more than ``bleed_accel``), YES held on the bracket it is leaving is exited and
@@ -43,6 +47,8 @@ class StrategyConfig:
     hazard_cushion_discount: float = 0.5
     taker_extra_edge: float = 0.03
     allow_maker: bool = True
+    use_order_flow: bool = False
+    ofi_min: float = 0.0
     use_bleed: bool = False
     bleed_window_min: int = 10
     bleed_accel: float = 0.15
@@ -65,6 +71,7 @@ class SignalState(NamedTuple):
     neighbour_acc: np.ndarray  # mean acceleration of the strike neighbours
     clv: np.ndarray
     book_ok: np.ndarray
+    ofi: np.ndarray  # order-flow imbalance, NaN where no book was recorded
 
 
 def signal_state(panel: pd.DataFrame, calibrated: pd.DataFrame) -> SignalState:
@@ -88,8 +95,9 @@ def signal_state(panel: pd.DataFrame, calibrated: pd.DataFrame) -> SignalState:
         p, haz = np.full(shape, np.nan), np.full(len(minutes), np.nan)
     bid, ask = _wide(panel, "yes_bid", shape), _wide(panel, "yes_ask", shape)
     book_ok = np.isfinite(bid) & np.isfinite(ask) & ~((bid <= 0) & (ask >= 1))
+    ofi = _wide(panel, "ofi", shape) if "ofi" in panel.columns else np.full(shape, np.nan)
     return SignalState(p, haz, bid, ask, _wide(panel, "ras", shape), neighbour_mean(_wide(panel, "acceleration", shape)),
-                       _wide(panel, "clv", shape), book_ok)
+                       _wide(panel, "clv", shape), book_ok, ofi)
 
 
 def signal_intents(panel: pd.DataFrame, calibrated: pd.DataFrame, cfg: StrategyConfig = StrategyConfig(),
@@ -112,6 +120,8 @@ def intents_from(state: SignalState, cfg: StrategyConfig = StrategyConfig(), fee
         ras_no = (not cfg.use_ras) | ((ras < -cfg.ras_min) & (nbr > 0))
         clv_yes = (not cfg.use_clv) | (clv > cfg.clv_buy)
         clv_no = (not cfg.use_clv) | (clv < cfg.clv_sell)
+        flow_yes = (not cfg.use_order_flow) | ~(state.ofi <= cfg.ofi_min)  # NaN (no book): not gated
+        flow_no = (not cfg.use_order_flow) | ~(state.ofi >= -cfg.ofi_min)
         # YES pays ask (taker) or bid (maker); NO pays 1 - bid (taker) or 1 - ask (maker)
         taker_yes = p - ask - fee_per_contract(ask, cfg.contracts, taker_rate)
         maker_yes = p - bid - fee_per_contract(bid, cfg.contracts, maker_rate)
@@ -119,8 +129,8 @@ def intents_from(state: SignalState, cfg: StrategyConfig = StrategyConfig(), fee
         maker_no = (1 - p) - (1 - ask) - fee_per_contract(1 - ask, cfg.contracts, maker_rate)
         entry_yes, entry_no = (maker_yes, maker_no) if cfg.allow_maker else (taker_yes - cfg.taker_extra_edge,
                                                                             taker_no - cfg.taker_extra_edge)
-        yes_sig = book_ok & ras_yes & clv_yes & (entry_yes > cushion)
-        no_sig = book_ok & ras_no & clv_no & (entry_no > cushion)
+        yes_sig = book_ok & ras_yes & clv_yes & flow_yes & (entry_yes > cushion)
+        no_sig = book_ok & ras_no & clv_no & flow_no & (entry_no > cushion)
     opposite = np.stack([no_sig, yes_sig], axis=2)  # exit a YES on a NO signal and vice versa
     rows = []
     if cfg.use_bleed:

@@ -60,7 +60,9 @@ def prepare_day(city: str, day, data: dict[str, pd.DataFrame], execution: Execut
         return None
     execution = dataclasses.replace(execution, fee_type=markets["fee_type"].iloc[0],
                                     fee_multiplier=float(markets["fee_multiplier"].iloc[0]))
-    return PreparedDay(city, pd.Timestamp(day), Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"]),
+    tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"], levels=data.get("orderbook_levels"),
+                      known=data.get("orderbook_l2"))
+    return PreparedDay(city, pd.Timestamp(day), tape,
                        signal_state(panel, data["calibrated_pmf"]), int(s["winning_bracket_index"].iloc[0]), execution)
 
 
@@ -124,3 +126,26 @@ def summary(monthly: pd.DataFrame, results: pd.DataFrame) -> dict:
             "out_of_sample_ci_low": ci["ci_low"], "out_of_sample_ci_high": ci["ci_high"],
             "out_of_sample_city_days_traded": ci["city_days"], "hindsight_best_point": best,
             "hindsight_best_net_pnl": float(same.get(best, np.nan)) if len(same) else np.nan}
+
+
+FILL_MODEL_COLUMNS = ["city", "climate_day", "fill_model", "maker_orders", "maker_orders_filled", "maker_fill_rate",
+                      "maker_contracts", "taker_contracts", "net_pnl", "fees"]
+
+
+def fill_model_comparison(day: PreparedDay, strategy: StrategyConfig = StrategyConfig(),
+                          fills: FillConfig = FillConfig()) -> pd.DataFrame:
+    """The same day traded twice, its maker orders filled by the candle model (prints, or the bar's bridge)
+    and by the queue model (the recorded book where it covers the order): how optimistic the candle model is."""
+    intents, opposite = intents_from(day.state, strategy, day.execution.fee_type, day.execution.fee_multiplier)
+    rows = []
+    for name, queue in (("candle", False), ("queue", True)):
+        f = run_backtest(day.tape, intents, day.winner, opposite, dataclasses.replace(fills, queue_model=queue), day.execution)
+        buy_maker = (f["action"] == "buy") & (f["liquidity"] == "maker")
+        orders = f.loc[buy_maker, "order_id"].nunique()
+        filled = f.loc[buy_maker & (f["contracts"] > 0), "order_id"].nunique()
+        traded = (f["contracts"] > 0) & (f["action"] != "settle")
+        rows.append((day.city, day.climate_day, name, orders, filled, filled / orders if orders else np.nan,
+                     float(f.loc[traded & (f["liquidity"] == "maker"), "contracts"].sum()),
+                     float(f.loc[traded & (f["liquidity"] == "taker"), "contracts"].sum()),
+                     float(f["cash_flow"].sum()), float(f["fee"].sum())))
+    return pd.DataFrame(rows, columns=FILL_MODEL_COLUMNS)

@@ -49,6 +49,46 @@ def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehou
     check_yesterdays_error_is_read_point_in_time(wh)
     check_bad_scores_fail_their_check_and_are_not_written(resources, instance, wh, monkeypatch)
     check_the_sweep_books_what_the_backtest_booked(resources, instance, wh, fills)
+    check_a_recorded_day_queues_its_maker_orders(resources, instance, wh, tmp_path)
+
+
+def check_a_recorded_day_queues_its_maker_orders(resources, instance, wh: Warehouse, tmp_path):
+    """A day whose whole book was recorded (written as the recorder would): its maker orders queue in the
+    book, and the report puts the candle model's maker fills next to the queue model's for that day."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kw_assets.cities import get_city
+    from kw_assets.recorder.segments import SEGMENT_SCHEMA
+    from kw_assets.sources.simulator.world import build_world
+    from kw_assets_tests.l2_records import recorded_rows
+    day = dt.date(2025, 6, 4)
+    w = build_world(get_city("ny"), day)
+    folder = tmp_path / "l2" / "ny" / day.isoformat()
+    folder.mkdir(parents=True)
+    rows = recorded_rows(w, 7, w.open_time + 60, w.close_time)
+    pq.write_table(pa.Table.from_pandas(rows, schema=SEGMENT_SCHEMA, preserve_index=False), folder / "20250603T140100-1-000001.parquet")
+    key = str(partition_key("ny", day))
+    l2 = {"config": {"l2_root": str(tmp_path / "l2")}}
+    before = wh.read("backtest_fills", [("ny", day)])
+    assert defs.resolve_job_def("orderbook_job").execute_in_process(
+        instance=instance, resources=resources, partition_key=key,
+        run_config={"ops": {"orderbook_l2": l2, "orderbook_levels": l2}}).success
+    assert len(wh.read("orderbook_levels", [("ny", day)])) > 0
+    assert dg.materialize([defs.get_assets_def("backtest_fills")], partition_key=key, resources=resources, instance=instance).success
+    after = wh.read("backtest_fills", [("ny", day)])
+    maker = lambda f: f[(f["liquidity"] == "maker") & (f["action"] == "buy")]  # noqa: E731
+    assert len(maker(before)) and len(maker(after))
+    assert maker(before)["contracts"].sum() != maker(after)["contracts"].sum()  # filled through the queue now
+    report_cfg = {"ops": {"backtest_report": {"config": {"folder": str(tmp_path / "reports2")}}}}
+    result = dg.materialize([defs.get_assets_def("backtest_report")], resources=resources, instance=instance, run_config=report_cfg)
+    assert result.success
+    page = (tmp_path / "reports2" / "backtest_report.html").read_text()
+    assert "Maker fills on recorded days: candle model vs queue model" in page
+    md = result.asset_materializations_for_node("backtest_report")[0].metadata["report"].value
+    table = md.split("Maker fills on recorded days")[1].split("###")[0]
+    lines = [line for line in table.splitlines() if line.startswith("| ny")]
+    assert len(lines) == 2 and "candle" in lines[0] and "queue" in lines[1] and "2025-06-04" in lines[0]
 
 
 def check_the_sweep_books_what_the_backtest_booked(resources, instance, wh: Warehouse, fills: pd.DataFrame):

@@ -90,3 +90,46 @@ def test_block_trades_are_excluded_and_close_only_sources_stay_nan(events):
     p2 = build_panel(markets, close_only, trades.iloc[:0])
     assert p2["spread"].isna().all() and p2["volume"].isna().all()
     assert p2["mid"].notna().any() and np.allclose(p2.groupby("minute_ts")["p_norm"].sum().dropna(), 1.0)
+
+
+def _recorded_book(markets, day, hours):
+    """The event's recorded book (``orderbook_l2`` rows) for ``hours`` from the market's open."""
+    from kw_assets.model.order_book import rebuild_minutes
+    from kw_assets.model.panel import minute_grid
+    from kw_assets.sources.simulator.world import build_world
+    from kw_assets_tests.l2_records import recorded_rows
+    w = build_world(get_city("ny"), day)
+    rows = recorded_rows(w, 7, w.open_time + 600, w.open_time + 600 + hours * 3600)
+    return rows, rebuild_minutes(rows, markets["market_ticker"].tolist(), minute_grid(markets))
+
+
+def test_order_flow_joins_the_panel_where_the_book_was_recorded_and_is_nan_elsewhere(events):
+    markets, candles, trades = events[0]
+    rows, book = _recorded_book(markets, dt.date(2025, 6, 3), hours=3)
+    plain = build_panel(markets, candles, trades)
+    with_book = build_panel(markets, candles, trades, book=book)
+    pd.testing.assert_frame_equal(plain.drop(columns=["ofi", "queue_imbalance"]), with_book.drop(columns=["ofi", "queue_imbalance"]))
+    assert plain["ofi"].isna().all() and plain["queue_imbalance"].isna().all()
+    merged = with_book.merge(book, on=["minute_ts", "market_ticker"], suffixes=("", "_book"))
+    assert len(merged) == len(book) > 6 * 170
+    np.testing.assert_array_equal(merged["ofi"], merged["ofi_book"])
+    np.testing.assert_array_equal(merged["queue_imbalance"], merged["queue_imbalance_book"])
+    assert with_book["ofi"].notna().sum() == len(book)  # never carried into a minute without a known book
+
+
+def test_lookahead_canary_covers_the_order_flow_features(events):
+    from kw_assets.model.order_book import rebuild_minutes
+    from kw_assets.model.panel import minute_grid
+    markets, candles, trades = events[0]
+    rows, book = _recorded_book(markets, dt.date(2025, 6, 3), hours=3)
+    base = build_panel(markets, candles, trades, book=book)
+    first = pd.Timestamp(rows["clock_ms"].min(), unit="ms", tz="UTC")
+    for t in (first + pd.Timedelta(minutes=47), first + pd.Timedelta(minutes=130, seconds=15)):
+        late = rows["clock_ms"] > t.value // 1_000_000
+        changed = rows.copy()
+        changed.loc[late & (changed["kind"] == "orderbook_delta"), "quantity"] *= 3
+        changed = changed[~(late & (changed["kind"] == "heartbeat") & (changed.index % 2 == 0))]
+        other = build_panel(markets, candles, trades, book=rebuild_minutes(changed, markets["market_ticker"].tolist(), minute_grid(markets)))
+        upto = base["minute_ts"] <= t
+        pd.testing.assert_frame_equal(base[upto].reset_index(drop=True), other[other["minute_ts"] <= t].reset_index(drop=True))
+        assert not base.loc[~upto, "ofi"].equals(other.loc[other["minute_ts"] > t, "ofi"])

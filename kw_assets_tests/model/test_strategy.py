@@ -60,3 +60,22 @@ def test_bleed_moves_exposure_to_the_bracket_the_mass_accelerates_into():
     after[int(row["row"]) + 1:] = p[0]
     again, _ = signal_intents(*frames(after), cfg)
     assert again[again["row"] <= row["row"]].equals(on)
+
+
+def test_the_order_flow_gate_needs_buying_pressure_for_yes_and_leaves_unrecorded_minutes_alone():
+    p = np.full((N_MIN, N_BR), 1 / N_BR)
+    panel, cal = frames(p)
+    cal.loc[cal["bracket_index"] == 2, "p_calibrated"] = 0.45  # a YES edge on bracket 2 from the start
+    cal.loc[cal["bracket_index"] == 4, "p_calibrated"] = 0.01  # a NO edge on bracket 4
+    cfg = dict(use_ras=False, use_clv=False, cooldown_min=1000)
+    base, _ = signal_intents(panel, cal, StrategyConfig(**cfg))
+    assert sorted(zip(base["bracket"], base["side"], base["row"])) == [(2, "yes", 0), (4, "no", 0)]
+    minute = panel["minute_ts"].rank(method="dense").astype(int) - 1
+    # no recorded book at all: the flag changes nothing
+    unrecorded, _ = signal_intents(panel.assign(ofi=np.nan), cal, StrategyConfig(**cfg, use_order_flow=True))
+    pd.testing.assert_frame_equal(unrecorded, base)
+    # selling pressure on bracket 2 until minute 30, buying pressure on bracket 4 until minute 50
+    ofi = np.where((panel["bracket_index"] == 2) & (minute < 30), -40.0, np.nan)
+    ofi = np.where((panel["bracket_index"] == 4) & (minute < 50), 25.0, ofi)
+    gated, _ = signal_intents(panel.assign(ofi=ofi), cal, StrategyConfig(**cfg, use_order_flow=True, ofi_min=10.0))
+    assert sorted(zip(gated["bracket"], gated["side"], gated["row"])) == [(2, "yes", 30), (4, "no", 50)]
