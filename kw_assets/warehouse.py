@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from kw_assets.errors import DataError
-from kw_assets.schemas import PARTITION_COLUMNS, TABLES, conform, sql_columns
+from kw_assets.schemas import PARTITION_COLUMNS, TABLES, conform, schema, sql_columns
 
 Partition = tuple[str, dt.date]
 UNIQUE_TEXT = {"trade_id", "order_id"}  # text columns with a value per row: read as plain strings
@@ -82,15 +82,26 @@ class Warehouse:
             con.close()
 
     @staticmethod
+    def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+        return {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                                          [table]).fetchall()}
+
+    @staticmethod
     def _ensure(con: duckdb.DuckDBPyConnection, table: str) -> None:
-        """Create ``table`` if missing; refuse to write into one an older schema left behind."""
+        """Create ``table`` if missing. A table an older version wrote gets the schema's new nullable columns
+        (NULL on its old rows: e.g. no order-flow features where no book was recorded); any other difference
+        is refused."""
         cols = ", ".join(f'"{n}" {t}' for n, t in sql_columns(table))
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
-        have = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?",
-                                          [table]).fetchall()}
-        want = {n for n, _ in sql_columns(table)}
-        if have != want:
-            missing, extra = sorted(want - have), sorted(have - want)
+        have = Warehouse._columns(con, table)
+        want = dict(sql_columns(table))
+        missing, extra = sorted(set(want) - have), sorted(have - set(want))
+        fields = schema(table).columns
+        if missing and not extra and all(fields[n].nullable for n in missing):
+            for n in missing:
+                con.execute(f'ALTER TABLE {table} ADD COLUMN "{n}" {want[n]}')
+            return
+        if missing or extra:
             raise DataError(table, ", ".join(missing or extra),
                             f"the warehouse's table has another schema (missing {missing}, not in the schema {extra}), "
                             f"written by an older version; nothing was written. Re-materialize it into a fresh "
@@ -160,12 +171,16 @@ class Warehouse:
         if unknown:
             raise KeyError(f"{table} has no column(s) {sorted(unknown)}")
         names = [n for n, _ in wanted]
-        coded = [n for n, t in wanted if t == "VARCHAR" and n not in UNIQUE_TEXT]
+        have, fields = Warehouse._columns(con, table), schema(table).columns
+        absent = {n for n in names if n not in have and fields[n].nullable}  # added since an older version wrote it
+        coded = [n for n, t in wanted if t == "VARCHAR" and n not in UNIQUE_TEXT and n not in absent]
         values = []
         if coded:
             lists = con.execute(f"SELECT {', '.join(f'list(DISTINCT t.{c})' for c in coded)} {source}").fetchall()[0]
             values = [v or [] for v in lists]
-        cols = [f"list_position(?, t.{n})::INTEGER AS {n}" if n in coded else f"t.{n}" for n in names]
+        types = dict(wanted)
+        cols = [f"NULL::{types[n]} AS {n}" if n in absent else
+                f"list_position(?, t.{n})::INTEGER AS {n}" if n in coded else f"t.{n}" for n in names]
         out = con.execute(f"SELECT {', '.join(cols)} {source} ORDER BY t.rowid", values).df()
         for n, vals in zip(coded, values):
             lookup = np.array([None, *vals], dtype=object)

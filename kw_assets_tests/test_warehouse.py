@@ -90,6 +90,25 @@ def test_a_table_left_by_an_older_schema_is_named_and_kept_as_it_was(tmp_path):
         assert con.execute("SELECT temp_c FROM weather_obs").fetchall() == [(21.0,)]
 
 
+def test_a_table_without_the_schemas_new_nullable_columns_reads_them_as_missing_and_gains_them_on_write(tmp_path):
+    """The minute panel before it had order-flow features: its old rows read with NaN there, and the next
+    write adds the columns (NULL on the old rows) instead of refusing."""
+    from kw_assets.schemas import sql_columns
+    path = tmp_path / "w.duckdb"
+    wh = Warehouse(path)
+    old = [(n, t) for n, t in sql_columns("minute_panel") if n not in ("ofi", "queue_imbalance")]
+    with wh.connect() as con:
+        con.execute(f"CREATE TABLE minute_panel ({', '.join(f'{n} {t}' for n, t in old)})")
+        con.execute("INSERT INTO minute_panel (city, climate_day, source, minute_ts, market_ticker, bracket_index, trade_count) "
+                    "VALUES ('ny', DATE '2025-06-01', 'simulated', TIMESTAMPTZ '2025-06-01 15:00:00+00', 'T', 0, 0)")
+    before = wh.read("minute_panel")
+    assert len(before) == 1 and before[["ofi", "queue_imbalance"]].isna().all().all()
+    row = before.assign(climate_day=pd.Timestamp("2025-06-02"), ofi=12.0, queue_imbalance=-0.5)
+    wh.replace_partitions("minute_panel", row, [("ny", dt.date(2025, 6, 2))])
+    after = wh.read("minute_panel").sort_values("climate_day")
+    assert after["ofi"].tolist()[0] != after["ofi"].tolist()[0] and after["ofi"].tolist()[1] == 12.0
+
+
 def test_duckdb_memory_and_threads_are_bounded_when_configured(tmp_path):
     wh = Warehouse(tmp_path / "w.duckdb", memory_limit="256MB", threads=1)
     with wh.connect() as con:
