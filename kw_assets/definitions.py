@@ -7,7 +7,7 @@ import dagster as dg
 from kw_assets.defs.backtest import backtest_assets
 from kw_assets.defs.evaluation import evaluation_assets
 from kw_assets.defs.features import feature_assets
-from kw_assets.defs.orderbook import orderbook_assets, orderbook_sensors
+from kw_assets.defs.orderbook import orderbook_assets, orderbook_sample_job, orderbook_schedules, orderbook_sensors
 from kw_assets.defs.probabilities import probability_assets
 from kw_assets.defs.raw import raw_assets
 from kw_assets.defs.resources import default_resources
@@ -32,7 +32,7 @@ def _with_code_reference(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
 defs = dg.Definitions(
     assets=[_with_code_reference(a) for a in assets],
     resources=default_resources(),
-    jobs=[raw_job, all_assets_job, strategy_sweep_job, orderbook_job],
-    schedules=automation["schedules"],
+    jobs=[raw_job, all_assets_job, strategy_sweep_job, orderbook_job, orderbook_sample_job],
+    schedules=[*automation["schedules"], *orderbook_schedules],
     sensors=[*automation["sensors"], *orderbook_sensors],
 )

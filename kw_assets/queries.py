@@ -143,3 +143,12 @@ def entry_mids(wh: Warehouse, entries: pd.DataFrame) -> pd.DataFrame:
     mids["climate_day"] = pd.to_datetime(mids["climate_day"])
     keep = entries[["city", "climate_day", "order_id"]].assign(climate_day=lambda d: pd.to_datetime(d["climate_day"]))
     return keep.merge(mids, on=["city", "climate_day", "order_id"], how="left")[cols]
+
+
+def spread_observations(wh: Warehouse) -> pd.DataFrame:
+    """Every book observed, with its city, time and source: sampled through REST (``samples``) and the
+    recorded L2 minutes (``l2``); empty where neither exists."""
+    samples = wh.read("orderbook_samples", columns=["source", "sampled_at", "yes_bid", "yes_ask"])
+    recorded = wh.read("orderbook_l2", columns=["source", "minute_ts", "yes_bid", "yes_ask"])
+    return pd.concat([samples.rename(columns={"sampled_at": "observed_at"}).assign(observed_by="samples"),
+                      recorded.rename(columns={"minute_ts": "observed_at"}).assign(observed_by="l2")], ignore_index=True)

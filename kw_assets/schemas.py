@@ -274,6 +274,42 @@ class OrderbookLevels(_Partitioned):
         unique = ["city", "climate_day", "minute_ts", "market_ticker", "side", "price"]
 
 
+class OrderbookSamples(_Partitioned):
+    """Order books sampled through REST (``GET /markets/orderbooks``) on a schedule: the best bid and ask."""
+    sampled_at: Series[UTC]
+    market_ticker: Series[Text]
+    yes_bid: Series[float] = pa.Field(gt=0.0, lt=1.0, nullable=True)
+    yes_bid_size: Series[float] = pa.Field(ge=0)
+    yes_ask: Series[float] = pa.Field(gt=0.0, lt=1.0, nullable=True)
+    yes_ask_size: Series[float] = pa.Field(ge=0)
+    spread: Series[float] = pa.Field(gt=0.0, lt=1.0, nullable=True)
+
+    class Config:
+        unique = ["city", "climate_day", "sampled_at", "market_ticker"]
+
+
+class OrderbookSpreads(pa.DataFrameModel):
+    source: Series[Text]
+    city: Series[Text] = pa.Field(isin=city_keys())
+    regime: Series[Text] = pa.Field(isin=["1-10c", "10-30c", "30-70c", "70-90c", "90-99c"])
+    observed_by: Series[Text] = pa.Field(isin=["samples", "l2"])
+    n: Series[int] = pa.Field(gt=0)
+    half_spread_p25: Series[float] = pa.Field(gt=0.0, lt=0.5)
+    half_spread_median: Series[float] = pa.Field(gt=0.0, lt=0.5)
+    half_spread_p75: Series[float] = pa.Field(gt=0.0, lt=0.5)
+    half_spread_p90: Series[float] = pa.Field(gt=0.0, lt=0.5)
+    half_spread_mean: Series[float] = pa.Field(gt=0.0, lt=0.5)
+
+    class Config:
+        strict = True
+        unique = ["source", "city", "regime", "observed_by"]
+
+    @pa.dataframe_check(error="half_spread quantiles must increase: p25 <= median <= p75 <= p90")
+    def ordered(cls, df: pd.DataFrame) -> Series[bool]:
+        return ((df["half_spread_p25"] <= df["half_spread_median"]) & (df["half_spread_median"] <= df["half_spread_p75"])
+                & (df["half_spread_p75"] <= df["half_spread_p90"]))
+
+
 def _regular(df: pd.DataFrame, time_column: str, step: pd.Timedelta | None = None) -> pd.Series:
     """Times increase per bracket (by exactly ``step`` when given)."""
     diff = df.groupby(["city", "climate_day", "market_ticker"], sort=False)[time_column].diff()
@@ -478,6 +514,8 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "minute_panel": MinutePanel,
     "orderbook_l2": OrderbookL2,
     "orderbook_levels": OrderbookLevels,
+    "orderbook_samples": OrderbookSamples,
+    "orderbook_spreads": OrderbookSpreads,
     "weather_model_params": WeatherModelParams,
     "weather_pmf": WeatherPmf,
     "fused_pmf": FusedPmf,

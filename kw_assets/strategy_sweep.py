@@ -18,6 +18,7 @@ from kw_assets.model.fills import FillConfig
 from kw_assets.model.strategy import StrategyConfig
 from kw_assets.model.sweep import RESULT_COLUMNS, prepare_day, trade_points
 from kw_assets.partition_batch import split_by_partition
+from kw_assets.queries import spread_observations
 from kw_assets.warehouse import Warehouse
 
 TAPE_COLUMNS = ("minute_ts", "market_ticker", "bracket_index", "yes_bid", "yes_ask", "last_price", "mid", "volume")
@@ -30,7 +31,7 @@ BACKTEST_INPUTS = {"settlement": None, "kalshi_markets": None,
                    "kalshi_candles": ("market_ticker", "end_period_ts", "price_open", "price_low", "price_high",
                                       "price_close"),
                    # the recorded book, where the L2 recorder ran: the queue-aware maker fills
-                   "orderbook_levels": None, "orderbook_l2": ("market_ticker", "minute_ts")}
+                   "orderbook_levels": None, "orderbook_l2": ("market_ticker", "minute_ts", "spread")}
 
 
 def settled_days(wh: Warehouse, first: dt.date | None = None, last: dt.date | None = None,
@@ -45,7 +46,7 @@ def settled_days(wh: Warehouse, first: dt.date | None = None, last: dt.date | No
             and (keep is None or c in keep)]
 
 
-def _sweep_group(wh: Warehouse, points, base, fills, execution, keys) -> tuple[list[pd.DataFrame], set[str], float, float]:
+def _sweep_group(wh: Warehouse, points, base, fills, execution, spreads, keys) -> tuple[list[pd.DataFrame], set[str], float, float]:
     """One month of one city, in a worker: its inputs read (a read-only connection), each day prepared
     once and traded by every point."""
     t0 = time.perf_counter()
@@ -56,7 +57,7 @@ def _sweep_group(wh: Warehouse, points, base, fills, execution, keys) -> tuple[l
     out = []
     for city, day in keys:
         data = {t: split[t].get((city, day), loaded[t].iloc[:0]) for t in BACKTEST_INPUTS}
-        prepared = prepare_day(city, day, data, execution)
+        prepared = prepare_day(city, day, data, execution, spreads)
         if prepared is not None:
             out.append(trade_points(prepared, points, base, fills))
     return out, set(loaded["settlement"]["source"].dropna().astype(str)), t1 - t0, time.perf_counter() - t1
@@ -73,7 +74,8 @@ def sweep_results(wh: Warehouse, days: list[tuple[str, dt.date]], points: pd.Dat
     for city, day in days:
         groups.setdefault((day.strftime("%Y-%m"), city), []).append((city, day))
     t0 = time.perf_counter()
-    done = parallel.map_items(functools.partial(_sweep_group, wh, points, base, fills, execution),
+    spreads = spread_observations(wh)
+    done = parallel.map_items(functools.partial(_sweep_group, wh, points, base, fills, execution, spreads),
                               list(groups.values()), workers)
     frames = [f for part, _, _, _ in done for f in part]
     sources = set().union(*(s for _, s, _, _ in done)) if done else set()

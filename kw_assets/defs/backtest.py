@@ -17,8 +17,8 @@ from kw_assets.model.fills import FillConfig, Tape
 from kw_assets.model.report import entry_orders
 from kw_assets.model.strategy import StrategyConfig, signal_intents
 from kw_assets import reporting
-from kw_assets.queries import entry_mids, settled_calibrated_by_month
-from kw_assets.model.sweep import SWEPT, fill_model_comparison, grid_points, prepare_day, summary, walk_forward
+from kw_assets.queries import entry_mids, settled_calibrated_by_month, spread_observations
+from kw_assets.model.sweep import SWEPT, day_half_spreads, fill_model_comparison, grid_points, prepare_day, summary, walk_forward
 from kw_assets.defs.materialize import reject, schema_check, table_metadata
 from kw_assets.schemas import TableInvalid, validate
 from kw_assets.sources import SIMULATED_BANNER
@@ -30,12 +30,13 @@ BacktestConfig = run_config_from("BacktestConfig", StrategyConfig, FillConfig, E
 
 
 @derived_table("backtest_fills", group="backtest", time_column="fill_ts", config=BacktestConfig,
-               inputs=BACKTEST_INPUTS,
+               inputs=BACKTEST_INPUTS, deps=("orderbook_samples",),
                description="Every order and fill of the strategy on the minute clock (price, contracts, maker/taker, "
                            "exact fee, cash flow, edge at entry), exits and settlement. Latency >= 1 minute; "
                            "conservative fills; maker orders queue in the recorded book where the L2 recorder ran.")
 def backtest_fills(context, wh, config):
     strategy, fills_cfg = build(StrategyConfig, config), build(FillConfig, config)
+    spreads = spread_observations(wh)  # the books observed so far: each day prices its taker from those before it
 
     def produce(city, day, data):
         s, markets, panel = data["settlement"], data["kalshi_markets"], data["minute_panel"]
@@ -43,8 +44,8 @@ def backtest_fills(context, wh, config):
             return pd.DataFrame()  # not settled (or no market data): nothing to account yet
         exec_cfg = build(ExecutionConfig, config, fee_type=markets["fee_type"].iloc[0],
                          fee_multiplier=float(markets["fee_multiplier"].iloc[0]))
-        tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"], levels=data["orderbook_levels"],
-                          known=data["orderbook_l2"])
+        tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"], day_half_spreads(spreads, city.key, markets),
+                          levels=data["orderbook_levels"], known=data["orderbook_l2"])
         intents, opposite = signal_intents(panel, data["calibrated_pmf"], strategy, exec_cfg.fee_type, exec_cfg.fee_multiplier)
         return run_backtest(tape, intents, int(s["winning_bracket_index"].iloc[0]), opposite, fills_cfg, exec_cfg)
     return produce
@@ -118,10 +119,11 @@ def _fill_model_comparison(context: dg.AssetExecutionContext, wh, fills: pd.Data
     if not days:
         return pd.DataFrame()
     strategy, fill_cfg, execution = _backtest_settings(context)
+    spreads = spread_observations(wh)
     out = []
     for city, day in days:
         data = {t: wh.read(t, [(city, day.date())], cols) for t, cols in BACKTEST_INPUTS.items()}
-        prepared = prepare_day(city, day, data, execution)
+        prepared = prepare_day(city, day, data, execution, spreads)
         if prepared is not None:
             out.append(fill_model_comparison(prepared, strategy, fill_cfg))
     context.log.info(f"backtest_report: {len(out)} recorded city-day(s) traded under both maker fill models")
@@ -141,7 +143,7 @@ SweepConfig = run_config_from(
 
 
 @dg.asset(group_name="backtest", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"},
-          deps=list(BACKTEST_INPUTS), check_specs=[schema_check("strategy_sweep")],
+          deps=[*BACKTEST_INPUTS, "orderbook_samples"], check_specs=[schema_check("strategy_sweep")],
           description="The strategy re-run over the stored probabilities for every point of a grid (entry cushion, "
                       "taker edge, maker or taker, size), per month; each month trades the point that did best on "
                       "the days settled before its first market opened (walk-forward), and only those months count "

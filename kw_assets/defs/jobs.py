@@ -13,7 +13,7 @@ all_assets_job = dg.define_asset_job(
                 "recorded order book is its own job too: only days the L2 recorder ran for have one.",
 )
 orderbook_job = dg.define_asset_job(
-    "orderbook_job", selection=dg.AssetSelection.groups("orderbook"),
+    "orderbook_job", selection=dg.AssetSelection.assets("orderbook_l2", "orderbook_levels"),
     description="The recorded order book (orderbook_l2, orderbook_levels) for the selected partitions, from the L2 recorder's segments "
                 "(the l2_segments_sensor runs it as segments close).",
 )

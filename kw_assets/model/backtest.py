@@ -145,10 +145,10 @@ def _exit_row(tape: Tape, b: int, side: str, entry_row: int, avg: float, square_
     rows = np.arange(entry_row + 1, tape.n_minutes)
     if side == "yes":
         mark = np.where(np.isfinite(tape.yes_bid[rows, b]) & (tape.yes_bid[rows, b] > 0), tape.yes_bid[rows, b],
-                        tape.last[rows, b] - tape.half_spread)
+                        tape.last[rows, b] - tape.half_spreads(rows, b))
     else:
         mark = np.where(np.isfinite(tape.yes_ask[rows, b]) & (tape.yes_ask[rows, b] < 1), 1 - tape.yes_ask[rows, b],
-                        1 - tape.last[rows, b] - tape.half_spread)
+                        1 - tape.last[rows, b] - tape.half_spreads(rows, b))
     hit = (mark - avg >= cfg.take_profit) | (avg - mark >= cfg.stop_loss) | (rows >= square_up)
     if opposite is not None:
         hit |= opposite[rows, b, 0 if side == "yes" else 1]

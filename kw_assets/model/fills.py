@@ -2,8 +2,9 @@
 
 - Latency: an order decided at minute t (the row covering (t-60 s, t]) can fill from minute t+1 on.
 - Taker: at the fill minute's ask (yes_ask close; NO side: 1 - yes_bid) when known, else the last price
-  plus a fixed half spread (2 cents); plus ``taker_slippage``; at most that minute's traded volume;
-  what does not fill is cancelled.
+  plus a half spread: the recorded book's at that minute where the L2 recorder ran, else the median of the
+  price regime from order books observed before the day (``model/spreads.py``), else 2 cents; plus
+  ``taker_slippage``; at most that minute's traded volume; what does not fill is cancelled.
 - Maker, where the recorded book (``orderbook_levels``) covers the minute the order joins, the queue
   model: the order joins the back of the queue at its price (the level's recorded size is ahead of it).
   Each minute, prints that hit its side at its price consume the queue ahead first and then the order;
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from kw_assets.model.panel import by_minute_and_bracket
+from kw_assets.model.spreads import DEFAULT_HALF_SPREAD, regime
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class Tape:
     volume: np.ndarray
     price_low: np.ndarray
     price_high: np.ndarray
-    half_spread: float
+    half_spread: float | np.ndarray  # one for every price, or one per price regime (model/spreads.py)
     print_row: np.ndarray  # non-block prints: minute row, bracket, yes price, contracts
     print_bracket: np.ndarray
     print_price: np.ndarray
@@ -63,6 +65,20 @@ class Tape:
     price_open: np.ndarray | None = None
     price_close: np.ndarray | None = None
     book: np.ndarray | None = None  # minutes x brackets x (YES, NO) x cents: resting contracts at the minute's end, NaN unknown
+    l2_half_spread: np.ndarray | None = None  # minutes x brackets: half the recorded book's spread, NaN unknown
+
+    def half_spreads(self, rows: np.ndarray, b: int) -> np.ndarray:
+        """The half spread a taker pays over the last price at ``rows`` of bracket ``b`` (see the docstring)."""
+        last = self.last[rows, b]
+        if np.ndim(self.half_spread) == 0:
+            half = np.full(np.shape(last), float(self.half_spread))
+        else:
+            k = regime(last)
+            half = np.where(k >= 0, np.asarray(self.half_spread)[np.maximum(k, 0)], DEFAULT_HALF_SPREAD)
+        if self.l2_half_spread is not None:
+            recorded = self.l2_half_spread[rows, b]
+            half = np.where(np.isfinite(recorded), recorded, half)
+        return half
 
     @property
     def n_minutes(self) -> int:
@@ -70,15 +86,17 @@ class Tape:
 
     @classmethod
     def build(cls, panel: pd.DataFrame, trades: pd.DataFrame, candles: pd.DataFrame | None = None,
-              half_spread: float = 0.02, levels: pd.DataFrame | None = None, known: pd.DataFrame | None = None) -> "Tape":
-        """``levels`` / ``known``: the partition's ``orderbook_levels`` and ``orderbook_l2`` rows (the recorded
-        book and the minutes it is known at), if any."""
+              half_spread: float | np.ndarray = DEFAULT_HALF_SPREAD, levels: pd.DataFrame | None = None,
+              known: pd.DataFrame | None = None) -> "Tape":
+        """``half_spread``: one, or one per price regime; ``levels`` / ``known``: the partition's
+        ``orderbook_levels`` and ``orderbook_l2`` rows (the recorded book, the minutes it is known at and its
+        spread), if any."""
         panel = by_minute_and_bracket(panel)
         tickers = panel["market_ticker"].drop_duplicates().to_numpy()
         minutes = pd.DatetimeIndex(panel["minute_ts"].drop_duplicates())
         shape = (len(minutes), len(tickers))
         grab = lambda c: panel[c].to_numpy(float).reshape(shape)  # noqa: E731
-        half = half_spread  # a constant: a median over the day would use spreads from the future
+        half = half_spread  # never from this day's own future: a constant, or regimes observed before the day
         col = {t: j for j, t in enumerate(tickers)}
         t = trades[~trades["is_block_trade"].astype(bool) & trades["market_ticker"].isin(col)] if len(trades) else trades
         t0 = minutes[0].value if len(minutes) else 0
@@ -99,18 +117,31 @@ class Tape:
                    t["market_ticker"].map(col).to_numpy()[keep] if len(t) else rows[keep],
                    t["yes_price"].to_numpy(float)[keep] if len(t) else np.array([]),
                    t["count"].to_numpy(float)[keep] if len(t) else np.array([]), yes_taker,
-                   bars["price_open"], bars["price_close"], _book(levels, known, minutes, col))
+                   bars["price_open"], bars["price_close"], _book(levels, known, minutes, col),
+                   _recorded_half_spread(known, minutes, col))
 
     def taker_price(self, row: int, b: int, side: str, action: str) -> float:
         """Price paid (buy) or received (sell) per contract on ``side`` at ``row``, before slippage."""
         bid, ask, last = self.yes_bid[row, b], self.yes_ask[row, b], self.last[row, b]
+        half = float(self.half_spreads(np.array([row]), b)[0])
         if action == "buy":
-            yes_cost = ask if np.isfinite(ask) and ask < 1 else last + self.half_spread  # lift the YES ask
-            no_cost = (1 - bid) if np.isfinite(bid) and bid > 0 else (1 - last) + self.half_spread  # lift the NO ask
+            yes_cost = ask if np.isfinite(ask) and ask < 1 else last + half  # lift the YES ask
+            no_cost = (1 - bid) if np.isfinite(bid) and bid > 0 else (1 - last) + half  # lift the NO ask
             return yes_cost if side == "yes" else no_cost
-        yes_get = bid if np.isfinite(bid) and bid > 0 else last - self.half_spread  # hit the YES bid
-        no_get = (1 - ask) if np.isfinite(ask) and ask < 1 else (1 - last) - self.half_spread
+        yes_get = bid if np.isfinite(bid) and bid > 0 else last - half  # hit the YES bid
+        no_get = (1 - ask) if np.isfinite(ask) and ask < 1 else (1 - last) - half
         return yes_get if side == "yes" else no_get
+
+
+def _recorded_half_spread(known: pd.DataFrame | None, minutes: pd.DatetimeIndex, col: dict) -> np.ndarray | None:
+    if known is None or not len(known) or "spread" not in known.columns or not len(minutes):
+        return None
+    out = np.full((len(minutes), len(col)), np.nan)
+    k = known[known["market_ticker"].isin(col)]
+    r = ((pd.DatetimeIndex(k["minute_ts"]).asi8 - minutes[0].value) // 60_000_000_000).astype(int)
+    ok = (r >= 0) & (r < len(minutes))
+    out[r[ok], k["market_ticker"].map(col).to_numpy()[ok]] = k["spread"].to_numpy(float)[ok] / 2
+    return out
 
 
 def _book(levels: pd.DataFrame | None, known: pd.DataFrame | None, minutes: pd.DatetimeIndex, col: dict) -> np.ndarray | None:

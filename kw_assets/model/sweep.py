@@ -22,6 +22,7 @@ from kw_assets.model.backtest import ExecutionConfig, run_backtest
 from kw_assets.model.embargo import last_known_day
 from kw_assets.model.fills import FillConfig, Tape
 from kw_assets.model.report import bootstrap_daily_ci
+from kw_assets.model.spreads import regime_half_spreads
 from kw_assets.model.strategy import SignalState, StrategyConfig, intents_from, signal_state
 
 SWEPT = ("slippage_cushion", "taker_extra_edge", "allow_maker", "contracts")
@@ -51,19 +52,26 @@ class PreparedDay(NamedTuple):
     execution: ExecutionConfig
 
 
-def prepare_day(city: str, day, data: dict[str, pd.DataFrame], execution: ExecutionConfig = ExecutionConfig()
-                ) -> PreparedDay | None:
+def prepare_day(city: str, day, data: dict[str, pd.DataFrame], execution: ExecutionConfig = ExecutionConfig(),
+                spreads: pd.DataFrame | None = None) -> PreparedDay | None:
     """A settled day's tape and signal inputs (``data``: the inputs of ``backtest_fills``); None when the
-    day has no settlement or no market data."""
+    day has no settlement or no market data. ``spreads``: observed books (``queries.spread_observations``),
+    of which the city's before the day's market opened price the taker's half spread by regime."""
     s, markets, panel = data["settlement"], data["kalshi_markets"], data["minute_panel"]
     if s.empty or int(s["winning_bracket_index"].iloc[0]) < 0 or panel.empty:
         return None
     execution = dataclasses.replace(execution, fee_type=markets["fee_type"].iloc[0],
                                     fee_multiplier=float(markets["fee_multiplier"].iloc[0]))
-    tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"], levels=data.get("orderbook_levels"),
-                      known=data.get("orderbook_l2"))
+    tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"], day_half_spreads(spreads, city, markets),
+                      levels=data.get("orderbook_levels"), known=data.get("orderbook_l2"))
     return PreparedDay(city, pd.Timestamp(day), tape,
                        signal_state(panel, data["calibrated_pmf"]), int(s["winning_bracket_index"].iloc[0]), execution)
+
+
+def day_half_spreads(spreads: pd.DataFrame | None, city: str, markets: pd.DataFrame) -> np.ndarray:
+    """The half spread per price regime for a city-day: observed books of the city before its market opened."""
+    mine = spreads[spreads["city"] == city] if spreads is not None and len(spreads) else None
+    return regime_half_spreads(mine, pd.Timestamp(markets["open_time"].min()))
 
 
 def trade_points(day: PreparedDay, points: pd.DataFrame, base: StrategyConfig = StrategyConfig(),

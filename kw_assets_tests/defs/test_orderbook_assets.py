@@ -6,6 +6,7 @@ import datetime as dt
 import shutil
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -110,3 +111,23 @@ def test_the_sensor_requests_each_recorded_day_once_and_again_when_a_segment_clo
     writer.close_all()
     later = l2_segments_sensor(dg.build_sensor_context(cursor=first.cursor))
     assert [r.partition_key for r in later.run_requests] == [KEY]
+
+
+def test_order_books_are_sampled_on_schedule_into_spreads_by_regime(warehouse_path, instance):
+    from kw_assets.defs.orderbook import orderbook_sample_schedule, orderbook_samples, orderbook_spreads
+    from kw_assets.defs.resources import MarketDataResource, WarehouseResource
+    from kw_assets_tests.conftest import SIM_NOW
+    for minutes in (0, 10):
+        now = (pd.Timestamp(SIM_NOW) + pd.Timedelta(minutes=minutes)).isoformat()
+        res = {"market_data": MarketDataResource(simulated_now=now, retry_sleep=False), "warehouse": WarehouseResource(path=warehouse_path)}
+        assert dg.materialize([orderbook_samples, orderbook_spreads], resources=res, instance=instance).success
+    samples = Warehouse(warehouse_path).read("orderbook_samples")
+    per_market = samples.groupby("market_ticker")["sampled_at"].nunique()
+    assert set(samples["city"]) == {"ny", "chi", "mia", "aus", "den", "phil", "lax"} and (per_market == 2).all()
+    assert set(samples["source"]) == {"simulated"}
+    both = samples.dropna(subset=["yes_bid", "yes_ask"])
+    assert (both["yes_bid"] < both["yes_ask"]).all() and np.allclose(both["spread"], both["yes_ask"] - both["yes_bid"])
+    spreads = Warehouse(warehouse_path).read("orderbook_spreads")
+    assert len(spreads) and set(spreads["observed_by"]) == {"samples"} and spreads["n"].sum() == len(both)
+    request = orderbook_sample_schedule(dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 27, 0, 10)))
+    assert request.run_key == "orderbook-sample-20261127T0010"

@@ -140,3 +140,36 @@ def test_the_book_agrees_with_the_quotes_behind_the_candles_and_never_crosses():
     assert np.array_equal(replay, book.at(w.open_time + 3600))
     assert (np.diff(d["ts_ms"]) > 0).all() and d["ts_ms"][0] == w.open_time * 1000
     assert d["ts_ms"][-1] < (w.open_time + 3600 + SUBSTEP_S) * 1000
+
+
+def test_the_rest_order_books_are_the_same_book_one_or_many_markets_a_call():
+    from kw_assets.sources.kalshi.parse import orderbook_samples_frame
+    from kw_assets.sources.http import ApiError
+    now = START.timestamp()
+    exchange = SimulatedExchange(seed=7, now=lambda: START)
+    with KalshiClient(transport=exchange.transport(), requests_per_second=None) as client:
+        tickers = [m["ticker"] for m in client.get_markets(EVENT)]
+        books = client.get_orderbooks(tickers)
+        one = client.get_orderbook(tickers[3], depth=2)
+        with pytest.raises(ApiError, match="between 1 and 100"):
+            client.http.get("/markets/orderbooks", {"tickers": [f"{EVENT}-B83.5"] * 101})
+    truth = SimulatedBook(build_world(get_city("ny"), dt.date(2025, 7, 1)), seed=7).at(now)
+    for i, t in enumerate(tickers):
+        for k, side in enumerate(("yes_dollars", "no_dollars")):
+            got = {round(float(p) * 100): float(c) for p, c in books[t][side]}
+            assert got == {int(p): float(truth[i, k, p]) for p in np.nonzero(truth[i, k])[0]}
+    assert len(one["yes_dollars"]) <= 2 and one["yes_dollars"] == books[tickers[3]]["yes_dollars"][:2]
+    sample = orderbook_samples_frame(books, START).set_index("market_ticker")
+    best_yes = 99 - np.argmax(truth[3, 0, ::-1] > 0)
+    assert sample.loc[tickers[3], "yes_bid"] == best_yes / 100
+    assert sample.loc[tickers[3], "yes_bid_size"] == truth[3, 0, best_yes]
+
+
+@pytest.mark.parametrize("book, field", [({"yes_dollars": [["0.4000"]], "no_dollars": []}, "yes_dollars"),
+                                         ({"yes_dollars": [["abc", "10.00"]], "no_dollars": []}, "yes_dollars.price"),
+                                         ({"yes_dollars": [], "no_dollars": [["0.5000", "ten"]]}, "no_dollars.count")])
+def test_a_malformed_order_book_is_refused_naming_the_field(book, field):
+    from kw_assets.errors import DataError
+    from kw_assets.sources.kalshi.parse import orderbook_samples_frame
+    with pytest.raises(DataError, match=rf"table orderbook_samples, field .*{field}"):
+        orderbook_samples_frame({"KXHIGHNY-25JUL01-B83.5": book}, START)

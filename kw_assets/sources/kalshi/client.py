@@ -27,6 +27,7 @@ MAX_BATCH_TICKERS, MAX_BATCH_CANDLES = 100, 10_000  # GET /markets/candlesticks
 TRADES_PAGE_LIMIT = 1000
 MARKETS_PAGE_LIMIT = 1000
 EVENTS_PAGE_LIMIT = 200
+ORDERBOOKS_PER_CALL = 100
 EVENT_STATUS_FILTERS = ("unopened", "open", "closed", "settled")
 
 log = logging.getLogger("kw_assets.kalshi")
@@ -130,6 +131,15 @@ class KalshiClient:
 
     def get_orderbook(self, ticker: str, depth: int | None = None) -> dict:
         return self.http.get(f"/markets/{ticker}/orderbook", {"depth": depth})["orderbook_fp"]
+
+    def get_orderbooks(self, tickers: list[str]) -> dict[str, dict]:
+        """Many markets' books (``GET /markets/orderbooks``, at most 100 tickers a call): ticker -> orderbook_fp."""
+        out: dict[str, dict] = {}
+        for k in range(0, len(tickers), ORDERBOOKS_PER_CALL):
+            body = self.http.get("/markets/orderbooks", {"tickers": tickers[k:k + ORDERBOOKS_PER_CALL]})
+            for book in body["orderbooks"]:
+                out[book["ticker"]] = book["orderbook_fp"]
+        return out
 
     # --- candles -----------------------------------------------------------------------------------
     def get_batch_candles(self, tickers: list[str], start_ts: int, end_ts: int, period: int = 1) -> dict[str, list[dict]]:

@@ -26,6 +26,7 @@ CANDLE_COLUMNS = (
 )
 TRADE_COLUMNS = ["trade_id", "market_ticker", "created_time", "count", "yes_price", "no_price",
                  "taker_outcome_side", "is_block_trade"]
+ORDERBOOK_SAMPLE_COLUMNS = ["market_ticker", "sampled_at", "yes_bid", "yes_bid_size", "yes_ask", "yes_ask_size", "spread"]
 MARKET_COLUMNS = ["market_ticker", "event_ticker", "strike_type", "floor_strike", "cap_strike", "yes_sub_title",
                   "open_time", "close_time", "expected_expiration_time", "status", "result", "expiration_value"]
 
@@ -107,3 +108,24 @@ def markets_frame(markets: list[dict]) -> pd.DataFrame:
         "result": [m.get("result") or "" for m in markets],
         "expiration_value": numbers(opt("expiration_value"), table, "expiration_value"),
     }, columns=MARKET_COLUMNS)
+
+
+def orderbook_samples_frame(books: dict[str, dict], sampled_at: pd.Timestamp) -> pd.DataFrame:
+    """Sampled order books (ticker -> ``orderbook_fp``) -> one row per market: the best YES bid and ask (100
+    minus the best NO bid) with their sizes, and the spread; NaN for an empty side."""
+    table = "orderbook_samples"
+    rows = []
+    for ticker, book in books.items():
+        best = []
+        for side in ("yes_dollars", "no_dollars"):
+            levels = book.get(side) or []
+            if any(not isinstance(level, (list, tuple)) or len(level) != 2 for level in levels):
+                raise DataError(table, f"{ticker}.{side}", "each level must be [price, count]")
+            prices = numbers([p for p, _ in levels], table, f"{side}.price")
+            counts = numbers([c for _, c in levels], table, f"{side}.count")
+            k = int(prices.argmax()) if len(prices) else -1
+            best.append((prices[k], counts[k]) if k >= 0 else (float("nan"), 0.0))
+        (bid, bid_size), (no_bid, ask_size) = best
+        ask = round(1.0 - no_bid, 6)
+        rows.append((ticker, sampled_at, bid, bid_size, ask, ask_size, round(ask - bid, 6)))
+    return pd.DataFrame(rows, columns=ORDERBOOK_SAMPLE_COLUMNS)

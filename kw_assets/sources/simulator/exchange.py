@@ -22,6 +22,7 @@ from kw_assets.cities import City, all_cities, city_for_series, parse_event_tick
 from kw_assets.sources.http import ApiError
 from kw_assets.sources.kalshi.parse import CANDLE_COLUMNS, TRADE_COLUMNS
 from kw_assets.sources.simulator.faults import FaultConfig, FaultInjector, ServerRateLimit
+from kw_assets.sources.simulator.order_book import SimulatedBook
 from kw_assets.sources.simulator.world import LEGACY_SERIES_BEFORE, SUBSTEP_S, SUBSTEPS_PER_MIN, Agents, World, build_world
 from kw_assets.sources.simulator.world_store import WorldStore
 
@@ -128,6 +129,7 @@ class SimulatedExchange:
         self.first_day = first_day
         self.store = store
         self.requests = 0
+        self._books: dict[str, SimulatedBook] = {}
 
     # --- plumbing ----------------------------------------------------------------------------------
     def transport(self) -> httpx.MockTransport:
@@ -147,6 +149,8 @@ class SimulatedExchange:
         if not path.startswith(PREFIX):
             return _error(404, "not found")
         q = {k: v for k, v in request.url.params.items()}
+        if len(request.url.params.get_list("tickers")) > 1:  # an exploded array parameter
+            q["tickers"] = ",".join(request.url.params.get_list("tickers"))
         try:
             body = self._route(path[len(PREFIX):], q)
         except KalshiApiError as exc:
@@ -167,6 +171,7 @@ class SimulatedExchange:
             (r"/markets", self.markets),
             (r"/markets/trades", lambda q: self.trades(q, historical=False)),
             (r"/markets/candlesticks", self.batch_candles),
+            (r"/markets/orderbooks", self.orderbooks),
             (r"/markets/(?P<ticker>[^/]+)/orderbook", self.orderbook),
         ]
         for pattern, fn in routes:
@@ -337,13 +342,32 @@ class SimulatedExchange:
         rows = [self._market_json(w, i, historical=True) for i in range(len(w.brackets))] if self._archived(w) else []
         return self._page(rows, q, _limit(q, 1000), "markets")
 
-    def orderbook(self, q, ticker):
+    def _book(self, w: World) -> SimulatedBook:
+        if w.event_ticker not in self._books:
+            if len(self._books) >= 64:
+                self._books.pop(next(iter(self._books)))
+            self._books[w.event_ticker] = SimulatedBook(w, self.seed)
+        return self._books[w.event_ticker]
+
+    def _orderbook_fp(self, ticker: str, depth: int) -> dict:
+        """The market's book now, as ``orderbook_fp``: YES and NO bids, best first (``depth`` levels; 0: all)."""
         w, i = self._world_for_market(ticker)
-        s = self._substep_now(w)
-        bid, ask = w.bid[s, i], w.ask[s, i]
-        yes = [[_d(bid), "25.00"]] if bid > 0 else []
-        no = [[_d(1 - ask), "25.00"]] if ask < 1 else []
-        return {"orderbook_fp": {"yes_dollars": yes, "no_dollars": no}}
+        sizes = self._book(w).at(self.now_ts())[i]
+        out = {}
+        for k, name in enumerate(("yes_dollars", "no_dollars")):
+            prices = np.nonzero(sizes[k])[0][::-1]
+            prices = prices[:depth] if depth > 0 else prices
+            out[name] = [[_d(p / 100), _fp(sizes[k, p])] for p in prices]
+        return out
+
+    def orderbook(self, q, ticker):
+        return {"orderbook_fp": self._orderbook_fp(ticker, _depth(q))}
+
+    def orderbooks(self, q):
+        tickers = [t for t in (q.get("tickers") or "").split(",") if t]
+        if not 1 <= len(tickers) <= 100:
+            raise KalshiApiError(400, "tickers: between 1 and 100 market tickers are required")
+        return {"orderbooks": [{"ticker": t, "orderbook_fp": self._orderbook_fp(t, 0)} for t in tickers]}
 
     def _candle_window(self, q, n_markets: int, cap: int = 5000) -> tuple[int, int, int]:
         try:
@@ -536,6 +560,16 @@ class SimulatedExchange:
         page = rows[offset: offset + limit]
         nxt = offset + limit
         return {key: page, "cursor": _encode_cursor(nxt) if nxt < len(rows) else ""}
+
+
+def _depth(q: dict) -> int:
+    try:
+        depth = int(q.get("depth") or 0)
+    except ValueError:
+        raise KalshiApiError(400, "depth must be an integer") from None
+    if not 0 <= depth <= 100:
+        raise KalshiApiError(400, "depth must be between 0 and 100")
+    return depth
 
 
 def _limit(q: dict, maximum: int, default: int | None = None) -> int:
