@@ -1,6 +1,7 @@
 """The UI as a user meets it: ``./run dev`` on a free port, two partitions materialized in one run launched
 over GraphQL, then in headless Chromium the lineage page, each partition's own row count on the Partitions
-tab, a settled check, and a dev log without undecided warnings. Skipped where no Chromium exists, except
+tab, a settled check, a recorded day's order book (``orderbook_job``, as the L2 sensor requests it) on
+``orderbook_l2``'s Partitions tab, and a dev log without undecided warnings. Skipped where no Chromium exists, except
 in CI (which installs it)."""
 
 import os
@@ -54,6 +55,24 @@ def _value_after(text: str, label: str) -> str:
     return next(line for line in lines[at + 1:] if line)
 
 
+def _record_a_day(root: Path, city: str, day: str) -> None:
+    """A whole climate day of the simulated book, as the recorder would have written it."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kw_assets.cities import get_city
+    from kw_assets.recorder.segments import SEGMENT_SCHEMA
+    from kw_assets.sources.simulator.world import build_world
+    from kw_assets_tests.l2_records import recorded_rows
+    w = build_world(get_city(city), dt.date.fromisoformat(day))
+    folder = root / city / day
+    folder.mkdir(parents=True)
+    rows = recorded_rows(w, 7, w.open_time + 60, w.close_time)
+    pq.write_table(pa.Table.from_pandas(rows, schema=SEGMENT_SCHEMA, preserve_index=False), folder / "000001.parquet")
+
+
 @pytest.mark.browser
 def test_ui_runs_a_partition_over_graphql_and_shows_the_lineage(tmp_path):
     chromium = _chromium()
@@ -66,7 +85,9 @@ def test_ui_runs_a_partition_over_graphql_and_shows_the_lineage(tmp_path):
 
     home = tmp_path / "home"  # ./run dev copies dagster.local.yaml into it
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "KW_WAREHOUSE": str(tmp_path / "w.duckdb"), "PORT": str(port)}
+    env = {**os.environ, "DAGSTER_HOME": str(home), "KW_WAREHOUSE": str(tmp_path / "w.duckdb"), "PORT": str(port),
+           "KW_L2_ROOT": str(tmp_path / "l2")}
+    _record_a_day(tmp_path / "l2", "ny", "2025-06-10")
     proc = subprocess.Popen([str(ROOT / "run"), "dev"], cwd=ROOT,  # what a user types: ./run dev
                             env=env, stdout=open(tmp_path / "dev.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -91,6 +112,13 @@ def test_ui_runs_a_partition_over_graphql_and_shows_the_lineage(tmp_path):
                 break
             time.sleep(2)
         assert status == "SUCCESS", (tmp_path / "dev.log").read_text()[-4000:]
+        # what l2_segments_sensor requests when the recorder closes a segment: orderbook_job for its partition
+        book_run = client.submit_job_execution("orderbook_job", tags={"dagster/partition": "ny|2025-06-10"})
+        deadline = time.monotonic() + 300
+        while (book_status := client.get_run_status(book_run).value) not in ("SUCCESS", "FAILURE", "CANCELED"):
+            assert time.monotonic() < deadline
+            time.sleep(2)
+        assert book_status == "SUCCESS", (tmp_path / "dev.log").read_text()[-4000:]
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as p:
@@ -112,6 +140,11 @@ def test_ui_runs_a_partition_over_graphql_and_shows_the_lineage(tmp_path):
                 page.get_by_text("dagster/row_count", exact=True).first.wait_for(timeout=60_000)
                 shown[key] = _value_after(page.inner_text("body"), "dagster/row_count")
             page.screenshot(path=str(ARTIFACTS / "ui-partition.png"))
+            page.goto(f"http://127.0.0.1:{port}/assets/orderbook_l2?view=partitions&partition=ny%7C2025-06-10",
+                      wait_until="networkidle")
+            page.get_by_text("dagster/row_count", exact=True).first.wait_for(timeout=60_000)
+            book_rows = _value_after(page.inner_text("body"), "dagster/row_count")
+            page.screenshot(path=str(ARTIFACTS / "ui-orderbook.png"))
             page.goto(f"http://127.0.0.1:{port}/assets/kalshi_trades?view=checks", wait_until="networkidle")
             page.get_by_text("Latest execution").first.wait_for(timeout=60_000)
             checks_text = page.inner_text("body")
@@ -119,6 +152,7 @@ def test_ui_runs_a_partition_over_graphql_and_shows_the_lineage(tmp_path):
         stored = Warehouse(env["KW_WAREHOUSE"]).read("kalshi_trades").groupby(["city", "climate_day"]).size()
         expected = {f"{c}|{d:%Y-%m-%d}": f"{n}" for (c, d), n in stored.items()}
         assert shown == expected and len(set(shown.values())) == 2, (shown, expected)
+        assert book_rows == str(len(Warehouse(env["KW_WAREHOUSE"]).read("orderbook_l2"))) and int(book_rows) > 1000
         assert "Passed" in checks_text and "In progress" not in checks_text and "Running" not in checks_text
         assert (ARTIFACTS / "ui-lineage.png").stat().st_size > 10_000
         log = (tmp_path / "dev.log").read_text()

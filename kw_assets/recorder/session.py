@@ -131,7 +131,20 @@ class Recorder:
             self.stats.gaps += 1
 
     def record(self, text: str) -> None:
+        """Check, parse and write one message. One that cannot be parsed means the book may have missed a
+        change: a gap, and a fresh subscription."""
+        try:
+            self._record(text)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.error("recorder: a message it cannot parse (%s: %s): %.200s", type(exc).__name__, exc, text)
+            self.stats.errors += 1
+            self.mark("gap", f"unparseable message: {type(exc).__name__}: {exc}")
+            raise Resubscribe("unparseable message", marked=True) from exc
+
+    def _record(self, text: str) -> None:
         msg = json.loads(text)
+        if not isinstance(msg, dict):
+            raise TypeError("a message must be a JSON object")
         kind = msg.get("type", "?")
         sid, seq = msg.get("sid"), msg.get("seq")
         if kind in SEQUENCED and sid is not None and seq is not None:

@@ -172,3 +172,20 @@ def test_sigterm_closes_the_open_segments_cleanly(tmp_path, key):
         rows = read_segments(tmp_path, "ny", day)
         assert (rows["kind"] == "orderbook_snapshot").sum() == 6
         assert rows["raw"].iloc[-1] == "recorder stop"
+
+
+@pytest.mark.parametrize("text", ['{"type": "orderbook_delta", "sid": 1, "seq": 2, "msg": {"market_ticker": "KXHIGHNY-25JUL01-B83.5"}}',
+                                  '{"type": "orderbook_delta", "sid": 1, "seq": 2, "msg": {"market_ticker": "KXHIGHNY-25JUL01-B83.5", '
+                                  '"price_dollars": "abc", "delta_fp": "5.00", "side": "yes"}}',
+                                  'not json', '[1, 2]'])
+def test_a_message_it_cannot_parse_is_a_gap_and_a_fresh_subscription_not_a_crash(tmp_path, text):
+    from kw_assets.recorder.session import Resubscribe
+    recorder = Recorder([get_city("ny")], rest=None, writer=SegmentWriter(tmp_path), clock=Clock())
+    recorder.tickers = {"KXHIGHNY-25JUL01-B83.5": ("ny", DAYS[0])}
+    recorder.record('{"type": "orderbook_snapshot", "sid": 1, "seq": 1, "msg": {"market_ticker": "KXHIGHNY-25JUL01-B83.5"}}')
+    with pytest.raises(Resubscribe) as e:
+        recorder.record(text)
+    assert e.value.marked and recorder.stats.gaps == 1
+    recorder.writer.close_all()
+    rows = read_segments(tmp_path, "ny", DAYS[0])
+    assert rows["kind"].tolist() == ["orderbook_snapshot", "gap"] and rows["raw"].iloc[-1].startswith("unparseable message")
