@@ -189,3 +189,28 @@ def test_a_message_it_cannot_parse_is_a_gap_and_a_fresh_subscription_not_a_crash
     recorder.writer.close_all()
     rows = read_segments(tmp_path, "ny", DAYS[0])
     assert rows["kind"].tolist() == ["orderbook_snapshot", "gap"] and rows["raw"].iloc[-1].startswith("unparseable message")
+
+
+def test_a_newly_listed_event_is_added_and_a_closed_one_dropped_without_reconnecting(tmp_path, key):
+    start = dt.datetime(2025, 7, 2, 4, 50, tzinfo=dt.timezone.utc)  # the 1 July event closes at 04:59
+    clock = Clock.simulated(start, speed=SPEED)
+    server = SimulatedMarketServer(SimulatedExchange(seed=7, now=clock.now), clock, verify_key=key[0].public_key())
+    with ExchangeServer(server) as running, KalshiClient(running.rest_url, requests_per_second=None) as rest:
+        recorder = Recorder([get_city("ny")], rest, SegmentWriter(tmp_path), RecorderConfig(ws_url=running.ws_url, refresh_s=120),
+                            signer=KalshiSigner("test-key", key[1]), clock=clock)
+
+        async def twenty_minutes():
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(1200 / SPEED, stop.set)
+            await recorder.run(stop)
+
+        asyncio.run(twenty_minutes())
+    assert server.connections == 1 and recorder.stats.reconnects == 0
+    assert sorted({d for _, d in recorder.tickers.values()}) == [dt.date(2025, 7, 2), dt.date(2025, 7, 3)]
+    new = read_segments(tmp_path, "ny", dt.date(2025, 7, 3))
+    assert (new["kind"] == "orderbook_snapshot").sum() == 6  # add_markets sends the new markets' snapshots
+    assert set(new.loc[new["kind"] == "orderbook_snapshot", "market_ticker"]) == {t for t, (_, d) in recorder.tickers.items()
+                                                                                 if d == dt.date(2025, 7, 3)}
+    old = read_segments(tmp_path, "ny", dt.date(2025, 7, 1))
+    closed_ms = (dt.datetime(2025, 7, 2, 4, 59, tzinfo=dt.timezone.utc).timestamp() + 2 * 120 + 30) * 1000
+    assert old["clock_ms"].max() < closed_ms  # nothing recorded for it once a listing saw it closed

@@ -4,6 +4,7 @@ candles."""
 
 import datetime as dt
 import json
+import time
 
 import numpy as np
 import pytest
@@ -173,3 +174,51 @@ def test_a_malformed_order_book_is_refused_naming_the_field(book, field):
     from kw_assets.sources.kalshi.parse import orderbook_samples_frame
     with pytest.raises(DataError, match=rf"table orderbook_samples, field .*{field}"):
         orderbook_samples_frame({"KXHIGHNY-25JUL01-B83.5": book}, START)
+
+
+def _raw_client(port: int, headers: dict) -> "socket.socket":
+    """A WebSocket client by hand that will stop reading: a small receive buffer, the handshake, nothing more."""
+    import base64 as b64
+    import os
+    import socket
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    lines = [f"GET {WS_PATH} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
+             f"Sec-WebSocket-Key: {b64.b64encode(os.urandom(16)).decode()}", "Sec-WebSocket-Version: 13",
+             *(f"{k}: {v}" for k, v in headers.items())]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        reply += sock.recv(1)
+    assert reply.startswith(b"HTTP/1.1 101"), reply
+    return sock
+
+
+def _send_text(sock, text: str) -> None:
+    import os
+    payload, mask = text.encode(), os.urandom(4)
+    assert len(payload) < 65536
+    head = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") if len(payload) >= 126 else bytes([0x81, 0x80 | len(payload)])
+    sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+def test_a_consumer_that_stops_reading_is_cut_off_with_a_buffer_overflow(key):
+    clock = Clock.simulated(START, speed=3000)
+    srv = SimulatedMarketServer(SimulatedExchange(seed=7, now=clock.now), clock, verify_key=key[0].public_key(),
+                                buffer_limit=64 << 10)
+    with ExchangeServer(srv) as running:
+        sock = _raw_client(running.port, key[1].headers("GET", WS_PATH))
+        tickers = [f"{EVENT}-{s}" for s in ("T79", "B79.5", "B81.5", "B83.5", "B85.5", "T86")]
+        _send_text(sock, json.dumps({"id": 1, "cmd": "subscribe", "params": {
+            "channels": ["orderbook_delta", "trade", "ticker"], "market_tickers": tickers}}))
+        deadline = time.monotonic() + 60
+        while srv.overflows == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)  # not reading
+        assert srv.overflows == 1
+        sock.settimeout(10)
+        received = b""
+        while chunk := sock.recv(1 << 20):  # what was buffered, then the server's close
+            received += chunk
+        sock.close()
+    assert b'"code": 25' in received[-400:] or b'"code":25' in received[-400:]

@@ -10,8 +10,9 @@ is ``order_book.SimulatedBook``: the world's quotes with depth, so the book, the
 agree, and ``book_at`` answers what the book was at any instant.
 
 Faults on request (``WsFaults``, instants on the exchange's clock, each fired once): a dropped connection,
-a skipped ``seq`` (a delta lost on the way), a duplicated message, a buffer overflow (error 25, then the socket closes). A consumer
-that really falls behind (more than ``buffer_limit`` bytes unsent) gets the same overflow. Bad commands get
+a skipped ``seq`` (a delta lost on the way), a duplicated message, a buffer overflow (error 25, then the
+socket closes). A consumer that really falls behind (more than ``buffer_limit`` bytes it has not read
+waiting on the server) gets the same overflow. Bad commands get
 the spec's error replies.
 """
 
@@ -52,6 +53,10 @@ ERRORS = {1: "Unable to process message", 2: "Params required", 3: "Channels req
           12: "Exactly one subscription ID is required", 13: "Unsupported action", 14: "Market Ticker required",
           15: "Action required", 25: "Subscription buffer overflow"}
 log = logging.getLogger(__name__)
+
+
+class _SlowConsumer(Exception):
+    """More than ``buffer_limit`` bytes wait for the client to read them."""
 
 
 @dataclass
@@ -112,6 +117,7 @@ class SimulatedMarketServer:
         self._next_sid = 0
         self.sent = 0
         self.connections = 0
+        self.overflows = 0
 
     # --- the book the exchange itself holds ------------------------------------------------------------
     def event(self, event_ticker: str) -> _Event:
@@ -170,10 +176,14 @@ class SimulatedMarketServer:
                 await asyncio.wait([reader], timeout=self.tick_s)
         except ConnectionClosed:
             pass
+        except _SlowConsumer:
+            await self._overflow(conn, subs, "a consumer that stopped reading")
         finally:
             reader.cancel()
 
     async def _send(self, conn: ServerConnection, msg: dict) -> None:
+        if conn.transport.get_write_buffer_size() > self.buffer_limit:
+            raise _SlowConsumer()  # checked before a send can wait on the client (the write limit is above it)
         await conn.send(json.dumps(msg, separators=(",", ":")))
         self.sent += 1
 
@@ -386,15 +396,23 @@ class SimulatedMarketServer:
             return True
         backlog = conn.transport.get_write_buffer_size()
         if self.faults.due("overflow", now) or backlog > self.buffer_limit:
-            sid = next(iter(subs), None)
-            log.info("fault: buffer overflow (%d bytes unsent) at %s", backlog, now)
-            try:
-                await self._error(conn, None, 25, sid=sid)
-                await conn.close(1008, "subscription buffer overflow")
-            except ConnectionClosed:
-                pass
+            await self._overflow(conn, subs, f"{backlog} bytes unsent")
             return True
         return False
+
+    async def _overflow(self, conn: ServerConnection, subs: dict[int, _Sub], why: str) -> None:
+        """Error 25 on the first subscription, then the socket closes (after what is buffered is sent)."""
+        log.info("buffer overflow (%s)", why)
+        self.overflows += 1
+        msg = {"type": "error", "sid": next(iter(subs), None), "msg": {"code": 25, "msg": ERRORS[25]}}
+        try:  # below the write limit: queued at once, after everything the client has not read yet
+            await asyncio.wait_for(conn.send(json.dumps(msg)), 1.0)
+            deadline = asyncio.get_running_loop().time() + 30
+            while conn.transport.get_write_buffer_size() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)  # the error is delivered before the socket closes
+            await conn.close(1008, "subscription buffer overflow")
+        except (ConnectionClosed, asyncio.TimeoutError):
+            pass
 
 
 class ExchangeServer:
@@ -421,7 +439,8 @@ class ExchangeServer:
     async def _main(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         async with serve(self.server.handler, self.host, self.port, process_request=self.server.process_request,
-                         ping_interval=10, write_limit=self.server.buffer_limit * 2, max_size=1 << 20) as srv:
+                         ping_interval=10, write_limit=self.server.buffer_limit * 4, max_size=1 << 20,
+                         close_timeout=2) as srv:
             self.port = srv.sockets[0].getsockname()[1]
             self._ready.set()
             await self._stop.wait()
