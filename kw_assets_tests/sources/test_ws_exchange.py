@@ -176,7 +176,7 @@ def test_a_malformed_order_book_is_refused_naming_the_field(book, field):
         orderbook_samples_frame({"KXHIGHNY-25JUL01-B83.5": book}, START)
 
 
-def _raw_client(port: int, headers: dict) -> "socket.socket":
+def _raw_client(port: int, headers: dict):
     """A WebSocket client by hand that will stop reading: a small receive buffer, the handshake, nothing more."""
     import base64 as b64
     import os
