@@ -1,5 +1,6 @@
-"""Command line: ``python -m kw_assets record ...`` (the L2 recorder) and ``python -m kw_assets exchange ...``
-(the simulated exchange, REST and WebSocket, on a loopback port)."""
+"""Command line: ``python -m kw_assets record ...`` (the L2 recorder), ``python -m kw_assets exchange ...``
+(the simulated exchange, REST and WebSocket, on a loopback port) and ``python -m kw_assets paper ...`` (the
+paper book, minute by minute)."""
 
 from __future__ import annotations
 
@@ -122,6 +123,33 @@ def cmd_exchange(args) -> int:
     return 0
 
 
+def cmd_paper(args) -> int:
+    from kw_assets.paper_loop import PaperDay, new_run_id, run
+    from kw_assets.warehouse import Warehouse
+    cities = list(all_cities()) if args.all else [find_city(c) for c in args.city]
+    if not cities:
+        raise SystemExit("paper: name a city (--city miami) or --all")
+    clock = _clock(args)
+    now = clock.now()
+    run_id = args.run_id or new_run_id()
+    days = [dt.date.fromisoformat(args.day)] if args.day else None
+    book = []
+    for city in cities:
+        for day in days or [city.climate_day_of(now), city.climate_day_of(now) + dt.timedelta(days=1)]:
+            book.append(PaperDay(Warehouse(args.warehouse), city, day, run_id, stale_min=args.stale_min))
+    log.info("paper trading %s (run %s, clock %s, warehouse %s): orders go to paper_fills / paper_orders / "
+             "paper_positions, never to an exchange", ", ".join(f"{d.city.key} {d.day}" for d in book), run_id,
+             clock.spec, args.warehouse)
+    stopping = {"now": False}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.update(now=True))
+    until = dt.datetime.fromisoformat(args.until.replace("Z", "+00:00")).timestamp() if args.until else None
+    run(book, clock.now, lambda: stopping["now"] or (until is not None and clock.now_ts() >= until),
+        every_s=clock.wall_seconds(60.0), status_every_s=args.status_every_s)
+    log.info("paper: stopped (run %s)", run_id)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kw_assets")
     sub = p.add_subparsers(dest="command", required=True)
@@ -155,6 +183,18 @@ def main(argv: list[str] | None = None) -> int:
         e.add_argument(f"--{fault.replace('_', '-')}", dest=fault, help=f"{fault} fault at these clock seconds from start (comma list)")
     clock_options(e)
     e.set_defaults(func=cmd_exchange)
+
+    q = sub.add_parser("paper", help="paper-trade the strategy on the warehouse's open days, minute by minute")
+    q.add_argument("--city", action="append", default=[], help="city key or name (repeatable)")
+    q.add_argument("--all", action="store_true", help="every city in the registry")
+    q.add_argument("--day", help="one climate day (default: each city's current and next)")
+    q.add_argument("--warehouse", default=os.environ.get("KW_WAREHOUSE", "data/warehouse.duckdb"))
+    q.add_argument("--run-id", help="default: a new one; a restart with any id resumes the stored book")
+    q.add_argument("--until", help="stop at this instant of the clock (ISO)")
+    q.add_argument("--stale-min", type=float, default=5.0, help="send nothing while inputs are older than this")
+    q.add_argument("--status-every-s", type=float, default=60.0)
+    clock_options(q)
+    q.set_defaults(func=cmd_paper)
 
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

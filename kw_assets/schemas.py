@@ -459,6 +459,48 @@ class BacktestFills(_Partitioned):
         return ~traded | (df["fill_ts"] > df["decided_ts"])
 
 
+class PaperFills(BacktestFills):
+    """What the paper book sent and was filled, as it happened: the backtest's columns, the process that
+    recorded each row (``run_id``) and when (wall clock)."""
+    run_id: Series[Text]
+    recorded_at: Series[UTC]
+
+    class Config:
+        unique = ["city", "climate_day", "order_id", "action", "fill_ts"]
+
+
+class PaperOrders(_Partitioned):
+    """Each paper order's state as last seen: filled so far, or why it was not sent or did not fill."""
+    order_id: Series[Text]
+    decided_ts: Series[UTC]
+    market_ticker: Series[Text]
+    bracket_index: Series[int] = pa.Field(ge=0)
+    side: Series[Text] = pa.Field(isin=["yes", "no"])
+    liquidity: Series[Text] = pa.Field(isin=["maker", "taker"])
+    edge: Series[float] = pa.Field(nullable=True)
+    status: Series[Text]
+    contracts_filled: Series[float] = pa.Field(ge=0)
+    run_id: Series[Text]
+
+    class Config:
+        unique = ["city", "climate_day", "order_id"]
+
+
+class PaperPositions(_Partitioned):
+    """Per minute the paper book was ticked: each position held, its cash so far and its mark."""
+    minute_ts: Series[UTC]
+    market_ticker: Series[Text]
+    side: Series[Text] = pa.Field(isin=["yes", "no"])
+    contracts: Series[float]
+    cash_flow: Series[float]
+    mark: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    pnl: Series[float] = pa.Field(nullable=True)
+    run_id: Series[Text]
+
+    class Config:
+        unique = ["city", "climate_day", "minute_ts", "market_ticker", "side"]
+
+
 class BacktestPnl(_Partitioned):
     minute_ts: Series[UTC]
     cash: Series[float]
@@ -523,6 +565,9 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "forecast_scores": ForecastScores,
     "backtest_fills": BacktestFills,
     "backtest_pnl": BacktestPnl,
+    "paper_fills": PaperFills,
+    "paper_orders": PaperOrders,
+    "paper_positions": PaperPositions,
     "strategy_sweep": StrategySweep,
 }
 

@@ -50,6 +50,39 @@ def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehou
     check_bad_scores_fail_their_check_and_are_not_written(resources, instance, wh, monkeypatch)
     check_the_sweep_books_what_the_backtest_booked(resources, instance, wh, fills)
     check_a_recorded_day_queues_its_maker_orders(resources, instance, wh, tmp_path)
+    check_the_paper_book_replays_the_backtest_resumes_and_holds_on_stale_inputs(wh)
+
+
+def check_the_paper_book_replays_the_backtest_resumes_and_holds_on_stale_inputs(wh: Warehouse):
+    """The paper loop on a stored day, minute by minute: killed at noon and restarted under another run id,
+    it ends with exactly the backtest's orders and fills, none twice; with inputs gone stale it sends nothing."""
+    from kw_assets.cities import get_city
+    from kw_assets.paper_loop import PaperDay
+    day = dt.date(2025, 6, 3)
+    backtest = wh.read("backtest_fills", [("ny", day)])
+    minutes = pd.DatetimeIndex(wh.read("minute_panel", [("ny", day)], ["minute_ts"])["minute_ts"].unique()).sort_values()
+    first = PaperDay(wh, get_city("ny"), day, "run-a").tick(pd.Timestamp(f"{day} 17:00", tz="UTC"))
+    assert first.stale is None and first.new_rows > 0
+    restarted = PaperDay(wh, get_city("ny"), day, "run-b")
+    again = restarted.tick(pd.Timestamp(f"{day} 17:00", tz="UTC"))
+    assert again.new_rows == 0  # nothing is sent twice
+    for now in [*minutes[::97], minutes[-1]]:
+        restarted.tick(now)
+    paper = wh.read("paper_fills", [("ny", day)])
+    assert set(paper["run_id"]) == {"run-a", "run-b"}
+    key = ["order_id", "action", "fill_ts"]
+    pd.testing.assert_frame_equal(paper[backtest.columns].sort_values(key).reset_index(drop=True),
+                                  backtest.sort_values(key).reset_index(drop=True))
+    orders = wh.read("paper_orders", [("ny", day)])
+    assert set(orders["order_id"]) == set(backtest.loc[backtest["action"] == "buy", "order_id"])
+    # stale: the calibrated probabilities stop at 15:00; at 15:30 the book holds and sends nothing
+    stale_day = dt.date(2025, 6, 2)
+    with wh.connect() as con:
+        con.execute("DELETE FROM calibrated_pmf WHERE city = 'ny' AND climate_day = ? AND minute_ts > ?",
+                    [stale_day, pd.Timestamp(f"{stale_day} 15:00", tz="UTC").to_pydatetime()])
+    tick = PaperDay(wh, get_city("ny"), stale_day, "run-c", stale_min=5).tick(pd.Timestamp(f"{stale_day} 15:30", tz="UTC"))
+    assert tick.stale and "stale" in tick.stale and tick.new_rows == 0
+    assert wh.read("paper_fills", [("ny", stale_day)]).empty
 
 
 def check_a_recorded_day_queues_its_maker_orders(resources, instance, wh: Warehouse, tmp_path):
