@@ -43,9 +43,6 @@ def l2_root() -> str:
 
 class OrderbookRunConfig(dg.Config):
     l2_root: str = pydantic.Field(default_factory=l2_root, description="the recorder's segment root (KW_L2_ROOT)")
-    silence_s: float = pydantic.Field(default=30.0, description=(
-        "the book counts as known between two recorded rows at most this far apart (the recorder writes a "
-        "heartbeat every 10 s)"))
 
 
 @derived_table("orderbook_l2", group="orderbook", time_column="minute_ts", config=OrderbookRunConfig,
@@ -57,12 +54,12 @@ class OrderbookRunConfig(dg.Config):
                            "Rows only where the book is known at the minute's end; none from inside a gap. Empty for "
                            "a day that was not recorded.")
 def orderbook_l2(context, wh, config):
-    root, silence_ms = config.l2_root, int(config.silence_s * 1000)
+    root = config.l2_root
 
     def produce(city, day, data):
         markets = data["kalshi_markets"]
         records = read_segments(root, city.key, day)
-        book = rebuild_minutes(records, markets["market_ticker"].tolist(), minute_grid(markets), silence_ms)
+        book = rebuild_minutes(records, markets["market_ticker"].tolist(), minute_grid(markets))
         index = dict(zip(markets["market_ticker"], markets["bracket_index"]))
         book.insert(2, "bracket_index", book["market_ticker"].map(index).astype("int64"))
         return book.sort_values(["market_ticker", "minute_ts"], kind="stable").reset_index(drop=True)
@@ -76,11 +73,11 @@ def orderbook_l2(context, wh, config):
                            "end where the book was known (the minutes of orderbook_l2): the queue the maker fill model "
                            "joins. Empty for a day that was not recorded.")
 def orderbook_levels(context, wh, config):
-    root, silence_ms = config.l2_root, int(config.silence_s * 1000)
+    root = config.l2_root
 
     def produce(city, day, data):
         markets = data["kalshi_markets"]
-        return level_rows(read_segments(root, city.key, day), markets["market_ticker"].tolist(), minute_grid(markets), silence_ms)
+        return level_rows(read_segments(root, city.key, day), markets["market_ticker"].tolist(), minute_grid(markets))
 
     return produce
 

@@ -4,20 +4,22 @@ Input: one city-day's recorded rows in the order they were received (``recorder.
 market's book is its last ``orderbook_snapshot`` plus the ``orderbook_delta`` rows after it, both YES and NO
 bids by cent; the YES ask is 100 minus the best NO bid.
 
-Time: a delta, trade or ticker carries the exchange's stamp (``ts_ms``); a snapshot or a marker only the
-recorder's clock. Each row's time is the running maximum of those, in receive order, so a row never counts
-as earlier than one received before it.
+When the book is known at an instant T of the exchange's clock:
+- from its snapshot on: a snapshot counts from the moment it was received (its send time is not in the
+  message, and is no later), and the deltas after it count at their own stamps (``ts_ms``);
+- while the stream was complete up to T. The stream between two ``gap`` rows is one piece; the exchange
+  sends a subscription's messages in the order of their stamps, so everything stamped before the last
+  delta received in a piece was received, and a piece is complete up to that stamp. A ``heartbeat`` (the
+  recorder's pong from the exchange: everything the exchange sent before it has arrived) extends that to
+  its receive time less the longest delay seen between a delta's stamp and its receipt. After a gap
+  nothing is known until the market's next snapshot; after the last row, nothing;
+- and no level of it went negative (a book known to be wrong).
+A minute gets a row only if its book is known at its end (``minute_ts``, as the candles are: the state after
+every change stamped before it), and ``book_ok_share`` says how much of the minute it was known.
 
-What is known: a market's book is known from its snapshot until the next ``gap`` marker (or a level that
-would go negative: a book known to be wrong). Between two rows the book is known only if they are at most
-``silence_ms`` apart and the later one is not a gap (a gap means something may have been missed since the
-row before it); after the last row nothing is known. A minute gets a row only if its book is known at its
-end, and ``book_ok_share`` says how much of the minute it was known.
-
-Sampled per minute (the state in force at the minute's end, ``minute_ts``, as the candles are): best bid
-and ask and their sizes, depth over the best 3 levels of each side, spread, queue imbalance at the best
-level, and order-flow imbalance (Cont, Kukanov and Stoikov's OFI at the best level, summed over the
-book's changes within the minute).
+Sampled per minute: best bid and ask and their sizes, depth over the best 3 levels of each side, spread,
+queue imbalance at the best level, and order-flow imbalance (Cont, Kukanov and Stoikov's OFI at the best
+level, summed over the book's changes stamped within the minute).
 """
 
 from __future__ import annotations
@@ -29,18 +31,29 @@ import pandas as pd
 
 PRICES = 100
 SIDES = ("yes", "no")
-TIMED = ("orderbook_delta", "trade", "ticker")
 BOOK_COLUMNS = ["minute_ts", "market_ticker", "yes_bid", "yes_ask", "yes_bid_size", "yes_ask_size", "bid_depth3",
                 "ask_depth3", "spread", "queue_imbalance", "ofi", "book_ok_share"]
-SILENCE_MS = 30_000
 
 
-def effective_ms(records: pd.DataFrame) -> np.ndarray:
+def stream_horizon(records: pd.DataFrame) -> np.ndarray:
+    """Per row: the exchange time (ms) up to which the piece of stream it belongs to (between gap rows) is
+    known to be complete (module docstring)."""
     kind = records["kind"].to_numpy(object)
+    n = kind.size
+    if not n:
+        return np.zeros(0, np.int64)
+    recv = records["clock_ms"].to_numpy("int64")
     ts = records["ts_ms"].to_numpy("int64")
-    timed = np.isin(kind, TIMED) & (ts >= 0)
-    t = np.where(timed, ts, records["clock_ms"].to_numpy("int64"))
-    return np.maximum.accumulate(t) if t.size else t
+    delta = (kind == "orderbook_delta") & (ts >= 0)
+    piece = np.cumsum(kind == "gap")
+    lag = int((recv[delta] - ts[delta]).max()) if delta.any() else 0
+    reach = np.full(n, np.iinfo(np.int64).min)
+    reach[delta] = ts[delta]
+    alive = np.isin(kind, ("heartbeat", "orderbook_snapshot"))
+    reach[alive] = recv[alive] - max(lag, 0)
+    horizon = np.full(piece.max() + 1, np.iinfo(np.int64).min)
+    np.maximum.at(horizon, piece, reach)
+    return horizon[piece]
 
 
 def snapshot_levels(raw: str) -> np.ndarray:
@@ -68,49 +81,63 @@ def _depth(states: np.ndarray, side: int, levels: int = 3) -> np.ndarray:
     return np.where((sizes > 0) & (rank <= levels), sizes, 0.0).sum(axis=1)
 
 
-def good_intervals(eff: np.ndarray, kind: np.ndarray, silence_ms: int = SILENCE_MS) -> np.ndarray:
-    """For each row k, whether the stream is continuous from it to row k+1 (False after the last row)."""
-    ok = np.zeros(eff.size, bool)
-    if eff.size > 1:
-        ok[:-1] = (np.diff(eff) <= silence_ms) & (kind[1:] != "gap")
-    return ok
-
-
 def market_states(records: pd.DataFrame, ticker: str) -> dict[str, np.ndarray]:
-    """The market's book after each of its own rows and every gap (receive order): ``idx`` (row numbers),
-    ``states`` (n x 2 x PRICES) and ``valid`` (after a snapshot, before any gap, never negative)."""
+    """The market's snapshots and deltas in receive order: ``states`` (the book after each, n x 2 x PRICES),
+    ``at`` (ms from which each counts: a snapshot's receipt, a delta's stamp, never before the snapshot it
+    follows), ``epoch`` (the position of the snapshot each follows; -1 before any), ``ok`` (no level negative
+    since that snapshot) and ``horizon`` (how far the stream of that snapshot is complete)."""
     kind = records["kind"].to_numpy(object)
     mine = (records["market_ticker"].to_numpy(object) == ticker) & np.isin(kind, ("orderbook_snapshot", "orderbook_delta"))
-    idx = np.nonzero(mine | (kind == "gap"))[0]
-    k = kind[idx]
+    idx = np.nonzero(mine)[0]
     n = idx.size
-    is_snap, is_gap, is_delta = k == "orderbook_snapshot", k == "gap", k == "orderbook_delta"
+    is_snap = kind[idx] == "orderbook_snapshot"
+    recv = records["clock_ms"].to_numpy("int64")[idx]
+    ts = records["ts_ms"].to_numpy("int64")[idx]
     inc = np.zeros((n, 2, PRICES))
-    d = np.nonzero(is_delta)[0]
+    d = np.nonzero(~is_snap)[0]
     side = (records["side"].to_numpy(object)[idx[d]] == "no").astype(int)
     price = records["price_cents"].to_numpy("int64")[idx[d]]
     np.add.at(inc, (d, side, np.clip(price, 0, PRICES - 1)), records["quantity"].to_numpy(float)[idx[d]])
     cum = np.cumsum(inc, axis=0)
-    epoch_start = np.maximum.accumulate(np.where(is_snap | is_gap, np.arange(n), -1))
+    epoch = np.maximum.accumulate(np.where(is_snap, np.arange(n), -1)) if n else np.zeros(0, int)
+    started = epoch >= 0
     base = np.zeros((n, 2, PRICES))
     raw = records["raw"].to_numpy(object)
     snaps = np.nonzero(is_snap)[0]
-    levels = {int(s): snapshot_levels(raw[idx[s]]) for s in snaps}
-    started = epoch_start >= 0
     if snaps.size:
-        table = np.stack([levels[int(s)] for s in snaps])
-        which = np.searchsorted(snaps, epoch_start, side="left")
-        from_snap = started & np.isin(epoch_start, snaps)
-        base[from_snap] = table[which[from_snap]]
-    else:
-        from_snap = np.zeros(n, bool)
-    states = base + cum - np.where(started[:, None, None], cum[np.maximum(epoch_start, 0)], 0.0)
-    bad_price = np.zeros(n, bool)
-    bad_price[d] = (price < 1) | (price >= PRICES)
-    negative = (states < -1e-9).any(axis=(1, 2)) | bad_price
-    last_bad = np.maximum.accumulate(np.where(negative, np.arange(n), -1))
-    valid = from_snap & (last_bad < epoch_start)
-    return {"idx": idx, "states": np.maximum(states, 0.0), "valid": valid}
+        table = np.stack([snapshot_levels(raw[idx[k]]) for k in snaps])
+        base[started] = table[np.searchsorted(snaps, epoch[started])]
+    states = base + cum - np.where(started[:, None, None], cum[np.maximum(epoch, 0)], 0.0)
+    bad = np.zeros(n, bool)
+    bad[d] = (price < 1) | (price >= PRICES)
+    bad |= (states < -1e-9).any(axis=(1, 2))
+    last_bad = np.maximum.accumulate(np.where(bad, np.arange(n), -1)) if n else np.zeros(0, int)
+    at = np.where(is_snap, recv, ts)
+    at = np.maximum.accumulate(at) if n else at  # never before a row received earlier (its snapshot included)
+    horizon = stream_horizon(records)[idx] if n else np.zeros(0, np.int64)
+    horizon = np.where(started, horizon[np.maximum(epoch, 0)], np.iinfo(np.int64).min)
+    return {"states": np.maximum(states, 0.0), "at": at, "epoch": epoch, "ok": started & (last_bad < np.maximum(epoch, 0) + (epoch < 0)),
+            "horizon": horizon, "is_snap": is_snap}
+
+
+def state_at(m: dict[str, np.ndarray], when_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each instant: the position of the market's state in force (-1: none) and whether it is known."""
+    n = m["at"].size
+    if not n:
+        return np.full(when_ms.size, -1), np.zeros(when_ms.size, bool)
+    snaps = np.nonzero(m["is_snap"])[0]
+    if not snaps.size:
+        return np.full(when_ms.size, -1), np.zeros(when_ms.size, bool)
+    # the latest snapshot received before the instant, then its epoch's last change stamped before it
+    k = np.searchsorted(m["at"][snaps], when_ms, side="left") - 1
+    snap = np.where(k >= 0, snaps[np.maximum(k, 0)], -1)
+    nxt = np.where(k + 1 < snaps.size, snaps[np.minimum(k + 1, snaps.size - 1)], n)
+    # within an epoch the changes' times never decrease (the stream's order): the last one before the instant
+    pos = np.searchsorted(m["at"], when_ms, side="left") - 1
+    pos = np.clip(np.minimum(pos, nxt - 1), np.maximum(snap, 0), None)
+    pos = np.where(snap >= 0, pos, -1)
+    known = (snap >= 0) & (when_ms <= m["horizon"][np.maximum(pos, 0)]) & m["ok"][np.maximum(pos, 0)]
+    return pos, known
 
 
 def _ofi(bid: np.ndarray, bid_q: np.ndarray, ask: np.ndarray, ask_q: np.ndarray) -> np.ndarray:
@@ -123,49 +150,31 @@ def _ofi(bid: np.ndarray, bid_q: np.ndarray, ask: np.ndarray, ask_q: np.ndarray)
     return e
 
 
-def rebuild_minutes(records: pd.DataFrame, tickers: list[str], minute_ends: pd.DatetimeIndex,
-                    silence_ms: int = SILENCE_MS) -> pd.DataFrame:
+def rebuild_minutes(records: pd.DataFrame, tickers: list[str], minute_ends: pd.DatetimeIndex) -> pd.DataFrame:
     """One row per market and minute whose book is known at the minute's end (see the module docstring)."""
     if records.empty or len(minute_ends) == 0:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in BOOK_COLUMNS})
-    eff = effective_ms(records)
-    kind = records["kind"].to_numpy(object)
-    cont = good_intervals(eff, kind, silence_ms)
     end_ms = minute_ends.asi8 // 1_000_000
-    # per second of each minute: which row is in force and whether the stream is continuous there
-    seconds = (end_ms[:, None] - 1000 * np.arange(60, 0, -1)[None, :] + 500).ravel()
-    at_sec = np.searchsorted(eff, seconds, side="left") - 1
-    at_end = np.searchsorted(eff, end_ms, side="left") - 1  # the last row stamped before the minute's end
+    seconds = (end_ms[:, None] - 1000 * np.arange(60, 0, -1)[None, :] + 500).ravel()  # mid-second of each
     frames = []
     for ticker in tickers:
         m = market_states(records, ticker)
-        if not m["idx"].size:
-            continue
-        # the market's state in force at a global row r: its last own row (or gap) at or before r
-        def state_at(rows: np.ndarray) -> np.ndarray:
-            return np.searchsorted(m["idx"], rows, side="right") - 1
-
-        def known(rows: np.ndarray) -> np.ndarray:
-            s = state_at(rows)
-            return (rows >= 0) & (s >= 0) & m["valid"][np.maximum(s, 0)] & cont[np.maximum(rows, 0)]
-
-        share = known(at_sec).reshape(len(end_ms), 60).mean(axis=1)
-        ok_end = known(at_end)
+        pos, ok_end = state_at(m, end_ms)
         if not ok_end.any():
             continue
+        share = state_at(m, seconds)[1].reshape(len(end_ms), 60).mean(axis=1)
         states = m["states"]
         bid, bid_q = _best(states, 0)
         no_bid, ask_q = _best(states, 1)
         ask = np.where(no_bid > 0, PRICES - no_bid, PRICES)
         e = _ofi(bid, bid_q, ask, ask_q)
-        own_valid = m["valid"].copy()
-        e = np.where(own_valid & np.concatenate([[False], own_valid[:-1]]), e, 0.0)
-        e_time = eff[m["idx"]]
-        csum = np.concatenate([[0.0], np.cumsum(e)])
-        lo = np.searchsorted(e_time, end_ms - 60_000, side="left")
-        hi = np.searchsorted(e_time, end_ms, side="left")
-        ofi = csum[hi] - csum[lo]
-        s = state_at(at_end)[ok_end]
+        counted = ~m["is_snap"] & np.concatenate([[False], m["epoch"][1:] == m["epoch"][:-1]]) & m["ok"]
+        counted &= m["at"] <= m["horizon"]
+        e = np.where(counted, e, 0.0)
+        order = np.argsort(m["at"], kind="stable")
+        t_sorted, csum = m["at"][order], np.concatenate([[0.0], np.cumsum(e[order])])
+        ofi = csum[np.searchsorted(t_sorted, end_ms, side="left")] - csum[np.searchsorted(t_sorted, end_ms - 60_000, side="left")]
+        s = pos[ok_end]
         b, a = bid[s], ask[s]
         qb, qa = bid_q[s], ask_q[s]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -184,31 +193,25 @@ def rebuild_minutes(records: pd.DataFrame, tickers: list[str], minute_ends: pd.D
     return pd.concat(frames, ignore_index=True)[BOOK_COLUMNS]
 
 
-def book_at_minute_ends(records: pd.DataFrame, ticker: str, minute_ends: pd.DatetimeIndex,
-                        silence_ms: int = SILENCE_MS) -> tuple[np.ndarray, np.ndarray]:
+def book_at_minute_ends(records: pd.DataFrame, ticker: str, minute_ends: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
     """The whole rebuilt book (minutes x 2 x PRICES) and whether it is known, at each minute's end: what a
     check against the exchange's own book compares."""
-    eff = effective_ms(records)
-    cont = good_intervals(eff, records["kind"].to_numpy(object), silence_ms)
     m = market_states(records, ticker)
-    at_end = np.searchsorted(eff, minute_ends.asi8 // 1_000_000, side="left") - 1
-    s = np.searchsorted(m["idx"], at_end, side="right") - 1
-    ok = (at_end >= 0) & (s >= 0) & m["valid"][np.maximum(s, 0)] & cont[np.maximum(at_end, 0)] if m["idx"].size else np.zeros(len(at_end), bool)
-    books = m["states"][np.maximum(s, 0)] if m["idx"].size else np.zeros((len(at_end), 2, PRICES))
+    pos, ok = state_at(m, minute_ends.asi8 // 1_000_000)
+    books = m["states"][np.maximum(pos, 0)] if m["at"].size else np.zeros((len(pos), 2, PRICES))
     return books, ok
 
 
 LEVEL_COLUMNS = ["minute_ts", "market_ticker", "side", "price", "size"]
 
 
-def level_rows(records: pd.DataFrame, tickers: list[str], minute_ends: pd.DatetimeIndex,
-               silence_ms: int = SILENCE_MS) -> pd.DataFrame:
+def level_rows(records: pd.DataFrame, tickers: list[str], minute_ends: pd.DatetimeIndex) -> pd.DataFrame:
     """Every resting level (side, price in dollars, contracts) of each market at each minute's end where the
     book is known there: the depth the queue-aware fill model reads. Known minutes with an empty side have no
     row for it; which minutes are known is ``rebuild_minutes``' rows."""
     frames = []
     for ticker in tickers:
-        books, ok = book_at_minute_ends(records, ticker, minute_ends, silence_ms) if len(records) else (None, None)
+        books, ok = book_at_minute_ends(records, ticker, minute_ends) if len(records) else (None, None)
         if ok is None or not ok.any():
             continue
         m, side, price = np.nonzero(np.where(ok[:, None, None], books, 0.0) > 0)

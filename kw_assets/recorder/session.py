@@ -6,9 +6,9 @@ What it promises: a book it knows is wrong is never written. A skipped ``seq`` o
 exchange's buffer-overflow error) writes a ``gap`` marker, closes the connection and reconnects with
 exponential backoff; the new subscription starts with fresh snapshots. A duplicated ``seq`` is dropped and
 counted. New events are picked up through the REST events API every ``refresh_s`` and added to the
-subscriptions (``update_subscription`` / ``add_markets``, which sends their snapshots). A ``heartbeat`` row
-every ``heartbeat_s`` of the recorder's clock says it was alive, so a reader can tell silence from a quiet
-book. SIGTERM closes every open segment cleanly; ``kill -9`` loses at most the open segments.
+subscriptions (``update_subscription`` / ``add_markets``, which sends their snapshots). Every ``heartbeat_s``
+of the recorder's clock it pings the exchange and writes a ``heartbeat`` row when the pong arrives: proof
+that everything sent before it was received, so a reader can tell a quiet book from a silent stream. SIGTERM closes every open segment cleanly; ``kill -9`` loses at most the open segments.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
@@ -54,7 +54,6 @@ class RecorderStats:
     reconnects: int = 0
     errors: int = 0
     markets: int = 0
-    started: float = field(default_factory=time.monotonic)
 
     def line(self, window_messages: int, window_s: float) -> str:
         rate = window_messages / window_s if window_s > 0 else 0.0
@@ -66,7 +65,8 @@ class RecorderStats:
 class RecorderConfig:
     ws_url: str = PRODUCTION_WS_URL
     refresh_s: float = 300.0  # recorder-clock seconds between event listings
-    heartbeat_s: float = 10.0  # recorder-clock seconds between heartbeats
+    heartbeat_s: float = 10.0  # recorder-clock seconds between heartbeats (a ping answered by the exchange)
+    pong_timeout_s: float = 10.0  # wall seconds a pong may take before the connection counts as lost
     status_every_s: float = 60.0  # wall seconds between status lines
     backoff_s: float = 1.0
     backoff_max_s: float = 60.0
@@ -229,8 +229,15 @@ class Recorder:
             await asyncio.sleep(wait_s)
             now = self.clock.now_ts()
             if now >= next_beat:
-                self.mark("heartbeat", "")
-                next_beat = now + self.cfg.heartbeat_s
+                # the exchange's pong: everything it sent before it has arrived (a reader of the segments may
+                # count the book complete up to here, less the delivery delay)
+                pong = await ws.ping()
+                try:
+                    await asyncio.wait_for(pong, self.cfg.pong_timeout_s)
+                except asyncio.TimeoutError:
+                    raise Resubscribe(f"no pong within {self.cfg.pong_timeout_s} s") from None
+                self.mark("heartbeat", "pong")
+                next_beat = self.clock.now_ts() + self.cfg.heartbeat_s
             self.writer.rotate(int(now * 1000))
             if listing is None and now >= next_refresh:
                 listing = asyncio.ensure_future(asyncio.to_thread(self.open_markets))

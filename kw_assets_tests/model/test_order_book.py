@@ -1,5 +1,5 @@
 """The order-book rebuild on hand-made recorded rows: snapshot + deltas on both sides, asks from NO bids,
-gaps and silence, a level that would go negative, OFI by hand, and no lookahead."""
+gaps, the stream's horizon, a level that would go negative, OFI by hand, and no lookahead."""
 
 import json
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kw_assets.model.order_book import book_at_minute_ends, effective_ms, rebuild_minutes
+from kw_assets.model.order_book import book_at_minute_ends, market_states, rebuild_minutes, state_at, stream_horizon
 from kw_assets.recorder.segments import COLUMNS
 
 T0 = pd.Timestamp("2025-07-01 15:00", tz="UTC")
@@ -96,12 +96,17 @@ def test_a_gap_hides_the_book_until_the_next_snapshot_and_no_row_comes_from_insi
     assert ok.tolist() == [True, False, True, True]
 
 
-def test_silence_is_not_a_quiet_book_and_nothing_is_known_after_the_last_row():
+def test_a_quiet_stretch_a_later_pong_vouches_for_is_known_and_nothing_is_after_the_last_row():
     rows = [snapshot(1, yes=[(30, 10)], no=[(60, 20)]), *heartbeats(70), beat(150), beat(160)]
     out = rebuild_minutes(frame(rows), [TICKER], minutes(3))
-    # 70 -> 150 s is longer than the 30 s of silence allowed: minute 2 ends inside it; after 160 s nothing
-    assert out["minute_ts"].tolist() == [minutes(3)[0]]
-    assert rebuild_minutes(frame(rows), [TICKER], minutes(3), silence_ms=120_000)["minute_ts"].tolist() == list(minutes(2))
+    # no delta from 70 to 150 s, but the pong at 150 s proves nothing was missed: minute 2 is known, quiet;
+    # after 160 s (the last row) nothing is
+    assert out["minute_ts"].tolist() == list(minutes(2))
+    # deltas vouch for the stream up to their stamps only once delivered: a 10 s delivery delay seen on a
+    # delta holds each pong's vouching back by 10 s
+    late = [*rows, delta(120, "yes", 30, 1)]
+    late[-1]["clock_ms"] += 10_000
+    assert stream_horizon(frame(sorted(late, key=lambda r: r["clock_ms"])))[-1] == MS0 + 160_000 - 10_000
 
 
 def test_a_level_that_would_go_negative_marks_the_book_wrong_until_a_snapshot():
@@ -120,12 +125,15 @@ def test_no_lookahead_rows_stamped_at_or_after_a_minute_end_do_not_change_it():
     assert b.iloc[1].yes_bid == 0.35 and a.iloc[1].yes_bid == 0.30
 
 
-def test_a_row_received_later_never_counts_as_earlier():
-    # a snapshot received at 65 s (recorder clock) followed by a delta the exchange stamped at 59 s:
-    # the delta cannot be placed before the snapshot it follows, so both count from 65 s
-    rows = [beat(50), snapshot(65, yes=[(30, 10)], no=[(60, 20)]), delta(59, "yes", 30, 1), *heartbeats(200)[7:]]
-    eff = effective_ms(frame(rows))
-    assert (np.diff(eff) >= 0).all() and eff[2] == MS0 + 65_000
+def test_a_change_received_after_a_snapshot_never_counts_before_it():
+    # a snapshot received at 65 s, then a delta the exchange stamped at 59 s: before 65 s nothing is known,
+    # from 65 s the delta is in the book
+    rows = [beat(50), snapshot(65, yes=[(30, 10)], no=[(60, 20)]), delta(59, "yes", 30, 1)]
+    rows[-1]["clock_ms"] = MS0 + 66_000
+    rows += heartbeats(200)[7:]
+    m = market_states(frame(rows), TICKER)
+    pos, known = state_at(m, np.array([MS0 + 62_000, MS0 + 66_000]))
+    assert known.tolist() == [False, True] and m["states"][pos[1], 0, 30] == 11
 
 
 def test_an_unrecorded_day_gives_an_empty_table():

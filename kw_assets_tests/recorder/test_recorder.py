@@ -30,7 +30,7 @@ from kw_assets.sources.simulator.ws_exchange import ExchangeServer, SimulatedMar
 
 START = dt.datetime(2025, 7, 1, 15, tzinfo=dt.timezone.utc)
 DAYS = (dt.date(2025, 7, 1), dt.date(2025, 7, 2))  # the current and the next event at 15:00 UTC
-SPEED = 240.0
+SPEED = 480.0
 ROOT = Path(__file__).resolve().parents[2]
 
 
