@@ -161,4 +161,5 @@ def run(days: list[PaperDay], now, stop, every_s: float = 60.0, status_every_s: 
                          tick.minute, tick.orders, tick.new_rows, tick.pnl, d.run_id)
         if time.monotonic() - last_status >= status_every_s:
             last_status = time.monotonic()
-        time.sleep(max(0.0, every_s - (time.monotonic() - started)))
+        while not stop() and time.monotonic() - started < every_s:
+            time.sleep(min(0.5, max(0.0, every_s - (time.monotonic() - started))))  # a stop never waits a minute

@@ -192,3 +192,27 @@ def test_a_partition_without_weather_falls_back_to_the_market(tmp_path, instance
     fused = wh.read("fused_pmf")
     assert (fused["w_market"] == 1.0).all() and np.allclose(fused["p_fused"], fused["p_market"].clip(1e-4, 1 - 1e-4) /
                                                             fused.groupby("minute_ts")["p_market"].transform(lambda s: s.clip(1e-4, 1 - 1e-4).sum()))
+
+
+def test_the_paper_command_stops_cleanly_on_sigterm(tmp_path):
+    """``python -m kw_assets paper`` on a warehouse without the day's data: it says so each tick, and SIGTERM
+    ends it between ticks with exit 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "kw_assets", "paper", "--city", "ny", "--day", "2025-06-03",
+                             "--warehouse", str(tmp_path / "empty.duckdb"), "--start", "2025-06-03T15:00Z"],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lines.append(proc.stdout.readline())
+        if "no market data stored" in lines[-1]:
+            break
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    rest = proc.stdout.read()
+    assert any("no market data stored for ny 2025-06-03" in line for line in lines)
+    assert "never to an exchange" in "".join(lines) and "paper: stopped" in rest
