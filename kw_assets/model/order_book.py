@@ -116,7 +116,7 @@ def market_states(records: pd.DataFrame, ticker: str) -> dict[str, np.ndarray]:
     at = np.maximum.accumulate(at) if n else at  # never before a row received earlier (its snapshot included)
     horizon = stream_horizon(records)[idx] if n else np.zeros(0, np.int64)
     horizon = np.where(started, horizon[np.maximum(epoch, 0)], np.iinfo(np.int64).min)
-    return {"states": np.maximum(states, 0.0), "at": at, "epoch": epoch, "ok": started & (last_bad < np.maximum(epoch, 0) + (epoch < 0)),
+    return {"states": np.maximum(states, 0.0), "at": at, "epoch": epoch, "ok": started & (last_bad < epoch),
             "horizon": horizon, "is_snap": is_snap}
 
 
