@@ -7,6 +7,7 @@ import dagster as dg
 from kw_assets.defs.backtest import backtest_assets
 from kw_assets.defs.evaluation import evaluation_assets
 from kw_assets.defs.features import feature_assets
+from kw_assets.defs.paper import paper_assets, paper_tables
 from kw_assets.defs.orderbook import orderbook_assets, orderbook_sample_job, orderbook_schedules, orderbook_sensors
 from kw_assets.defs.probabilities import probability_assets
 from kw_assets.defs.raw import raw_assets
@@ -22,9 +23,13 @@ def _with_table_metadata(spec: dg.AssetSpec) -> dg.AssetSpec:
 
 
 assets = dg.map_asset_specs(_with_table_metadata, [*raw_assets, *feature_assets, *orderbook_assets,
-                                                   *probability_assets, *evaluation_assets, *backtest_assets])
-def _with_code_reference(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
-    """The asset's source in the UI; the table factories already point at the asset's own definition."""
+                                                   *probability_assets, *evaluation_assets, *backtest_assets,
+                                                   *paper_tables, *paper_assets])
+def _with_code_reference(asset: dg.AssetsDefinition | dg.AssetSpec) -> dg.AssetsDefinition | dg.AssetSpec:
+    """The asset's source in the UI; the table factories already point at the asset's own definition (an
+    external table, written outside Dagster, has none)."""
+    if isinstance(asset, dg.AssetSpec):
+        return asset
     has = "dagster/code_references" in (asset.metadata_by_key.get(asset.key) or {})
     return asset if has else dg.with_source_code_references([asset])[0]
 

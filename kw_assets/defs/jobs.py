@@ -7,10 +7,10 @@ raw_job = dg.define_asset_job(
     description="Fetch and store every raw table for the selected city x climate-day partitions.",
 )
 all_assets_job = dg.define_asset_job(
-    "all_assets_job", selection=dg.AssetSelection.all() - dg.AssetSelection.assets("strategy_sweep") - dg.AssetSelection.groups("orderbook"),
+    "all_assets_job", selection=dg.AssetSelection.all() - dg.AssetSelection.assets("strategy_sweep") - dg.AssetSelection.groups("orderbook", "paper"),
     description="The whole graph for the selected partitions, raw data through the report (the demo runs this). "
                 "The strategy sweep is its own job: it reads every settled day, whatever the partitions. The "
-                "recorded order book is its own job too: only days the L2 recorder ran for have one.",
+                "recorded order book is its own job too: only days the L2 recorder ran for have one; so is paper trading.",
 )
 orderbook_job = dg.define_asset_job(
     "orderbook_job", selection=dg.AssetSelection.assets("orderbook_l2", "orderbook_levels"),

@@ -77,3 +77,28 @@ def not_yet_stored(known: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
     key = ["order_id", "action", "fill_ts"]
     have = pd.MultiIndex.from_frame(stored[key])
     return known[~pd.MultiIndex.from_frame(known[key]).isin(have)].reset_index(drop=True)
+
+
+def compare_with_backtest(paper: pd.DataFrame, backtest: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The paper day next to the backtest's: orders, fills, contracts by liquidity, net P&L and fees, and
+    the differences order by order (empty when the paper book did exactly what the backtest did)."""
+    key = ["order_id", "action", "fill_ts"]
+    cols = ["price", "contracts", "fee", "cash_flow"]
+
+    def numbers(f: pd.DataFrame, name: str) -> dict:
+        traded = f[(f["contracts"] > 0) & (f["action"] != "settle")]
+        return {"book": name, "orders": int(f.loc[f["action"] == "buy", "order_id"].nunique()),
+                "rows": len(f), "maker_contracts": float(traded.loc[traded["liquidity"] == "maker", "contracts"].sum()),
+                "taker_contracts": float(traded.loc[traded["liquidity"] == "taker", "contracts"].sum()),
+                "net_pnl": float(f["cash_flow"].sum()), "fees": float(f["fee"].sum())}
+
+    table = pd.DataFrame([numbers(paper, "paper"), numbers(backtest, "backtest")])
+    both = paper[key + cols].merge(backtest[key + cols], on=key, how="outer", suffixes=("_paper", "_backtest"), indicator="side")
+    differences = [f"{r.order_id} {r.action} at {r.fill_ts}: only in the {'paper book' if r.side == 'left_only' else 'backtest'}"
+                   for r in both[both["side"] != "both"].itertuples()]
+    matched = both[both["side"] == "both"]
+    for c in cols:
+        off = ~np.isclose(matched[f"{c}_paper"], matched[f"{c}_backtest"], atol=1e-9, equal_nan=True)
+        differences += [f"{r.order_id} {r.action} at {r.fill_ts}: {c} {getattr(r, c + '_paper')} vs {getattr(r, c + '_backtest')}"
+                        for r in matched[off].itertuples()]
+    return table, differences

@@ -50,10 +50,10 @@ def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehou
     check_bad_scores_fail_their_check_and_are_not_written(resources, instance, wh, monkeypatch)
     check_the_sweep_books_what_the_backtest_booked(resources, instance, wh, fills)
     check_a_recorded_day_queues_its_maker_orders(resources, instance, wh, tmp_path)
-    check_the_paper_book_replays_the_backtest_resumes_and_holds_on_stale_inputs(wh)
+    check_the_paper_book_replays_the_backtest_resumes_and_holds_on_stale_inputs(wh, resources, instance, tmp_path)
 
 
-def check_the_paper_book_replays_the_backtest_resumes_and_holds_on_stale_inputs(wh: Warehouse):
+def check_the_paper_book_replays_the_backtest_resumes_and_holds_on_stale_inputs(wh: Warehouse, resources, instance, tmp_path):
     """The paper loop on a stored day, minute by minute: killed at noon and restarted under another run id,
     it ends with exactly the backtest's orders and fills, none twice; with inputs gone stale it sends nothing."""
     from kw_assets.cities import get_city
@@ -75,6 +75,14 @@ def check_the_paper_book_replays_the_backtest_resumes_and_holds_on_stale_inputs(
                                   backtest.sort_values(key).reset_index(drop=True))
     orders = wh.read("paper_orders", [("ny", day)])
     assert set(orders["order_id"]) == set(backtest.loc[backtest["action"] == "buy", "order_id"])
+    # paper_report: the day's page, and the paper book next to the backtest, identical
+    report = dg.materialize([defs.get_assets_def("paper_report")], partition_key=str(partition_key("ny", day)),
+                            resources=resources, instance=instance,
+                            run_config={"ops": {"paper_report": {"config": {"folder": str(tmp_path / "paper")}}}})
+    meta = report.asset_materializations_for_node("paper_report")[0].metadata
+    assert meta["identical_to_backtest"].value is True and "warning" in meta
+    page = (tmp_path / "paper" / f"ny-{day}" / "backtest_report.html").read_text()
+    assert "Paper vs backtest" in page and "none: the same orders and fills" in page
     # stale: the calibrated probabilities stop at 15:00; at 15:30 the book holds and sends nothing
     stale_day = dt.date(2025, 6, 2)
     with wh.connect() as con:

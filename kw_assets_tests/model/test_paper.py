@@ -79,3 +79,18 @@ def test_a_restart_recomputes_the_same_orders_and_stores_only_the_new_ones(day):
     stored = pd.concat([first, new], ignore_index=True)
     assert not stored.duplicated(["order_id", "action", "fill_ts"]).any()
     assert len(stored) == len(later) and not_yet_stored(later, stored).empty
+
+
+def test_the_comparison_lists_every_order_the_paper_book_did_differently(day):
+    from kw_assets.model.paper import compare_with_backtest
+    tape, intents, opposite, winner = day
+    backtest = run_backtest(tape, intents, winner, opposite, FILLS, EXECUTION)
+    table, differences = compare_with_backtest(backtest.copy(), backtest)
+    assert differences == [] and table["net_pnl"].nunique() == 1
+    paper = backtest.drop(index=3).copy()
+    filled = paper.index[paper["contracts"] > 0][0]
+    paper.loc[filled, "price"] += 0.01
+    table, differences = compare_with_backtest(paper, backtest)
+    assert len(differences) == 2
+    assert any("only in the backtest" in d and backtest.loc[3, "order_id"] in d for d in differences)
+    assert any(f"{paper.loc[filled, 'order_id']}" in d and "price" in d for d in differences)
