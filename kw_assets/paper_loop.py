@@ -23,14 +23,13 @@ import pandas as pd
 
 from kw_assets.cities import City
 from kw_assets.model.backtest import ExecutionConfig
-from kw_assets.model.fills import FillConfig
+from kw_assets.model.fills import FillConfig, Tape
 from kw_assets.model.paper import UNKNOWN_WINNER, not_yet_stored, paper_fills
 from kw_assets.model.strategy import StrategyConfig, intents_from, signal_state
 from kw_assets.model.sweep import day_half_spreads
 from kw_assets.queries import spread_observations
 from kw_assets.schemas import conform, validate
 from kw_assets.strategy_sweep import BACKTEST_INPUTS
-from kw_assets.model.fills import Tape
 from kw_assets.warehouse import Warehouse
 
 log = logging.getLogger("kw_assets.paper")
@@ -52,6 +51,7 @@ class PaperDay:
                  fills: FillConfig = FillConfig(), execution: ExecutionConfig = ExecutionConfig(), stale_min: float = 5.0):
         self.wh, self.city, self.day, self.run_id = wh, city, day, run_id
         self.strategy, self.fills, self.execution, self.stale_min = strategy, fills, execution, stale_min
+        self._half_spreads: np.ndarray | None = None  # from books observed before the day opened: fixed all day
 
     def _inputs(self) -> dict[str, pd.DataFrame]:
         with self.wh.held(read_only=True):
@@ -65,8 +65,9 @@ class PaperDay:
             return Tick(None, 0, 0, 0.0, stale=f"no market data stored for {self.city.key} {self.day}")
         execution = dataclasses.replace(self.execution, fee_type=markets["fee_type"].iloc[0],
                                         fee_multiplier=float(markets["fee_multiplier"].iloc[0]))
-        tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"],
-                          day_half_spreads(spread_observations(self.wh), self.city.key, markets),
+        if self._half_spreads is None:
+            self._half_spreads = day_half_spreads(spread_observations(self.wh), self.city.key, markets)
+        tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"], self._half_spreads,
                           levels=data["orderbook_levels"], known=data["orderbook_l2"])
         t = int(np.searchsorted(tape.minutes.asi8, pd.Timestamp(now).value, side="right")) - 1
         if t < 0:

@@ -94,11 +94,12 @@ def compare_with_backtest(paper: pd.DataFrame, backtest: pd.DataFrame) -> tuple[
 
     table = pd.DataFrame([numbers(paper, "paper"), numbers(backtest, "backtest")])
     both = paper[key + cols].merge(backtest[key + cols], on=key, how="outer", suffixes=("_paper", "_backtest"), indicator="side")
-    differences = [f"{r.order_id} {r.action} at {r.fill_ts}: only in the {'paper book' if r.side == 'left_only' else 'backtest'}"
-                   for r in both[both["side"] != "both"].itertuples()]
-    matched = both[both["side"] == "both"]
+    where = both["order_id"] + " " + both["action"] + " at " + both["fill_ts"].astype(str) + ": "
+    alone = both["side"] != "both"
+    differences = list(where[alone] + "only in the " + np.where(both.loc[alone, "side"] == "left_only", "paper book", "backtest"))
+    matched = both[~alone]
     for c in cols:
         off = ~np.isclose(matched[f"{c}_paper"], matched[f"{c}_backtest"], atol=1e-9, equal_nan=True)
-        differences += [f"{r.order_id} {r.action} at {r.fill_ts}: {c} {getattr(r, c + '_paper')} vs {getattr(r, c + '_backtest')}"
-                        for r in matched[off].itertuples()]
+        differences += list(where[~alone][off] + f"{c} " + matched.loc[off, f"{c}_paper"].astype(str) + " vs "
+                            + matched.loc[off, f"{c}_backtest"].astype(str))
     return table, differences
