@@ -1,6 +1,6 @@
 """Command line: ``python -m kw_assets record ...`` (the L2 recorder), ``python -m kw_assets exchange ...``
-(the simulated exchange, REST and WebSocket, on a loopback port) and ``python -m kw_assets paper ...`` (the
-paper book, minute by minute)."""
+(the simulated exchange, REST and WebSocket, on a loopback port), ``python -m kw_assets tail ...`` (the open
+days' partitions, minute by minute) and ``python -m kw_assets paper ...`` (the paper book, minute by minute)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kw_assets.cities import City, all_cities, get_city
 from kw_assets.recorder.segments import SegmentWriter
 from kw_assets.recorder.session import PRODUCTION_WS_URL, Recorder, RecorderConfig
-from kw_assets.sources.clock import Clock
+from kw_assets.sources.clock import Clock, every
 from kw_assets.sources.kalshi.client import PRODUCTION_URL, KalshiClient
 from kw_assets.sources.kalshi.signing import KalshiSigner
 from kw_assets.sources.simulator.exchange import SimulatedExchange
@@ -123,6 +123,22 @@ def cmd_exchange(args) -> int:
     return 0
 
 
+def _settings(text: str | None) -> dict:
+    """The paper book's strategy, fill and execution settings from a JSON object of their fields (the
+    ``backtest_fills`` run config's), so the paper book trades what the backtest traded."""
+    from kw_assets.model.backtest import ExecutionConfig
+    from kw_assets.model.fills import FillConfig
+    from kw_assets.model.strategy import StrategyConfig
+    import json
+    values = json.loads(text) if text else {}
+    known = {f for c in (StrategyConfig, FillConfig, ExecutionConfig) for f in c.__dataclass_fields__}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SystemExit(f"paper --config: unknown setting(s) {unknown}")
+    pick = lambda c: c(**{k: v for k, v in values.items() if k in c.__dataclass_fields__})  # noqa: E731
+    return {"strategy": pick(StrategyConfig), "fills": pick(FillConfig), "execution": pick(ExecutionConfig)}
+
+
 def cmd_paper(args) -> int:
     from kw_assets.paper_loop import PaperDay, new_run_id, run
     from kw_assets.warehouse import Warehouse
@@ -136,7 +152,7 @@ def cmd_paper(args) -> int:
     book = []
     for city in cities:
         for day in days or [city.climate_day_of(now), city.climate_day_of(now) + dt.timedelta(days=1)]:
-            book.append(PaperDay(Warehouse(args.warehouse), city, day, run_id, stale_min=args.stale_min))
+            book.append(PaperDay(Warehouse(args.warehouse), city, day, run_id, stale_min=args.stale_min, **_settings(args.config)))
     log.info("paper trading %s (run %s, clock %s, warehouse %s): orders go to paper_fills / paper_orders / "
              "paper_positions, never to an exchange", ", ".join(f"{d.city.key} {d.day}" for d in book), run_id,
              clock.spec, args.warehouse)
@@ -147,6 +163,64 @@ def cmd_paper(args) -> int:
     run(book, clock.now, lambda: stopping["now"] or (until is not None and clock.now_ts() >= until),
         every_s=clock.wall_seconds(60.0), status_every_s=args.status_every_s)
     log.info("paper: stopped (run %s)", run_id)
+    return 0
+
+
+def cmd_tail(args) -> int:
+    from kw_assets.live_tail import TailDay, live_days, tick_all as tail_ticks
+    from kw_assets.sources.clients import SourceSettings, kalshi_client, weather_client
+    from kw_assets.warehouse import Warehouse
+    cities = list(all_cities()) if args.all else [find_city(c) for c in args.city]
+    if not cities:
+        raise SystemExit("tail: name a city (--city miami) or --all")
+    clock = _clock(args)
+    if args.live:
+        settings = SourceSettings(source="live", kalshi_key_id=os.environ.get("KALSHI_KEY_ID"),
+                                  kalshi_private_key=os.environ.get("KALSHI_PRIVATE_KEY"),
+                                  visual_crossing_api_key=os.environ.get("VISUAL_CROSSING_API_KEY"),
+                                  weather_source="live" if os.environ.get("VISUAL_CROSSING_API_KEY") else "none")
+    else:
+        settings = SourceSettings(seed=args.seed, simulated_through_http=True, fault_outages=args.outage,
+                                  sim_agents_obs_delay_min=args.sim_obs_delay_min)
+    kalshi, weather = kalshi_client(settings, now=clock.now), weather_client(settings, now=clock.now)
+    wh = Warehouse(args.warehouse)
+    now = clock.now()
+    days = [dt.date.fromisoformat(args.day)] if args.day else None
+    tails = [TailDay(wh, city, day, kalshi, weather, settings.label())
+             for city in cities for day in days or live_days(city, now)]
+    log.info("tailing %s from the %s source (clock %s) into %s", ", ".join(f"{t.city.key} {t.day}" for t in tails),
+             "SIMULATED" if settings.label() == "simulated" else settings.label(), clock.spec, args.warehouse)
+    stopping = {"now": False}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.update(now=True))
+    until = dt.datetime.fromisoformat(args.until.replace("Z", "+00:00")).timestamp() if args.until else None
+    papers = []
+    if args.paper:
+        from kw_assets.paper_loop import PaperDay, new_run_id, tick_all as paper_ticks
+        run_id = args.run_id or new_run_id()
+        papers = [PaperDay(wh, t.city, t.day, run_id, stale_min=args.stale_min, **_settings(args.config)) for t in tails]
+        log.info("paper trading the same days in this process (run %s): orders go to paper_fills / paper_orders / "
+                 "paper_positions, never to an exchange", run_id)
+
+    def step(due: bool) -> None:
+        at = clock.now()  # the paper book decides on what the tail stored for this instant (a sped-up clock
+        tail_ticks(tails, lambda: at, due)  # moves on while the tail works)
+        if papers:
+            paper_ticks(papers, lambda: at, due)
+
+    def stop() -> bool:
+        return stopping["now"] or (until is not None and clock.now_ts() >= until) or (
+            all(t.settled for t in tails))
+
+    try:
+        every(step, stop, clock.wall_seconds(60.0), args.status_every_s)
+        if papers:
+            paper_ticks(papers, clock.now, True)  # the settlement, once the tail stored it
+    finally:
+        kalshi.close()
+        if weather is not None:
+            weather.close()
+    log.info("tail: stopped")
     return 0
 
 
@@ -193,8 +267,30 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--until", help="stop at this instant of the clock (ISO)")
     q.add_argument("--stale-min", type=float, default=5.0, help="send nothing while inputs are older than this")
     q.add_argument("--status-every-s", type=float, default=60.0)
+    q.add_argument("--config", help="strategy, fill and execution settings as JSON (backtest_fills' run config fields)")
+    q.add_argument("--clock", help="share the tail's clock: its spec (printed by `tail`)")
     clock_options(q)
     q.set_defaults(func=cmd_paper)
+
+    t = sub.add_parser("tail", help="fill the open climate days' partitions minute by minute (the live tail)")
+    t.add_argument("--city", action="append", default=[], help="city key or name (repeatable)")
+    t.add_argument("--all", action="store_true", help="every city in the registry")
+    t.add_argument("--day", help="one climate day (default: each city's previous until it settles, current and next)")
+    t.add_argument("--warehouse", default=os.environ.get("KW_WAREHOUSE", "data/warehouse.duckdb"))
+    t.add_argument("--live", action="store_true", help="the live exchange (KALSHI_KEY_ID / KALSHI_PRIVATE_KEY; "
+                                                       "VISUAL_CROSSING_API_KEY for weather); default: simulated")
+    t.add_argument("--until", help="stop at this instant of the clock (ISO); it also stops once every day has settled")
+    t.add_argument("--outage", help="simulated exchange: 503 for every request over ISO/ISO[,ISO/ISO] of the clock")
+    t.add_argument("--sim-obs-delay-min", type=float, default=0.0,
+                   help="simulated market: its traders learn each observation this late (a planted edge)")
+    t.add_argument("--status-every-s", type=float, default=60.0)
+    t.add_argument("--paper", action="store_true", help="paper-trade the same days in this process, after each tick")
+    t.add_argument("--config", help="with --paper: strategy, fill and execution settings as JSON")
+    t.add_argument("--run-id", help="with --paper: the paper run's id (default: a new one)")
+    t.add_argument("--stale-min", type=float, default=5.0, help="with --paper: send nothing while inputs are older")
+    t.add_argument("--clock", help="share another process's clock: its spec (see `exchange`)")
+    clock_options(t)
+    t.set_defaults(func=cmd_tail)
 
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -24,11 +23,12 @@ import pandas as pd
 from kw_assets.cities import City
 from kw_assets.model.backtest import ExecutionConfig
 from kw_assets.model.fills import FillConfig, Tape
-from kw_assets.model.paper import UNKNOWN_WINNER, not_yet_stored, paper_fills
+from kw_assets.model.paper import UNKNOWN_WINNER, not_yet_stored, on_day_grid, paper_fills
 from kw_assets.model.strategy import StrategyConfig, intents_from, signal_state
 from kw_assets.model.sweep import day_half_spreads
 from kw_assets.queries import spread_observations
 from kw_assets.schemas import conform, validate
+from kw_assets.sources.clock import every
 from kw_assets.strategy_sweep import BACKTEST_INPUTS
 from kw_assets.warehouse import Warehouse
 
@@ -53,13 +53,13 @@ class PaperDay:
         self.strategy, self.fills, self.execution, self.stale_min = strategy, fills, execution, stale_min
         self._half_spreads: np.ndarray | None = None  # from books observed before the day opened: fixed all day
 
-    def _inputs(self) -> dict[str, pd.DataFrame]:
-        with self.wh.held(read_only=True):
-            return {t: self.wh.read(t, [(self.city.key, self.day)], cols) for t, cols in BACKTEST_INPUTS.items()}
-
     def tick(self, now: pd.Timestamp) -> Tick:
         """Record what the book knows at ``now``."""
-        data = self._inputs()
+        with self.wh.held():  # one connection for the tick's reads and its write
+            return self._tick(now)
+
+    def _tick(self, now: pd.Timestamp) -> Tick:
+        data = {t: self.wh.read(t, [(self.city.key, self.day)], cols) for t, cols in BACKTEST_INPUTS.items()}
         markets, panel, cal = data["kalshi_markets"], data["minute_panel"], data["calibrated_pmf"]
         if markets.empty or panel.empty:
             return Tick(None, 0, 0, 0.0, stale=f"no market data stored for {self.city.key} {self.day}")
@@ -67,49 +67,58 @@ class PaperDay:
                                         fee_multiplier=float(markets["fee_multiplier"].iloc[0]))
         if self._half_spreads is None:
             self._half_spreads = day_half_spreads(spread_observations(self.wh), self.city.key, markets)
+        fresh = pd.DatetimeIndex(cal["minute_ts"]).max() if len(cal) else None
+        panel, cal = on_day_grid(panel, markets), on_day_grid(cal, markets)  # a day the live tail is still writing
         tape = Tape.build(panel, data["kalshi_trades"], data["kalshi_candles"], self._half_spreads,
                           levels=data["orderbook_levels"], known=data["orderbook_l2"])
-        t = int(np.searchsorted(tape.minutes.asi8, pd.Timestamp(now).value, side="right")) - 1
-        if t < 0:
+        now_row = int(np.searchsorted(tape.minutes.asi8, pd.Timestamp(now).value, side="right")) - 1
+        if now_row < 0:
             return Tick(None, 0, 0, 0.0, stale="the market has not opened")
-        t = min(t, tape.n_minutes - 1)
-        fresh = pd.DatetimeIndex(cal["minute_ts"]).max() if len(cal) else None
-        lag = (tape.minutes[t] - fresh) if fresh is not None else None
+        now_row = min(now_row, tape.n_minutes - 1)
+        lag = (tape.minutes[now_row] - fresh) if fresh is not None else None
         if lag is None or lag > pd.Timedelta(minutes=self.stale_min):
-            return Tick(tape.minutes[t], 0, 0, 0.0, stale=f"inputs stale: the latest calibrated minute is "
+            return Tick(tape.minutes[now_row], 0, 0, 0.0, stale=f"inputs stale: the latest calibrated minute is "
                         f"{fresh if fresh is not None else 'missing'}, {lag} behind; holding, sending nothing")
+        # decide at the last minute whose inputs are all in: a later one's quotes and prints are not known yet
+        t = min(now_row, int(np.searchsorted(tape.minutes.asi8, fresh.value, side="right")) - 1)
         settled = data["settlement"]
         winner = int(settled["winning_bracket_index"].iloc[0]) if len(settled) and t == tape.n_minutes - 1 else UNKNOWN_WINNER
         intents, opposite = intents_from(signal_state(panel, cal), self.strategy, execution.fee_type, execution.fee_multiplier)
         known = paper_fills(tape, intents, opposite, t, winner, self.fills, execution)
         stored = self.wh.read("paper_fills", [(self.city.key, self.day)])
         new = not_yet_stored(known, stored)
-        self.record(new, known, tape, t, data["settlement"]["source"].iloc[0] if len(settled) else markets["source"].iloc[0])
+        self.record(new, stored, known, tape, t, settled["source"].iloc[0] if len(settled) else markets["source"].iloc[0],
+                    pd.Timestamp(now))
         pnl = float(known["cash_flow"].sum()) + _marked_value(known, tape, t)
         return Tick(tape.minutes[t], len(new), known.loc[known["action"] == "buy", "order_id"].nunique(), pnl)
 
-    def record(self, new: pd.DataFrame, known: pd.DataFrame, tape: Tape, t: int, source: str) -> None:
-        """The order sink: append the new fills; rewrite the orders' state; add this minute's positions."""
+    def record(self, new: pd.DataFrame, stored: pd.DataFrame, known: pd.DataFrame, tape: Tape, t: int, source: str,
+               now: pd.Timestamp) -> None:
+        """The order sink: append the new fills to the ``stored`` ones (stamped with the clock's ``now``: a fill
+        recorded long after its minute was caught up after an outage), rewrite the orders' state, add this
+        minute's positions; the three tables in one transaction."""
         part = [(self.city.key, self.day)]
         keys = {"city": self.city.key, "climate_day": pd.Timestamp(self.day), "source": source, "run_id": self.run_id}
+        frames = {}
         if len(new):
-            rows = new.assign(**keys, recorded_at=pd.Timestamp.now(tz="UTC"))
-            stored = self.wh.read("paper_fills", part)
-            both = pd.concat([stored, conform("paper_fills", rows)], ignore_index=True) if len(stored) else rows
-            self.wh.replace_partitions("paper_fills", validate("paper_fills", conform("paper_fills", both)), part)
+            rows = conform("paper_fills", new.assign(**keys, recorded_at=now))
+            both = pd.concat([stored, rows], ignore_index=True) if len(stored) else rows
+            frames["paper_fills"] = validate("paper_fills", both)
         buys = known[known["action"] == "buy"]
         if len(buys):
             orders = buys.groupby("order_id", sort=True).agg(
                 decided_ts=("decided_ts", "first"), market_ticker=("market_ticker", "first"),
                 bracket_index=("bracket_index", "first"), side=("side", "first"), liquidity=("liquidity", "first"),
                 edge=("edge", "first"), status=("reason", "last"), contracts_filled=("contracts", "sum")).reset_index()
-            self.wh.replace_partitions("paper_orders", validate("paper_orders", conform("paper_orders", orders.assign(**keys))), part)
+            frames["paper_orders"] = validate("paper_orders", conform("paper_orders", orders.assign(**keys)))
         positions = _positions(known, tape, t).assign(**keys)
         if len(positions):
-            stored = self.wh.read("paper_positions", part)
-            stored = stored[stored["minute_ts"] != tape.minutes[t]] if len(stored) else stored
-            both = pd.concat([stored, conform("paper_positions", positions)], ignore_index=True) if len(stored) else positions
-            self.wh.replace_partitions("paper_positions", validate("paper_positions", conform("paper_positions", both)), part)
+            held = self.wh.read("paper_positions", part)
+            held = held[held["minute_ts"] != tape.minutes[t]] if len(held) else held
+            both = pd.concat([held, conform("paper_positions", positions)], ignore_index=True) if len(held) else positions
+            frames["paper_positions"] = validate("paper_positions", conform("paper_positions", both))
+        if frames:
+            self.wh.replace_partitions_of(frames, part)
 
 
 def _mark(tape: Tape, t: int, b: np.ndarray, side: np.ndarray) -> np.ndarray:
@@ -143,24 +152,26 @@ def new_run_id() -> str:
     return f"paper-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
+def tick_all(days: list[PaperDay], now, due: bool) -> None:
+    """One tick of every day, logged; ``due``: write the status line even when nothing happened."""
+    for d in days:
+        at = pd.Timestamp(now())
+        try:
+            tick = d.tick(at)
+        except Exception as exc:  # noqa: BLE001 - one failed tick (an outage) must not end the loop
+            log.error("paper %s %s: the tick failed (%s: %s); the next one catches up", d.city.key, d.day,
+                      type(exc).__name__, exc)
+            continue
+        if tick.stale:
+            log.warning("paper %s %s at %s: %s", d.city.key, d.day, f"{at:%Y-%m-%d %H:%M:%S}", tick.stale)
+        elif due or tick.new_rows:
+            log.info("paper %s %s at %s: decided through %s (%s behind), %d orders, %d new rows, P&L %.2f (marked) "
+                     "[run %s]", d.city.key, d.day, f"{at:%Y-%m-%d %H:%M:%S}", tick.minute,
+                     at.floor("min") - tick.minute if tick.minute is not None else "-", tick.orders, tick.new_rows,
+                     tick.pnl, d.run_id)
+
+
 def run(days: list[PaperDay], now, stop, every_s: float = 60.0, status_every_s: float = 60.0) -> None:
-    """Tick every ``every_s`` wall seconds until ``stop()``; a status line per city-day every ``status_every_s``."""
-    last_status = 0.0
-    while not stop():
-        started = time.monotonic()
-        for d in days:
-            try:
-                tick = d.tick(pd.Timestamp(now()))
-            except Exception as exc:  # noqa: BLE001 - one failed tick (an outage) must not end the loop
-                log.error("paper %s %s: the tick failed (%s: %s); the next one catches up", d.city.key, d.day,
-                          type(exc).__name__, exc)
-                continue
-            if tick.stale:
-                log.warning("paper %s %s at %s: %s", d.city.key, d.day, tick.minute, tick.stale)
-            elif time.monotonic() - last_status >= status_every_s or tick.new_rows:
-                log.info("paper %s %s at %s: %d orders, %d new rows, P&L %.2f (marked) [run %s]", d.city.key, d.day,
-                         tick.minute, tick.orders, tick.new_rows, tick.pnl, d.run_id)
-        if time.monotonic() - last_status >= status_every_s:
-            last_status = time.monotonic()
-        while not stop() and time.monotonic() - started < every_s:
-            time.sleep(min(0.5, max(0.0, every_s - (time.monotonic() - started))))  # a stop never waits a minute
+    """Tick every ``every_s`` wall seconds until ``stop()``; a status line per city-day every ``status_every_s``
+    (and whenever the book records something); a held book says why at every tick."""
+    every(lambda due: tick_all(days, now, due), stop, every_s, status_every_s)

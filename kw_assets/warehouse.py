@@ -109,38 +109,59 @@ class Warehouse:
 
     def replace_partitions(self, table: str, frame: pd.DataFrame, partitions: Iterable[Partition]) -> int:
         """Make ``frame`` the whole content of ``partitions`` in ``table``; returns rows written."""
+        return self.replace_partitions_of({table: frame}, partitions)[table]
+
+    def replace_partitions_of(self, frames: dict[str, pd.DataFrame], partitions: Iterable[Partition],
+                              after: dict[str, tuple[str, pd.Timestamp]] | None = None) -> dict[str, int]:
+        """Make each frame the whole content of ``partitions`` in its table, all tables in one transaction
+        (the live tail's tick and its settled swap land whole or not at all); rows written per table.
+        ``after`` {table: (column, t)}: replace only that table's rows with ``column`` later than ``t`` (the
+        live tail's new minutes; every row of the frame must be later)."""
         keys = pd.DataFrame(sorted(set(partitions)), columns=["city", "climate_day"])
         keys["climate_day"] = pd.to_datetime(keys["climate_day"])
-        frame = conform(table, frame)
         wanted = pd.MultiIndex.from_frame(keys)
-        stray = ~pd.MultiIndex.from_arrays([frame["city"], frame["climate_day"]]).isin(wanted)
-        if stray.any():
-            raise ValueError(f"{table}: {int(stray.sum())} row(s) belong to partitions not being replaced")
-        delete = (f"DELETE FROM {table} t USING incoming_keys k "
-                  "WHERE t.city = k.city AND t.climate_day = CAST(k.climate_day AS DATE)")
-        return self._swap(table, frame, delete, keys)
+        after = after or {}
+        conformed, deletes = {}, {}
+        for table, frame in frames.items():
+            frame = conform(table, frame)
+            stray = ~pd.MultiIndex.from_arrays([frame["city"], frame["climate_day"]]).isin(wanted)
+            if stray.any():
+                raise ValueError(f"{table}: {int(stray.sum())} row(s) belong to partitions not being replaced")
+            delete = ("DELETE FROM {t} t USING incoming_keys k "
+                      "WHERE t.city = k.city AND t.climate_day = CAST(k.climate_day AS DATE)").format(t=table)
+            if table in after:
+                column, t = after[table]
+                if (frame[column] <= t).any():
+                    raise ValueError(f"{table}: rows at or before {t} in a write of the rows after it")
+                delete += f" AND t.{column} > TIMESTAMPTZ '{pd.Timestamp(t).isoformat()}'"
+            conformed[table], deletes[table] = frame, delete
+        return self._swap(conformed, deletes, keys)
 
-    def _swap(self, table: str, frame: pd.DataFrame, delete_sql: str, keys: pd.DataFrame | None = None) -> int:
+    def _swap(self, frames: dict[str, pd.DataFrame], delete_sql: dict[str, str], keys: pd.DataFrame | None = None) -> dict[str, int]:
         """Delete and insert in one transaction: readers see the old rows or the new ones, never a mix."""
-        names = ", ".join(f'"{n}"' for n, _ in sql_columns(table))
         with self.connect() as con:
-            self._ensure(con, table)
+            for table in frames:
+                self._ensure(con, table)
             if keys is not None:
                 con.register("incoming_keys", keys)
-            con.register("incoming_rows", frame)
             con.execute("BEGIN TRANSACTION")
             try:
-                con.execute(delete_sql)
-                con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming_rows")
+                for table, frame in frames.items():
+                    names = ", ".join(f'"{n}"' for n, _ in sql_columns(table))
+                    con.register("incoming_rows", frame)
+                    try:
+                        con.execute(delete_sql[table])
+                        con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming_rows")
+                    finally:
+                        con.unregister("incoming_rows")
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
             finally:
-                con.unregister("incoming_rows")
                 if keys is not None:
                     con.unregister("incoming_keys")
-        return len(frame)
+        return {t: len(f) for t, f in frames.items()}
 
     def read(self, table: str, partitions: Iterable[Partition] | None = None,
              columns: Iterable[str] | None = None) -> pd.DataFrame:
@@ -189,7 +210,7 @@ class Warehouse:
 
     def replace_table(self, table: str, frame: pd.DataFrame) -> int:
         """Replace every row of an unpartitioned table (one transaction)."""
-        return self._swap(table, conform(table, frame), f"DELETE FROM {table}")
+        return self._swap({table: conform(table, frame)}, {table: f"DELETE FROM {table}"})[table]
 
     def query(self, sql: str, params: list | None = None, needs: Iterable[str] = ()) -> pd.DataFrame:
         """A read-only query; empty if any table in ``needs`` was never written."""

@@ -53,6 +53,11 @@ def partition_pairs(context: dg.AssetExecutionContext) -> list[tuple[City, dt.da
     return [(get_city(city), day, str(k)) for k in context.partition_keys for city, day in [split_key(k)]]
 
 
+def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
+    """The climate days of this run's partitions, in order."""
+    return sorted({day for _, day, _ in partition_pairs(context)})
+
+
 def write_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, table: str, time_column: str | None,
                      produce: Produce, inputs: Inputs = (), required: tuple[str, ...] = (), source: str | None = None,
                      workers: int = 1, counters: Callable[[], dict[str, int]] | None = None

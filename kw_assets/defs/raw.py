@@ -3,7 +3,8 @@
 
 import pandas as pd
 
-from kw_assets.model.settlement import settlement_row
+from kw_assets import derivations as d
+from kw_assets.defs.materialize import partition_days
 from kw_assets.defs.resources import MarketDataResource
 from kw_assets.defs.tables import Fetch, derived_table, fetched_table
 from kw_assets.sources.http import ClientPerProcess
@@ -73,15 +74,11 @@ def weather_forecasts(market_data):
     return _weather(market_data, fetch_weather_forecasts)
 
 
-@derived_table("settlement", group="raw", time_column=None, inputs=("kalshi_markets", "weather_obs"),
-               required=("kalshi_markets",),
+@derived_table("settlement", group="raw", time_column=None, inputs=d.SETTLEMENT.inputs, required=d.SETTLEMENT.required,
                owners=("team:kw-data",),
                description="Ground truth per partition: the settled whole-degree high (market expiration_value), the "
                            "winning bracket (result == yes), the settlement source, and the 5-minute obs max beside it.")
 def settlement(context, wh, config):
-    def produce(city, day, data):
-        markets = data["kalshi_markets"]
-        return settlement_row(markets, data["weather_obs"], markets["source"].iloc[0], day)
-    return produce
+    return d.SETTLEMENT.prepare(wh, partition_days(context))
 
 raw_assets = [kalshi_markets, kalshi_candles, kalshi_trades, weather_obs, weather_forecasts, settlement]

@@ -20,6 +20,7 @@ import pandas as pd
 
 from kw_assets.model.backtest import ExecutionConfig, run_backtest
 from kw_assets.model.fills import FillConfig, Tape
+from kw_assets.model.panel import minute_grid
 
 UNKNOWN_WINNER = -1
 
@@ -43,6 +44,23 @@ def known_at(tape: Tape, t: int) -> Tape:
         l2_half_spread=cut(tape.l2_half_spread), print_row=tape.print_row[keep], print_bracket=tape.print_bracket[keep],
         print_price=tape.print_price[keep], print_count=tape.print_count[keep],
         print_yes_taker=tape.print_yes_taker[keep] if tape.print_yes_taker is not None else None)
+
+
+def on_day_grid(frame: pd.DataFrame, markets: pd.DataFrame) -> pd.DataFrame:
+    """A minute x bracket table of a day still being written (the live tail's panel or PMF, up to its last
+    complete minute) on the day's whole grid: the minutes not stored yet are rows of NaN, so the engine has
+    the day's shape and ``known_at`` sees them as unknown."""
+    grid = minute_grid(markets)
+    brackets = markets.sort_values("bracket_index")
+    full = pd.MultiIndex.from_product([grid, brackets["bracket_index"].to_numpy()], names=["minute_ts", "bracket_index"])
+    if len(frame) == len(full):
+        return frame
+    out = frame.set_index(["minute_ts", "bracket_index"]).reindex(full).reset_index()
+    out["market_ticker"] = brackets["market_ticker"].to_numpy()[np.tile(np.arange(len(brackets)), len(grid))]
+    for c in ("city", "climate_day", "source"):
+        if c in frame.columns and len(frame):
+            out[c] = frame[c].iloc[0]
+    return out[[c for c in frame.columns]]
 
 
 def paper_fills(tape: Tape, intents: pd.DataFrame, opposite: np.ndarray | None, t: int, winner: int = UNKNOWN_WINNER,

@@ -3,6 +3,7 @@ turned into a Kalshi client and a Visual Crossing client for ``simulated``, ``li
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ class SourceSettings:
     fault_rate_timeout: float = 0.0
     fault_rate_drop: float = 0.0
     fault_rate_empty_page: float = 0.0
+    fault_outages: Optional[str] = field(default=None, metadata=_about(
+        "simulated exchange down (every request 503) over these clock intervals: ISO/ISO[,ISO/ISO...]"))
     kalshi_base_url: str = PRODUCTION_URL
     kalshi_requests_per_second: float = field(default=20.0, metadata=_about("client-side token bucket for live Kalshi"))
     kalshi_key_id: Optional[str] = field(default=None, repr=False)
@@ -82,23 +85,32 @@ class SourceSettings:
 
     def faults(self) -> FaultConfig:
         return FaultConfig(self.fault_rate_429, self.fault_rate_5xx, self.fault_rate_timeout, self.fault_rate_drop,
-                           self.fault_rate_empty_page, seed=self.seed)
+                           self.fault_rate_empty_page, seed=self.seed, outages=self.outages())
+
+    def outages(self) -> tuple[tuple[float, float], ...]:
+        """``fault_outages`` as epoch-second intervals."""
+        out = []
+        for part in filter(None, (self.fault_outages or "").split(",")):
+            start, _, end = part.partition("/")
+            out.append(tuple(dt.datetime.fromisoformat(x.strip().replace("Z", "+00:00")).timestamp() for x in (start, end)))
+        return tuple(out)
 
     def sleep(self) -> Callable[[float], None]:
         return time.sleep if self.retry_sleep else (lambda s: None)
 
 
-def kalshi_client(s: SourceSettings) -> KalshiClient:
+def kalshi_client(s: SourceSettings, now: Callable[[], dt.datetime] | None = None) -> KalshiClient:
+    """The Kalshi client of these settings; ``now`` overrides the simulated exchange's clock (a moving one)."""
     signer = KalshiSigner(s.kalshi_key_id, s.kalshi_private_key) if s.kalshi_key_id and s.kalshi_private_key else None
     retry = RetryPolicy(max_attempts=s.max_attempts)
     if s.label() == "simulated":
         store = WorldStore(s.simulated_world_dir) if s.simulated_world_dir else None
-        exchange = SimulatedExchange(seed=s.seed, now=s.simulated_clock(), rate_limit=s.simulated_rate_limit,
+        exchange = SimulatedExchange(seed=s.seed, now=now or s.simulated_clock(), rate_limit=s.simulated_rate_limit,
                                      faults=s.faults(), store=store, agents=Agents(obs_delay_min=s.sim_agents_obs_delay_min,
                                                                       ignore_forecast_drift=s.sim_agents_ignore_forecast_drift))
         rate = s.simulated_rate_limit * 0.95 if s.simulated_rate_limit else None
         faults = s.faults()
-        plain = not (s.simulated_through_http or rate or faults.rate_429 or faults.rate_5xx or faults.rate_timeout
+        plain = not (s.simulated_through_http or rate or faults.outages or faults.rate_429 or faults.rate_5xx or faults.rate_timeout
                      or faults.rate_drop or faults.rate_empty_page)
         return KalshiClient(transport=exchange.transport(), requests_per_second=rate, signer=signer, sleep=s.sleep(),
                             retry=retry, batches=exchange if plain else None)
@@ -106,12 +118,13 @@ def kalshi_client(s: SourceSettings) -> KalshiClient:
                         sleep=s.sleep(), retry=retry)
 
 
-def weather_client(s: SourceSettings) -> VisualCrossingClient | None:
+def weather_client(s: SourceSettings, now: Callable[[], dt.datetime] | None = None) -> VisualCrossingClient | None:
     kind = s.weather_label()
     if kind == "none":
         return None
     if kind == "simulated":
-        feed = SimulatedWeatherFeed(seed=s.seed, now=s.simulated_clock(), faults=s.faults())
+        feed = SimulatedWeatherFeed(seed=s.seed, now=now or s.simulated_clock(),
+                                    faults=dataclasses.replace(s.faults(), outages=()))  # outages: the exchange's
         return VisualCrossingClient(s.visual_crossing_api_key or "simulated-key", transport=feed.transport(),
                                     requests_per_second=None, sleep=s.sleep(),
                                     retry=RetryPolicy(max_attempts=s.max_attempts, base_delay_s=0.5))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,18 @@ class Clock:
     def wall_seconds(self, clock_seconds: float) -> float:
         """Wall time that ``clock_seconds`` of this clock take."""
         return clock_seconds / self.speed
+
+
+def every(step: Callable[[bool], None], stop: Callable[[], bool], every_s: float, status_every_s: float = 60.0) -> None:
+    """Call ``step(due)`` every ``every_s`` wall seconds until ``stop()``; ``due`` is true once every
+    ``status_every_s`` (time for a status line). A stop never waits for the next step (the wait is slept in
+    half-second pieces)."""
+    last_status = -float("inf")
+    while not stop():
+        started = time.monotonic()
+        due = started - last_status >= status_every_s
+        step(due)
+        if due:
+            last_status = started
+        while not stop() and time.monotonic() - started < every_s:
+            time.sleep(min(0.5, max(0.0, every_s - (time.monotonic() - started))))

@@ -108,11 +108,15 @@ def _run_time(value: Any) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def fetch_weather_obs(client: VisualCrossingClient, city, day: dt.date) -> pd.DataFrame:
-    """The station's 5-minute obs inside the climate day's UTC window [start, end)."""
+def fetch_weather_obs(client: VisualCrossingClient, city, day: dt.date, after: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The station's 5-minute obs inside the climate day's UTC window [start, end); with ``after``, only
+    those stamped later, asked for from its date on (the live tail)."""
     start, end = city.climate_day_window(day)
-    obs = client.get_observations(city.station, start.date(), (end - dt.timedelta(seconds=1)).date())
+    first = start if after is None else max(start, pd.Timestamp(after).to_pydatetime())
+    obs = client.get_observations(city.station, first.date(), (end - dt.timedelta(seconds=1)).date())
     inside = (obs["valid_time"] >= pd.Timestamp(start)) & (obs["valid_time"] < pd.Timestamp(end))
+    if after is not None:
+        inside &= obs["valid_time"] > pd.Timestamp(after)
     out = obs.loc[inside].reset_index(drop=True)
     out.insert(0, "station", city.station)
     return out
@@ -121,15 +125,21 @@ def fetch_weather_obs(client: VisualCrossingClient, city, day: dt.date) -> pd.Da
 FORECAST_LOOKBACK_DAYS = 2
 
 
-def fetch_weather_forecasts(client: VisualCrossingClient, city, day: dt.date) -> pd.DataFrame:
-    """Every run from two days before through the climate day, restricted to hours inside the day.
+def fetch_weather_forecasts(client: VisualCrossingClient, city, day: dt.date,
+                            after: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Every run from two days before through the climate day, restricted to hours inside the day; with
+    ``after``, only runs issued later, asked for from its date on (the live tail).
 
     A run's hours before its own issue time are not forecasts and are dropped; a run stamped after
     the day ended cannot be a forecast of it and is rejected as bad input.
     """
     start, end = city.climate_day_window(day)
-    runs = client.get_forecast_runs(city.station, start.date() - dt.timedelta(days=FORECAST_LOOKBACK_DAYS),
-                                    (end - dt.timedelta(seconds=1)).date())
+    first = start.date() - dt.timedelta(days=FORECAST_LOOKBACK_DAYS)
+    if after is not None:
+        first = max(first, pd.Timestamp(after).date())
+    runs = client.get_forecast_runs(city.station, first, (end - dt.timedelta(seconds=1)).date())
+    if after is not None:
+        runs = runs[runs["issued_at"] > pd.Timestamp(after)]
     late = runs["issued_at"] >= pd.Timestamp(end)
     inside = (runs["valid_time"] >= pd.Timestamp(start)) & (runs["valid_time"] < pd.Timestamp(end))
     if (late & inside).any():

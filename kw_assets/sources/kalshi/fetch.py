@@ -67,21 +67,31 @@ def fetch_markets(client: KalshiClient, city: City, day: dt.date) -> pd.DataFram
     return frame.sort_values("bracket_index", kind="stable").reset_index(drop=True)
 
 
-def trading_window(markets: pd.DataFrame, now: dt.datetime | None = None) -> tuple[int, int]:
-    """Unix seconds [first open, last close], capped at ``now`` for events still trading."""
+def trading_window(markets: pd.DataFrame, now: dt.datetime | None = None,
+                   since: pd.Timestamp | None = None) -> tuple[int, int]:
+    """Unix seconds [first open, last close], capped at ``now`` for events still trading and starting after
+    ``since`` for a fetch that continues an earlier one."""
     start = markets["open_time"].min()
     end = markets["close_time"].max()
     if now is not None:
         end = min(end, pd.Timestamp(now))
-    return int(start.timestamp()), int(end.timestamp())
+    first = int(start.timestamp())
+    if since is not None:
+        first = max(first, int(pd.Timestamp(since).timestamp()) + 1)
+    return first, int(end.timestamp())
 
 
-def fetch_candles(client: KalshiClient, markets: pd.DataFrame, now: dt.datetime | None = None) -> pd.DataFrame:
-    start, end = trading_window(markets, now)
+def fetch_candles(client: KalshiClient, markets: pd.DataFrame, now: dt.datetime | None = None,
+                  since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The event's 1-minute candles up to ``now``; with ``since``, only those ending after it (the live tail)."""
+    start, end = trading_window(markets, now, since)
     series = markets["series_ticker"].iloc[0]
     frames = []
-    if client.batches is not None:
-        frames = [client.batches.candle_batch(markets)]
+    if end < start:
+        frames = [candles_frame("", [])]
+    elif client.batches is not None:
+        batch = client.batches.candle_batch(markets)
+        frames = [batch[batch["end_period_ts"] >= pd.Timestamp(start, unit="s", tz="UTC")]]
     elif (markets["tier"] == "live").all():
         by_ticker = client.get_batch_candles(markets["market_ticker"].tolist(), start, end, period=1)
         frames = [candles_frame(t, c) for t, c in by_ticker.items()]
@@ -98,10 +108,15 @@ def fetch_candles(client: KalshiClient, markets: pd.DataFrame, now: dt.datetime 
     return _with_partition(out, markets).sort_values("market_ticker", kind="stable").reset_index(drop=True)
 
 
-def fetch_trades(client: KalshiClient, markets: pd.DataFrame, now: dt.datetime | None = None) -> pd.DataFrame:
-    start, end = trading_window(markets, now)
-    if client.batches is not None:
+def fetch_trades(client: KalshiClient, markets: pd.DataFrame, now: dt.datetime | None = None,
+                 since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The event's prints up to ``now``; with ``since``, those stamped from the second after it on."""
+    start, end = trading_window(markets, now, since)
+    if end < start:
+        out = trades_frame([])
+    elif client.batches is not None:
         out = client.batches.trade_batch(markets)
+        out = out[out["created_time"] >= pd.Timestamp(start, unit="s", tz="UTC")]
     else:
         cut = int(client.get_historical_cutoff()["trades_created_ts"].timestamp())
         records: list[dict] = []

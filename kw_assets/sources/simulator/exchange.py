@@ -140,7 +140,7 @@ class SimulatedExchange:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
-        injected = self.faults.before(request, TOO_MANY)
+        injected = self.faults.before(request, TOO_MANY, self.now_ts())
         if injected is not None:
             return injected
         if self.limit is not None and not self.limit.allow():

@@ -18,6 +18,7 @@ class FaultConfig:
     rate_drop: float = 0.0
     rate_empty_page: float = 0.0
     seed: int = 0
+    outages: tuple[tuple[float, float], ...] = ()  # [start, end) in the server clock's epoch seconds: every request 503s
 
 
 @dataclass
@@ -27,7 +28,7 @@ class FaultInjector:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.config.seed)
         self._lock = threading.Lock()
-        self.injected = {"429": 0, "5xx": 0, "timeout": 0, "drop": 0, "empty_page": 0}
+        self.injected = {"429": 0, "5xx": 0, "timeout": 0, "drop": 0, "empty_page": 0, "outage": 0}
 
     def _hit(self, rate: float, kind: str) -> bool:
         if rate <= 0:
@@ -38,8 +39,12 @@ class FaultInjector:
                 self.injected[kind] += 1
         return hit
 
-    def before(self, request: httpx.Request, too_many: bytes) -> httpx.Response | None:
+    def before(self, request: httpx.Request, too_many: bytes, now_ts: float | None = None) -> httpx.Response | None:
         c = self.config
+        if now_ts is not None and any(a <= now_ts < b for a, b in c.outages):
+            with self._lock:
+                self.injected["outage"] += 1
+            return httpx.Response(503, text="simulated: outage, service unavailable")
         if self._hit(c.rate_timeout, "timeout"):
             raise httpx.ReadTimeout("simulated read timeout", request=request)
         if self._hit(c.rate_drop, "drop"):
