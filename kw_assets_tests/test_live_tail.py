@@ -249,3 +249,58 @@ def test_the_tail_command_with_its_paper_book_runs_sped_up_and_stops_cleanly_on_
     assert "complete through" in text and " behind)" in text
     panel = Warehouse(path).read("minute_panel", [("ny", dt.date(2025, 6, 5))])
     assert panel["minute_ts"].max() >= pd.Timestamp("2025-06-05 12:00", tz="UTC")
+
+
+def test_a_paper_book_killed_mid_day_resumes_from_the_warehouse_without_doubling_an_order(tmp_path, instance):
+    """``tail --paper`` killed with SIGKILL in the middle of the day, then started again (a new run id, the
+    clock further on): the tail catches up from its cursor, the book resumes its positions from the warehouse
+    and its rows are the backtest's, none twice, each order once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    city, day = get_city("ny"), dt.date(2025, 6, 5)
+    _, settles = _settles(city, day, 0.0)
+    batch = _batch(str(tmp_path / "batch.duckdb"), city, day, 0.0, settles, {}, instance)
+    path = tmp_path / "live.duckdb"
+    root = Path(__file__).resolve().parents[1]
+
+    def start(at: str, run_id: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "kw_assets", "tail", "--city", "ny", "--day", str(day),
+                                 "--warehouse", str(path), "--start", at, "--speed", "600", "--paper", "--run-id", run_id,
+                                 "--status-every-s", "0"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+
+    def wait_for_rows(proc: subprocess.Popen, n: int) -> str:
+        lines, deadline = [], time.monotonic() + 90
+        while time.monotonic() < deadline and sum("new rows" in x and "kw_assets.paper" in x and " 0 new rows" not in x
+                                                  for x in lines) < n:
+            lines.append(proc.stdout.readline())
+        return "".join(lines)
+
+    first = start("2025-06-05T11:00Z", "run-killed")
+    seen = wait_for_rows(first, 2)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    part = [(city.key, day)]
+    before = Warehouse(path).read("paper_fills", part)
+    assert len(before), seen[-2000:]
+    second = start("2025-06-05T16:00Z", "run-resumed")
+    wait_for_rows(second, 2)
+    second.send_signal(signal.SIGTERM)
+    second.communicate(timeout=60)
+    assert second.returncode == 0
+    paper, backtest = Warehouse(path).read("paper_fills", part), batch.read("backtest_fills", part)
+    key = ["order_id", "action", "fill_ts"]
+    assert not paper.duplicated(key).any() and set(paper["run_id"]) == {"run-killed", "run-resumed"}
+    cols = [c for c in backtest.columns if c != "source"]
+    joined = paper[cols].merge(backtest[cols], on=cols, how="left", indicator=True)
+    assert (joined["_merge"] == "both").all()  # every row the backtest's, to the cent
+    kept = before[key].merge(paper[key], on=key, how="left", indicator=True)
+    assert (kept["_merge"] == "both").all()  # what the killed run recorded is still there, once
+    orders = Warehouse(path).read("paper_orders", part)
+    buys = backtest[backtest["action"] == "buy"]
+    filled_by_then = buys[(buys["contracts"] > 0) & (buys["fill_ts"] <= paper["fill_ts"].max())]
+    assert orders["order_id"].is_unique and set(orders["order_id"]) <= set(buys["order_id"])
+    assert set(filled_by_then["order_id"]) <= set(orders["order_id"])  # no filled order lost across the kill
