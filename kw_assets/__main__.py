@@ -141,7 +141,7 @@ def _settings(text: str | None) -> dict:
 
 def cmd_paper(args) -> int:
     from kw_assets.paper_loop import PaperDay, new_run_id, run
-    from kw_assets.warehouse import Warehouse
+    from kw_assets.warehouse import open_warehouse
     cities = list(all_cities()) if args.all else [find_city(c) for c in args.city]
     if not cities:
         raise SystemExit("paper: name a city (--city miami) or --all")
@@ -152,7 +152,7 @@ def cmd_paper(args) -> int:
     book = []
     for city in cities:
         for day in days or [city.climate_day_of(now), city.climate_day_of(now) + dt.timedelta(days=1)]:
-            book.append(PaperDay(Warehouse(args.warehouse), city, day, run_id, stale_min=args.stale_min, **_settings(args.config)))
+            book.append(PaperDay(open_warehouse(args.warehouse), city, day, run_id, stale_min=args.stale_min, **_settings(args.config)))
     log.info("paper trading %s (run %s, clock %s, warehouse %s): orders go to paper_fills / paper_orders / "
              "paper_positions, never to an exchange", ", ".join(f"{d.city.key} {d.day}" for d in book), run_id,
              clock.spec, args.warehouse)
@@ -169,7 +169,7 @@ def cmd_paper(args) -> int:
 def cmd_tail(args) -> int:
     from kw_assets.live_tail import TailDay, live_days, tick_all as tail_ticks
     from kw_assets.sources.clients import SourceSettings, kalshi_client, weather_client
-    from kw_assets.warehouse import Warehouse
+    from kw_assets.warehouse import open_warehouse
     cities = list(all_cities()) if args.all else [find_city(c) for c in args.city]
     if not cities:
         raise SystemExit("tail: name a city (--city miami) or --all")
@@ -183,7 +183,7 @@ def cmd_tail(args) -> int:
         settings = SourceSettings(seed=args.seed, simulated_through_http=True, fault_outages=args.outage,
                                   sim_agents_obs_delay_min=args.sim_obs_delay_min)
     kalshi, weather = kalshi_client(settings, now=clock.now), weather_client(settings, now=clock.now)
-    wh = Warehouse(args.warehouse)
+    wh = open_warehouse(args.warehouse)
     now = clock.now()
     days = [dt.date.fromisoformat(args.day)] if args.day else None
     tails = [TailDay(wh, city, day, kalshi, weather, settings.label())

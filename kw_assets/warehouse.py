@@ -26,6 +26,49 @@ Partition = tuple[str, dt.date]
 UNIQUE_TEXT = {"trade_id", "order_id"}  # text columns with a value per row: read as plain strings
 
 
+def checked_writes(frames: dict[str, pd.DataFrame], partitions: Iterable[Partition],
+                   after: dict[str, tuple[str, pd.Timestamp]] | None = None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The frames of a partition swap in their tables' schemas, and the partitions' keys; refuses rows of
+    other partitions, and rows not after the cut of a write that replaces only the rows after it."""
+    keys = pd.DataFrame(sorted(set(partitions)), columns=["city", "climate_day"])
+    keys["climate_day"] = pd.to_datetime(keys["climate_day"])
+    wanted = pd.MultiIndex.from_frame(keys)
+    conformed = {}
+    for table, frame in frames.items():
+        frame = conform(table, frame)
+        stray = ~pd.MultiIndex.from_arrays([frame["city"], frame["climate_day"]]).isin(wanted)
+        if stray.any():
+            raise ValueError(f"{table}: {int(stray.sum())} row(s) belong to partitions not being replaced")
+        if after and table in after and (frame[after[table][0]] <= after[table][1]).any():
+            raise ValueError(f"{table}: rows at or before {after[table][1]} in a write of the rows after it")
+        conformed[table] = frame
+    return conformed, keys
+
+
+def schema_difference(table: str, have: set[str]) -> list[str]:
+    """The schema's columns a stored table lacks, when all are nullable (added since an older version wrote
+    it: they are added, NULL on the old rows); any other difference is refused with a ``DataError``."""
+    want = dict(sql_columns(table))
+    missing, extra = sorted(set(want) - have), sorted(have - set(want))
+    fields = schema(table).columns
+    if missing and not extra and all(fields[n].nullable for n in missing):
+        return missing
+    if missing or extra:
+        raise DataError(table, ", ".join(missing or extra),
+                        f"the warehouse's table has another schema (missing {missing}, not in the schema {extra}), "
+                        f"written by an older version; nothing was written. Re-materialize it into a fresh "
+                        f"table: DROP TABLE {table} (or delete the warehouse file)")
+    return []
+
+
+def open_warehouse(target: str | Path, **duckdb_settings) -> "Warehouse":
+    """The warehouse at ``target``: a ``postgresql://`` URL (``PostgresWarehouse``), else a DuckDB file."""
+    if str(target).startswith(("postgresql://", "postgres://")):
+        from kw_assets.warehouse_postgres import PostgresWarehouse
+        return PostgresWarehouse(str(target))
+    return Warehouse(target, **duckdb_settings)
+
+
 class Warehouse:
     """``memory_limit`` and ``threads`` bound DuckDB's own buffer and worker threads per connection (None:
     DuckDB's defaults, 80% of RAM and one thread per core)."""
@@ -93,19 +136,9 @@ class Warehouse:
         is refused."""
         cols = ", ".join(f'"{n}" {t}' for n, t in sql_columns(table))
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
-        have = Warehouse._columns(con, table)
         want = dict(sql_columns(table))
-        missing, extra = sorted(set(want) - have), sorted(have - set(want))
-        fields = schema(table).columns
-        if missing and not extra and all(fields[n].nullable for n in missing):
-            for n in missing:
-                con.execute(f'ALTER TABLE {table} ADD COLUMN "{n}" {want[n]}')
-            return
-        if missing or extra:
-            raise DataError(table, ", ".join(missing or extra),
-                            f"the warehouse's table has another schema (missing {missing}, not in the schema {extra}), "
-                            f"written by an older version; nothing was written. Re-materialize it into a fresh "
-                            f"table: DROP TABLE {table} (or delete the warehouse file)")
+        for n in schema_difference(table, Warehouse._columns(con, table)):
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{n}" {want[n]}')
 
     def replace_partitions(self, table: str, frame: pd.DataFrame, partitions: Iterable[Partition]) -> int:
         """Make ``frame`` the whole content of ``partitions`` in ``table``; returns rows written."""
@@ -117,24 +150,14 @@ class Warehouse:
         (the live tail's tick and its settled swap land whole or not at all); rows written per table.
         ``after`` {table: (column, t)}: replace only that table's rows with ``column`` later than ``t`` (the
         live tail's new minutes; every row of the frame must be later)."""
-        keys = pd.DataFrame(sorted(set(partitions)), columns=["city", "climate_day"])
-        keys["climate_day"] = pd.to_datetime(keys["climate_day"])
-        wanted = pd.MultiIndex.from_frame(keys)
-        after = after or {}
-        conformed, deletes = {}, {}
-        for table, frame in frames.items():
-            frame = conform(table, frame)
-            stray = ~pd.MultiIndex.from_arrays([frame["city"], frame["climate_day"]]).isin(wanted)
-            if stray.any():
-                raise ValueError(f"{table}: {int(stray.sum())} row(s) belong to partitions not being replaced")
-            delete = ("DELETE FROM {t} t USING incoming_keys k "
-                      "WHERE t.city = k.city AND t.climate_day = CAST(k.climate_day AS DATE)").format(t=table)
-            if table in after:
+        conformed, keys = checked_writes(frames, partitions, after)
+        deletes = {}
+        for table in conformed:
+            deletes[table] = ("DELETE FROM {t} t USING incoming_keys k "
+                              "WHERE t.city = k.city AND t.climate_day = CAST(k.climate_day AS DATE)").format(t=table)
+            if after and table in after:
                 column, t = after[table]
-                if (frame[column] <= t).any():
-                    raise ValueError(f"{table}: rows at or before {t} in a write of the rows after it")
-                delete += f" AND t.{column} > TIMESTAMPTZ '{pd.Timestamp(t).isoformat()}'"
-            conformed[table], deletes[table] = frame, delete
+                deletes[table] += f" AND t.{column} > TIMESTAMPTZ '{pd.Timestamp(t).isoformat()}'"
         return self._swap(conformed, deletes, keys)
 
     def _swap(self, frames: dict[str, pd.DataFrame], delete_sql: dict[str, str], keys: pd.DataFrame | None = None) -> dict[str, int]:

@@ -19,7 +19,7 @@ from kw_assets.sources.clients import SourceSettings, kalshi_client, weather_cli
 from kw_assets.sources.kalshi.client import KalshiClient
 from kw_assets.sources.simulator.world_store import WorldStore
 from kw_assets.sources.visual_crossing import VisualCrossingClient
-from kw_assets.warehouse import Warehouse
+from kw_assets.warehouse import Warehouse, open_warehouse
 
 
 class MarketDataResource(run_config_from("MarketDataSettings", SourceSettings, base=dg.ConfigurableResource)):
@@ -46,9 +46,9 @@ class MarketDataResource(run_config_from("MarketDataSettings", SourceSettings, b
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB file every table lives in."""
+    """The warehouse every table lives in: a DuckDB file, or a PostgreSQL database (a ``postgresql://`` URL)."""
 
-    path: str = Field(default="data/warehouse.duckdb")
+    path: str = Field(default="data/warehouse.duckdb", description="DuckDB file, or postgresql://user@host:port/db")
     workers: int = Field(default_factory=default_workers,
                          description="processes that compute partitions in parallel within a step (KW_WORKERS, "
                                      "default one per core); only the step's own process opens the DuckDB file")
@@ -58,7 +58,7 @@ class WarehouseResource(dg.ConfigurableResource):
     threads: Optional[int] = Field(default=None, description="DuckDB threads per connection (None: one per core)")
 
     def get(self) -> Warehouse:
-        return Warehouse(self.path, memory_limit=self.memory_limit, threads=self.threads)
+        return open_warehouse(self.path, memory_limit=self.memory_limit, threads=self.threads)
 
 
 def _env(name: str):
