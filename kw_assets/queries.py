@@ -1,4 +1,5 @@
-"""What the fits and the reports read from the warehouse, as frames. For the walk-forward fits, each day's
+"""What the fits and the reports read from the warehouse, as frames, in SQL that DuckDB and PostgreSQL both
+run (``?`` placeholders; no ``any_value``, ``epoch()`` or ``GROUP BY ALL``). For the walk-forward fits, each day's
 forecast runs with the day's obs max through 18:00 LST (yesterday's error), the EMOS training samples and
 the calibration history: point in time by construction, every query bounded by the day being fitted. For
 the scores and the report, the settled calibrated rows (sampled) and each entry's mid after its fill."""
@@ -38,7 +39,7 @@ def day_runs(wh: Warehouse, first: dt.date, last: dt.date) -> pd.DataFrame:
         f"SELECT o.city, o.climate_day, max(o.temp_f) AS obs_max_f FROM weather_obs o "
         f"JOIN (VALUES {offsets}) AS z(city, offset_h) ON o.city = z.city "
         "WHERE o.climate_day BETWEEN CAST(? AS DATE) AND CAST(? AS DATE) "
-        f"AND epoch(o.valid_time) <= epoch(CAST(o.climate_day AS TIMESTAMP)) + ({cutoff_h} - z.offset_h) * 3600 "
+        f"AND extract(epoch FROM o.valid_time) <= extract(epoch FROM CAST(o.climate_day AS TIMESTAMP)) + ({cutoff_h} - z.offset_h) * 3600 "
         "GROUP BY o.city, o.climate_day",
         [v for c in cities for v in (c, get_city(c).lst_utc_offset_hours)] + [first.isoformat(), last.isoformat()],
         needs=("weather_obs",))
@@ -54,7 +55,7 @@ def emos_samples(wh: Warehouse, before: dt.date) -> pd.DataFrame:
     """One sample per stored forecast run issued before the climatological peak of a settled climate day
     before ``before``: the run's high and low over the day, the two runs before it, yesterday's error at the
     run's lead, and the official high."""
-    settled = wh.query("SELECT city, climate_day, any_value(official_high_f) AS observed_high_f FROM settlement "
+    settled = wh.query("SELECT city, climate_day, min(official_high_f) AS observed_high_f FROM settlement "
                        "WHERE climate_day < CAST(? AS DATE) AND official_high_f IS NOT NULL GROUP BY city, climate_day",
                        [before.isoformat()], needs=("settlement",))
     if settled.empty:
@@ -81,7 +82,8 @@ def calibration_history(wh: Warehouse, before: dt.date, every_min: int) -> pd.Da
         "SELECT f.city, f.climate_day, f.minute_ts, f.bracket_index, f.p_fused, s.winning_bracket_index AS winner "
         "FROM fused_pmf f JOIN settlement s ON f.city = s.city AND f.climate_day = s.climate_day "
         "WHERE f.climate_day < CAST(? AS DATE) AND s.winning_bracket_index >= 0 "
-        "AND (epoch(f.minute_ts)::BIGINT / 60) % ? = 0 ORDER BY f.city, f.climate_day, f.minute_ts, f.bracket_index",
+        "AND (CAST(extract(epoch FROM f.minute_ts) AS BIGINT) / 60) % ? = 0 "
+        "ORDER BY f.city, f.climate_day, f.minute_ts, f.bracket_index",
         [before.isoformat(), every_min], needs=("fused_pmf", "settlement"))
     if rows.empty:
         return pd.DataFrame(columns=["climate_day", "p", "winner", "n_brackets"])
@@ -103,7 +105,7 @@ def settled_calibrated(wh: Warehouse, every_min: int, first: dt.date | None = No
         "SELECT c.city, c.climate_day, c.source, c.minute_ts, c.bracket_index, c.p_market, c.p_weather, c.p_fused, "
         "c.p_calibrated, s.winning_bracket_index AS winner FROM calibrated_pmf c JOIN settlement s "
         "ON c.city = s.city AND c.climate_day = s.climate_day "
-        "WHERE s.winning_bracket_index >= 0 AND (epoch(c.minute_ts)::BIGINT / 60) % ? = 0 "
+        "WHERE s.winning_bracket_index >= 0 AND (CAST(extract(epoch FROM c.minute_ts) AS BIGINT) / 60) % ? = 0 "
         "AND c.climate_day BETWEEN ? AND ?",
         [every_min, first or dt.date(1900, 1, 1), last or dt.date(2999, 12, 31)], needs=("calibrated_pmf", "settlement"))
     if len(rows):
@@ -117,7 +119,7 @@ def settled_calibrated_by_month(wh: Warehouse, every_min: int) -> tuple[int, Ite
     of any of those events (the events the scores compare); (0, nothing) before any event settled."""
     events = wh.query("SELECT c.city, c.climate_day, count(DISTINCT c.bracket_index) AS n FROM calibrated_pmf c "
                       "JOIN settlement s ON c.city = s.city AND c.climate_day = s.climate_day "
-                      "WHERE s.winning_bracket_index >= 0 GROUP BY ALL", needs=("calibrated_pmf", "settlement"))
+                      "WHERE s.winning_bracket_index >= 0 GROUP BY c.city, c.climate_day", needs=("calibrated_pmf", "settlement"))
     if events.empty:
         return 0, iter(())
     months = pd.to_datetime(events["climate_day"]).dt.to_period("M").drop_duplicates().sort_values()
@@ -132,11 +134,12 @@ def entry_mids(wh: Warehouse, entries: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     offsets = (0, *NEXT_BAR_MINUTES)
     joins = " ".join(f"LEFT JOIN minute_panel p{h} ON p{h}.city = e.city AND p{h}.climate_day = e.climate_day AND "
-                     f"p{h}.bracket_index = e.bracket_index AND p{h}.minute_ts = e.fill_ts + INTERVAL {h} MINUTE"
+                     f"p{h}.bracket_index = e.bracket_index AND p{h}.minute_ts = e.fill_ts + INTERVAL '{h} minutes'"
                      for h in offsets)
     sql = (f"SELECT e.city, e.climate_day, e.order_id, e.side, {', '.join(f'p{h}.mid AS mid_{h}' for h in offsets)} "
-           f"FROM (SELECT city, climate_day, order_id, any_value(bracket_index) AS bracket_index, any_value(side) AS side, "
-           f"min(fill_ts) AS fill_ts FROM backtest_fills WHERE action = 'buy' AND contracts > 0 GROUP BY ALL) e {joins}")
+           f"FROM (SELECT city, climate_day, order_id, min(bracket_index) AS bracket_index, min(side) AS side, "
+           f"min(fill_ts) AS fill_ts FROM backtest_fills WHERE action = 'buy' AND contracts > 0 "
+           f"GROUP BY city, climate_day, order_id) e {joins}")
     mids = wh.query(sql, needs=("backtest_fills", "minute_panel"))
     if mids.empty:
         return pd.DataFrame(columns=cols)

@@ -85,7 +85,8 @@ class PostgresWarehouse:
                 con.execute("SELECT pg_advisory_xact_lock(%s)", [zlib.crc32(table.encode())])
                 cols = ", ".join(f'"{n}" {PG_TYPES[t]}' for n, t in sql_columns(table))
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} (_seq bigint GENERATED ALWAYS AS IDENTITY, {cols})")
-                con.execute(f"CREATE INDEX IF NOT EXISTS {table}_partition ON {table} (city, climate_day)")
+                if {"city", "climate_day"} <= {n for n, _ in sql_columns(table)}:
+                    con.execute(f"CREATE INDEX IF NOT EXISTS {table}_partition ON {table} (city, climate_day)")
             missing = schema_difference(table, PostgresWarehouse._columns(con, table))
         want = dict(sql_columns(table))
         for n in missing:

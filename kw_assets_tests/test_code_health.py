@@ -17,6 +17,7 @@ USED_OUTSIDE_VULTURES_SIGHT = {
     "DEMO_URL": "Kalshi's demo base URL, for users who set kalshi_base_url",
     "get_orderbook": "REST order-book snapshot of the live client; the order-book recorder (issue 14) starts from it",
     "pytestmark": "pytest reads a module's marks from it",
+    "pytest_terminal_summary": "a pytest hook (conftest): the count of postgres tests run",
     "setup_for_execution": "Dagster calls a ConfigurableResource's setup hook when a run initializes it",
     "config_type": "Dagster reads a ConfigurableClass's config schema (the instance's event log storage)",
     "from_config_value": "Dagster builds a ConfigurableClass from dagster.yaml with it",

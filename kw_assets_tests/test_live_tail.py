@@ -66,7 +66,7 @@ def _same(live: pd.DataFrame, batch: pd.DataFrame, table: str, where: str) -> No
                                   check_exact=False, rtol=0, atol=1e-12, obj=f"{table} {where}")
 
 
-def replay(tmp_path, instance, city_key: str, day: dt.date, delay: float, backtest: dict, steps_min=(23, 61, 17, 47, 79, 31),
+def replay(tmp_path, instance, city_key: str, day: dt.date, delay: float, backtest: dict, steps_min=(31, 73, 23, 59, 97, 41),
            outage: tuple[float, float] | None = None):
     """Tail and paper-trade the day on a clock that moves by ``steps_min`` (cycled, and a few seconds past the
     minute), from before the open to the settlement; compare with the batch at every few ticks."""
