@@ -66,7 +66,7 @@ def _same(live: pd.DataFrame, batch: pd.DataFrame, table: str, where: str) -> No
                                   check_exact=False, rtol=0, atol=1e-12, obj=f"{table} {where}")
 
 
-def replay(tmp_path, instance, city_key: str, day: dt.date, delay: float, backtest: dict, steps_min=(31, 73, 23, 59, 97, 41),
+def replay(tmp_path, instance, city_key: str, day: dt.date, delay: float, backtest: dict, steps_min=(41, 97, 31, 83, 127, 59),
            outage: tuple[float, float] | None = None):
     """Tail and paper-trade the day on a clock that moves by ``steps_min`` (cycled, and a few seconds past the
     minute), from before the open to the settlement; compare with the batch at every few ticks."""
@@ -95,7 +95,7 @@ def replay(tmp_path, instance, city_key: str, day: dt.date, delay: float, backte
         book = paper.tick(now)
         if book.stale:
             held.append((now, book.stale))
-        if tick is not None and tick.through is not None and not tick.settled and ticks % 4 == 2:
+        if tick is not None and tick.through is not None and not tick.settled and ticks % 3 == 1:
             for table, col in MINUTE_TABLES.items():
                 want = reference[table][reference[table][col] <= tick.through]
                 got = wh.read(table, [(city.key, day)])
@@ -153,7 +153,7 @@ def test_an_outage_fails_the_tail_loudly_holds_the_paper_book_and_is_caught_up(t
     _, settles = _settles(city, day, 0.0)
     batch = _batch(str(tmp_path / "batch.duckdb"), city, day, 0.0, settles, {}, instance)
     start = pd.Timestamp(f"{day} 14:00", tz="UTC")
-    down = (start + pd.Timedelta(minutes=10), start + pd.Timedelta(minutes=20))
+    down = (start + pd.Timedelta(minutes=5), start + pd.Timedelta(minutes=15))
     settings = SourceSettings(simulated_through_http=True, retry_sleep=False, max_attempts=3,
                               fault_outages=f"{down[0].isoformat()}/{down[1].isoformat()}")
     clock = [start.to_pydatetime()]
@@ -164,7 +164,7 @@ def test_an_outage_fails_the_tail_loudly_holds_the_paper_book_and_is_caught_up(t
     part = [(city.key, day)]
     recorded = []
     caplog.set_level(logging.INFO, logger="kw_assets")
-    for minute in range(30):
+    for minute in range(22):
         clock[0] = (start + pd.Timedelta(minutes=minute, seconds=20)).to_pydatetime()
         tail_ticks([tail], now, True)
         paper_ticks([paper], now, True)
@@ -172,9 +172,9 @@ def test_an_outage_fails_the_tail_loudly_holds_the_paper_book_and_is_caught_up(t
     failed = [r.getMessage() for r in caplog.records if "the tick failed" in r.getMessage()]
     assert len(failed) == 10 and all("503" in m and "nothing written" in m for m in failed), failed[:2]
     held = [r.getMessage() for r in caplog.records if r.name == "kw_assets.paper" and "holding, sending nothing" in r.getMessage()]
-    assert len(held) == 7, held  # minutes 13..19: the last stored minute (13:59) is more than 3 minutes old
-    assert recorded[13:20] == [recorded[12]] * 7  # nothing recorded while held
-    through = pd.Timestamp(start + pd.Timedelta(minutes=29))
+    assert len(held) == 7, held  # minutes 8..14: the last stored minute (14:04) is more than 3 minutes old
+    assert recorded[8:15] == [recorded[7]] * 7  # nothing recorded while held
+    through = pd.Timestamp(start + pd.Timedelta(minutes=21))
     for table, col in MINUTE_TABLES.items():
         got = wh.read(table, part)
         want = batch.read(table, part)
