@@ -4,11 +4,13 @@ Each tick, for one city x climate day:
 1. lists the event's markets (status, result) and fetches only what arrived since the last tick: candles
    ending after the last complete minute stored, prints from that minute on, obs and forecast runs stamped
    after the latest stored (``start_ts`` / ``min_ts`` / dates from the cursor: never the whole day again);
-2. merges them into the stored raw rows by key (a rerun of a tick adds nothing) and recomputes the minute
-   chain (``derivations.MINUTE_CHAIN``: panel, weather PMF, fused, calibrated) with the same code the assets
-   run, keeping rows up to the last complete minute (the minute whose candle has closed by ``now``);
-3. validates everything and writes the raw and derived rows in one transaction: a tick lands whole or
-   not at all, and a failed tick (an outage) leaves the cursor where it was, so the next one catches up.
+2. recomputes the minute chain (``derivations.MINUTE_CHAIN``: panel, weather PMF, fused, calibrated) on the
+   stored rows and the new ones (merged by key) with the same code the assets run, up to the last complete
+   minute (the one whose candle has closed by ``now``);
+3. validates the new rows and writes them, raw and derived, in one transaction (replacing only rows after
+   the cursor, so a re-fetched row replaces its stored copy and a rerun of a tick adds nothing): a tick lands
+   whole or not at all, and a failed tick (an outage) leaves the cursor where it was, so the next one
+   catches up.
 
 Once the event has settled, the day is fetched and computed once more as the batch backfill does (every
 row, ``settlement`` included) and replaces the live rows in one swap; the tail then leaves the day alone.

@@ -184,3 +184,21 @@ def test_four_writer_processes_and_a_reader_never_see_half_a_partition(any_wareh
     assert final.groupby(["city", "climate_day"]).size().to_dict() == {(c, pd.Timestamp(d)): 288 for c in cities
                                                                         for d in [dt.date(2025, 6, 1) + dt.timedelta(days=i) for i in range(3)]}
     assert (final["temp_f"].round() == 65.0).all() and reads >= 1  # every partition's last round, nothing lost
+
+
+def test_the_assets_pool_follows_the_warehouse():
+    """On the DuckDB file every writing asset (and the live tail's op) is in pool ``duckdb`` (limit 1: one
+    writing process per file); with a PostgreSQL warehouse they are in pool ``postgres``, which an instance
+    can open wider."""
+    import subprocess
+    import sys
+    from kw_assets.defs.resources import warehouse_kind
+    assert warehouse_kind({}) == "duckdb" and warehouse_kind({"KW_WAREHOUSE": "data/w.duckdb"}) == "duckdb"
+    assert warehouse_kind({"KW_WAREHOUSE": "postgresql://kw@db:5432/kw"}) == "postgres"
+    code = ("from kw_assets.definitions import defs; "
+            "print(sorted({defs.get_assets_def(k).op.pool for k in defs.resolve_asset_graph().executable_asset_keys} "
+            "| {defs.resolve_job_def('live_tail_job').graph.node_defs[0].pool}))")
+    for url, pool in (("data/w.duckdb", "duckdb"), ("postgresql://kw@db:5432/kw", "postgres")):
+        out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "KW_WAREHOUSE": url},
+                             capture_output=True, text=True, check=True).stdout
+        assert out.strip() == f"['{pool}']", out

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from kw_assets.cities import all_cities
 from kw_assets.defs.config import build, run_config_from
-from kw_assets.defs.resources import WarehouseResource
+from kw_assets.defs.resources import WAREHOUSE_KIND, WAREHOUSE_POOL, WarehouseResource
 from kw_assets.defs.tables import derived_table
 from kw_assets.model.backtest import ExecutionConfig, equity_path, run_backtest
 from kw_assets.model.fills import FillConfig, Tape
@@ -72,7 +72,7 @@ class ReportConfig(dg.Config):
     cities: Optional[list[str]] = None
 
 
-@dg.asset(group_name="backtest", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb", "html"},
+@dg.asset(group_name="backtest", pool=WAREHOUSE_POOL, owners=["team:kw-quant"], kinds={"python", WAREHOUSE_KIND, "html"},
           deps=["backtest_fills", "backtest_pnl", "forecast_scores", "calibrated_pmf"],
           description="Net P&L after fees by city and month, trades, hit rate, edge at entry vs realized, fees, "
                       "maker/taker split, daily Sharpe (x sqrt(365)), max drawdown, turnover; scores before and after "
@@ -142,7 +142,7 @@ SweepConfig = run_config_from(
     cities=(Optional[list[str]], Field(None, description="city keys; default: all")))
 
 
-@dg.asset(group_name="backtest", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"},
+@dg.asset(group_name="backtest", pool=WAREHOUSE_POOL, owners=["team:kw-quant"], kinds={"python", WAREHOUSE_KIND},
           deps=[*BACKTEST_INPUTS, "orderbook_samples"], check_specs=[schema_check("strategy_sweep")],
           description="The strategy re-run over the stored probabilities for every point of a grid (entry cushion, "
                       "taker edge, maker or taker, size), per month; each month trades the point that did best on "

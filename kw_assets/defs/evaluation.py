@@ -7,7 +7,7 @@ import pandas as pd
 from kw_assets.cities import all_cities
 from kw_assets.defs.materialize import reject, schema_check, table_metadata
 from kw_assets.reporting import markdown_table
-from kw_assets.defs.resources import WarehouseResource
+from kw_assets.defs.resources import WAREHOUSE_KIND, WAREHOUSE_POOL, WarehouseResource
 from kw_assets.model.evaluation import ScoreSums
 from kw_assets.model.scores import ECE_BINS
 from kw_assets.sources import SIMULATED_BANNER
@@ -19,7 +19,7 @@ class ScoresConfig(dg.Config):
     sample_every_min: int = 5
 
 
-@dg.asset(group_name="evaluation", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"},
+@dg.asset(group_name="evaluation", pool=WAREHOUSE_POOL, owners=["team:kw-quant"], kinds={"python", WAREHOUSE_KIND},
           deps=["calibrated_pmf", "settlement", "kalshi_markets"],
           check_specs=[schema_check("forecast_scores")],
           description="Brier, log loss, RPS and ECE (10 equal-width bins on bracket probabilities) for the market, "

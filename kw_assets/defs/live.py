@@ -17,7 +17,7 @@ import pydantic
 
 from kw_assets.cities import all_cities, get_city
 from kw_assets.defs.automation import DEFAULT_SENSOR_STATUS
-from kw_assets.defs.resources import MarketDataResource, WarehouseResource
+from kw_assets.defs.resources import WAREHOUSE_POOL, MarketDataResource, WarehouseResource
 from kw_assets.live_tail import TailDay, TickFailed, live_days
 from kw_assets.sources import SIMULATED_BANNER
 from kw_assets.sources.clients import kalshi_client, weather_client
@@ -27,7 +27,7 @@ class LiveTailConfig(dg.Config):
     cities: list[str] = pydantic.Field(default_factory=list, description="city keys; empty: every city")
 
 
-@dg.op(out={}, description="One tick of the live tail for every city's previous (until settled), current and next "
+@dg.op(out={}, pool=WAREHOUSE_POOL, description="One tick of the live tail for every city's previous (until settled), current and next "
                            "climate day; fails, after ticking the others, if any partition's tick failed.")
 def live_tail_tick(context: dg.OpExecutionContext, config: LiveTailConfig, market_data: MarketDataResource,
                    warehouse: WarehouseResource):

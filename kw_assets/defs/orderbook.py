@@ -21,7 +21,7 @@ from kw_assets.cities import all_cities, parse_event_ticker
 from kw_assets.defs.automation import DEFAULT_SENSOR_STATUS, DEFAULT_STATUS
 from kw_assets.defs.jobs import orderbook_job
 from kw_assets.defs.materialize import reject, schema_check, table_metadata
-from kw_assets.defs.resources import MarketDataResource, WarehouseResource
+from kw_assets.defs.resources import MarketDataResource, WAREHOUSE_KIND, WAREHOUSE_POOL, WarehouseResource
 from kw_assets.model.spreads import spread_table
 from kw_assets.queries import spread_observations
 from kw_assets.reporting import markdown_table
@@ -113,7 +113,7 @@ def open_markets(client, city, now_ts: int) -> list[tuple[dt.date, list[str]]]:
     return out
 
 
-@dg.asset(group_name="orderbook", pool="duckdb", owners=["team:kw-data"], kinds={"python", "duckdb"},
+@dg.asset(group_name="orderbook", pool=WAREHOUSE_POOL, owners=["team:kw-data"], kinds={"python", WAREHOUSE_KIND},
           check_specs=[schema_check("orderbook_samples")],
           description="Order books sampled now through REST (GET /markets/orderbooks, 100 markets a call) for every open "
                       "bracket of each city's current and next event: best bid and ask, their sizes and the spread. "
@@ -148,7 +148,7 @@ def orderbook_samples(context: dg.AssetExecutionContext, market_data: MarketData
                               metadata={"rows_checked": dg.MetadataValue.int(len(merged))})
 
 
-@dg.asset(group_name="orderbook", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "duckdb"},
+@dg.asset(group_name="orderbook", pool=WAREHOUSE_POOL, owners=["team:kw-quant"], kinds={"python", WAREHOUSE_KIND},
           deps=["orderbook_samples", "orderbook_l2"], check_specs=[schema_check("orderbook_spreads")],
           description="Half-spread quantiles (p25, median, p75, p90, mean) per city and price regime (1-10c, 10-30c, "
                       "30-70c, 70-90c, 90-99c), from the sampled order books and, separately, from the recorded L2 "

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from kw_assets.defs.resources import WarehouseResource
+from kw_assets.defs.resources import WAREHOUSE_KIND, WAREHOUSE_POOL, WarehouseResource
 from kw_assets.model.paper import compare_with_backtest
 from kw_assets.model.report import order_outcomes, summary
 from kw_assets.partitions import city_day_partitions, split_key
@@ -16,7 +16,7 @@ from kw_assets.reporting import markdown_table, write_html
 from kw_assets.sources import SIMULATED_BANNER
 
 _HERE = dg.CodeReferencesMetadataValue(code_references=[dg.LocalFileCodeReference(file_path=__file__, line_number=sys._getframe().f_lineno)])
-paper_tables = [dg.AssetSpec(name, group_name="paper", owners=["team:kw-quant"], kinds={"duckdb"},
+paper_tables = [dg.AssetSpec(name, group_name="paper", owners=["team:kw-quant"], kinds={WAREHOUSE_KIND},
                              metadata={"dagster/code_references": _HERE},
                              description=f"{what} Written by `python -m kw_assets paper` as it trades, not by a Dagster run.")
                 for name, what in (("paper_fills", "Every order the paper book sent and every fill it got, as it happened, with the run that recorded it."),
@@ -28,7 +28,7 @@ class PaperReportConfig(dg.Config):
     folder: str = "data/reports/paper"
 
 
-@dg.asset(group_name="paper", pool="duckdb", owners=["team:kw-quant"], kinds={"python", "html"},
+@dg.asset(group_name="paper", pool=WAREHOUSE_POOL, owners=["team:kw-quant"], kinds={"python", "html"},
           partitions_def=city_day_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=["paper_fills", "backtest_fills"],
           description="The paper day's report (P&L after fees, maker/taker split, orders) and, once the day has settled "

@@ -45,6 +45,18 @@ class MarketDataResource(run_config_from("MarketDataSettings", SourceSettings, b
         return weather_client(self.settings())
 
 
+def warehouse_kind(env=os.environ) -> str:
+    """``postgres`` when ``KW_WAREHOUSE`` is a PostgreSQL URL, else ``duckdb``: the assets' pool and kind."""
+    return "postgres" if env.get("KW_WAREHOUSE", "").startswith(("postgresql://", "postgres://")) else "duckdb"
+
+
+# Every asset that writes the warehouse is in this pool, named after the warehouse. `duckdb` must be limited
+# to 1 (one writing process per file: the instance's pools.default_limit, 1 in dagster.local.yaml and
+# deploy/dagster.yaml). A PostgreSQL warehouse takes writers of different partitions side by side, so an
+# instance on it raises the limit of pool `postgres` (deploy/dagster.yaml says how).
+WAREHOUSE_POOL = WAREHOUSE_KIND = warehouse_kind()
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The warehouse every table lives in: a DuckDB file, or a PostgreSQL database (a ``postgresql://`` URL)."""
 

@@ -22,7 +22,7 @@ import dagster as dg
 
 from kw_assets.defs.materialize import schema_check, write_partitions
 from kw_assets.partition_batch import Inputs
-from kw_assets.defs.resources import MarketDataResource, WarehouseResource
+from kw_assets.defs.resources import MarketDataResource, WAREHOUSE_KIND, WAREHOUSE_POOL, WarehouseResource
 from kw_assets.partitions import city_day_partitions
 from kw_assets.sources.http import ClientPerProcess
 from kw_assets.warehouse import Warehouse
@@ -94,7 +94,7 @@ def _table_asset(table: str, group: str, deps: list[str], description: str, owne
                                       line_number=inspect.getsourcelines(defined)[1])
     return dg.asset(
         name=table, partitions_def=city_day_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name=group, pool="duckdb", owners=list(owners), kinds={"python", "duckdb"}, deps=deps,
+        group_name=group, pool=WAREHOUSE_POOL, owners=list(owners), kinds={"python", WAREHOUSE_KIND}, deps=deps,
         check_specs=[schema_check(table)], description=description,
         metadata={"dagster/code_references": dg.CodeReferencesMetadataValue(code_references=[where])},
     )(compute)
