@@ -43,6 +43,8 @@ def main():
     ap.add_argument("--n-paths", type=int, default=5000)
     ap.add_argument("--through-http", action="store_true", help="simulated candles and trades via HTTP + JSON")
     ap.add_argument("--stock-event-log", action="store_true", help="Dagster's SQLite event log, not the batched one")
+    ap.add_argument("--warehouse", help="postgresql://... (an empty database or schema): the warehouse on PostgreSQL; "
+                                        "default: a DuckDB file in a temporary folder")
     a = ap.parse_args()
 
     from kw_assets.defs.resources import MarketDataResource, WarehouseResource
@@ -53,9 +55,10 @@ def main():
     start = dt.date.fromisoformat(a.start)
     end = start + dt.timedelta(days=a.days - 1)
     tmp = tempfile.mkdtemp(prefix="kw_bench_")
+    target = a.warehouse or os.path.join(tmp, "w.duckdb")
     resources = {"market_data": MarketDataResource(simulated_now="2026-11-27T00:00:00Z",
                                                    simulated_through_http=a.through_http),
-                 "warehouse": WarehouseResource(path=os.path.join(tmp, "w.duckdb"))}
+                 "warehouse": WarehouseResource(path=target)}
     run_config = {"ops": {"weather_pmf": {"config": {"n_paths": a.n_paths}},
                           "backtest_report": {"config": {"folder": os.path.join(tmp, "reports")}}}}
     tags = {"dagster/asset_partition_range_start": str(partition_key(cities[0], start)),
@@ -80,7 +83,8 @@ def main():
     worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{len(cities)} cities x {a.days} days = {n} city-days ({start} .. {end}), simulated source")
-    print(f"event log: {'stock' if a.stock_event_log else 'batched'} SQLite")
+    print(f"event log: {'stock' if a.stock_event_log else 'batched'} SQLite; warehouse: "
+          f"{'PostgreSQL' if a.warehouse else 'DuckDB'}")
     print(f"success: {result.success}; runs launched: {runs}; wall {wall:.1f} s; {n / wall:.2f} city-days/s; "
           f"peak RSS {peak_mb:,.0f} MiB (largest worker {worker_mb:,.0f} MiB)")
     rest_total = 0.0
@@ -94,12 +98,13 @@ def main():
           f"of {wall:.1f} s")
     sys.path.insert(0, os.path.dirname(__file__))
     from table_hashes import table_hash
-    from kw_assets.warehouse import Warehouse
-    wh = Warehouse(os.path.join(tmp, "w.duckdb"))
+    from kw_assets.warehouse import open_warehouse
+    wh = open_warehouse(target)
     for table in ("backtest_fills", "backtest_pnl"):
         print(f"content hash {table}: {table_hash(wh.read(table))}")
     print(f"year x 7 cities (2,555 city-days) at this rate: ~{2555 / (n / wall) / 60:.0f} min in 1 run")
-    print(f"warehouse kept for bench/sweep.py: {os.path.join(tmp, 'w.duckdb')}")
+    if not a.warehouse:
+        print(f"warehouse kept for bench/sweep.py: {target}")
 
 
 if __name__ == "__main__":
