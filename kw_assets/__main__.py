@@ -123,6 +123,28 @@ def cmd_exchange(args) -> int:
     return 0
 
 
+def _stopper(args, clock: Clock):
+    """When a minute loop stops: SIGTERM or Ctrl-C (between ticks), ``--until`` on the clock, or ``--duration``
+    wall seconds after the start."""
+    import time
+    stopping = {"now": False}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.update(now=True))
+    until = dt.datetime.fromisoformat(args.until.replace("Z", "+00:00")).timestamp() if args.until else None
+    ends = time.monotonic() + args.duration if args.duration else None
+    return lambda: (stopping["now"] or (until is not None and clock.now_ts() >= until)
+                    or (ends is not None and time.monotonic() >= ends))
+
+
+def day_options(q: argparse.ArgumentParser, days: str) -> None:
+    """The city-days a minute loop works on, and the warehouse it works in."""
+    q.add_argument("--city", action="append", default=[], help="city key or name (repeatable)")
+    q.add_argument("--all", action="store_true", help="every city in the registry")
+    q.add_argument("--day", help=f"one climate day (default: each city's {days})")
+    q.add_argument("--warehouse", default=os.environ.get("KW_WAREHOUSE", "data/warehouse.duckdb"),
+                   help="DuckDB file or postgresql:// URL (KW_WAREHOUSE)")
+
+
 def _settings(text: str | None) -> dict:
     """The paper book's strategy, fill and execution settings from a JSON object of their fields (the
     ``backtest_fills`` run config's), so the paper book trades what the backtest traded."""
@@ -156,11 +178,7 @@ def cmd_paper(args) -> int:
     log.info("paper trading %s (run %s, clock %s, warehouse %s): orders go to paper_fills / paper_orders / "
              "paper_positions, never to an exchange", ", ".join(f"{d.city.key} {d.day}" for d in book), run_id,
              clock.spec, args.warehouse)
-    stopping = {"now": False}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.update(now=True))
-    until = dt.datetime.fromisoformat(args.until.replace("Z", "+00:00")).timestamp() if args.until else None
-    run(book, clock.now, lambda: stopping["now"] or (until is not None and clock.now_ts() >= until),
+    run(book, clock.now, _stopper(args, clock),
         every_s=clock.wall_seconds(60.0), status_every_s=args.status_every_s)
     log.info("paper: stopped (run %s)", run_id)
     return 0
@@ -190,10 +208,7 @@ def cmd_tail(args) -> int:
              for city in cities for day in days or live_days(city, now)]
     log.info("tailing %s from the %s source (clock %s) into %s", ", ".join(f"{t.city.key} {t.day}" for t in tails),
              "SIMULATED" if settings.label() == "simulated" else settings.label(), clock.spec, args.warehouse)
-    stopping = {"now": False}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.update(now=True))
-    until = dt.datetime.fromisoformat(args.until.replace("Z", "+00:00")).timestamp() if args.until else None
+    stopped = _stopper(args, clock)
     papers = []
     if args.paper:
         from kw_assets.paper_loop import PaperDay, new_run_id, tick_all as paper_ticks
@@ -209,8 +224,7 @@ def cmd_tail(args) -> int:
             paper_ticks(papers, lambda: at, due)
 
     def stop() -> bool:
-        return stopping["now"] or (until is not None and clock.now_ts() >= until) or (
-            all(t.settled for t in tails))
+        return stopped() or all(t.settled for t in tails)
 
     try:
         every(step, stop, clock.wall_seconds(60.0), args.status_every_s)
@@ -259,10 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     e.set_defaults(func=cmd_exchange)
 
     q = sub.add_parser("paper", help="paper-trade the strategy on the warehouse's open days, minute by minute")
-    q.add_argument("--city", action="append", default=[], help="city key or name (repeatable)")
-    q.add_argument("--all", action="store_true", help="every city in the registry")
-    q.add_argument("--day", help="one climate day (default: each city's current and next)")
-    q.add_argument("--warehouse", default=os.environ.get("KW_WAREHOUSE", "data/warehouse.duckdb"))
+    day_options(q, "current and next")
     q.add_argument("--run-id", help="default: a new one; a restart with any id resumes the stored book")
     q.add_argument("--until", help="stop at this instant of the clock (ISO)")
     q.add_argument("--stale-min", type=float, default=5.0, help="send nothing while inputs are older than this")
@@ -273,10 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     q.set_defaults(func=cmd_paper)
 
     t = sub.add_parser("tail", help="fill the open climate days' partitions minute by minute (the live tail)")
-    t.add_argument("--city", action="append", default=[], help="city key or name (repeatable)")
-    t.add_argument("--all", action="store_true", help="every city in the registry")
-    t.add_argument("--day", help="one climate day (default: each city's previous until it settles, current and next)")
-    t.add_argument("--warehouse", default=os.environ.get("KW_WAREHOUSE", "data/warehouse.duckdb"))
+    day_options(t, "previous until it settles, current and next")
     t.add_argument("--live", action="store_true", help="the live exchange (KALSHI_KEY_ID / KALSHI_PRIVATE_KEY; "
                                                        "VISUAL_CROSSING_API_KEY for weather); default: simulated")
     t.add_argument("--until", help="stop at this instant of the clock (ISO); it also stops once every day has settled")

@@ -69,23 +69,17 @@ def open_warehouse(target: str | Path, **duckdb_settings) -> "Warehouse":
     return Warehouse(target, **duckdb_settings)
 
 
-class Warehouse:
-    """``memory_limit`` and ``threads`` bound DuckDB's own buffer and worker threads per connection (None:
-    DuckDB's defaults, 80% of RAM and one thread per core)."""
+class HeldConnection:
+    """``held()``: one connection for every read and write inside the block (a step's many chunks, a tick):
+    opening one costs ~40 ms (DuckDB's file; a PostgreSQL session) and closing a DuckDB file checkpoints.
+    ``read_only``: for DuckDB readers in several processes at once. A forked worker inherits the object,
+    never the connection: it opens its own."""
 
-    def __init__(self, path: str | Path, lock_timeout_s: float = 300.0, memory_limit: str | None = None,
-                 threads: int | None = None):
-        self.path = Path(path)
-        self.lock_timeout_s = lock_timeout_s
-        self.config = {k: v for k, v in (("memory_limit", memory_limit), ("threads", threads)) if v is not None}
-        self._held: duckdb.DuckDBPyConnection | None = None
-        self._held_pid = 0  # a forked worker inherits the object, never the connection: it opens its own
+    _held = None
+    _held_pid = 0
 
     @contextlib.contextmanager
-    def held(self, read_only: bool = False) -> Iterator["Warehouse"]:
-        """One connection for every read and write inside the block (a step's many chunks): opening the
-        file costs ~40 ms and closing it checkpoints, per call otherwise. ``read_only``: for readers in
-        several processes at once."""
+    def held(self, read_only: bool = False):
         if self._holding():
             yield self
             return
@@ -98,6 +92,17 @@ class Warehouse:
 
     def _holding(self) -> bool:
         return self._held is not None and self._held_pid == os.getpid()
+
+
+class Warehouse(HeldConnection):
+    """``memory_limit`` and ``threads`` bound DuckDB's own buffer and worker threads per connection (None:
+    DuckDB's defaults, 80% of RAM and one thread per core)."""
+
+    def __init__(self, path: str | Path, lock_timeout_s: float = 300.0, memory_limit: str | None = None,
+                 threads: int | None = None):
+        self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
+        self.config = {k: v for k, v in (("memory_limit", memory_limit), ("threads", threads)) if v is not None}
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

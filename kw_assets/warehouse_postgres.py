@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import zlib
 from typing import Iterable, Iterator
 
@@ -22,37 +21,21 @@ import pandas as pd
 import psycopg
 
 from kw_assets.schemas import PARTITION_COLUMNS, TABLES, conform, sql_columns
-from kw_assets.warehouse import Partition, checked_writes, schema_difference
+from kw_assets.warehouse import HeldConnection, Partition, checked_writes, schema_difference
 
 PG_TYPES = {"DOUBLE": "double precision", "BIGINT": "bigint", "BOOLEAN": "boolean", "VARCHAR": "text",
             "DATE": "date", "TIMESTAMPTZ": "timestamptz"}
 NULL = r"\N"
 
 
-class PostgresWarehouse:
+class PostgresWarehouse(HeldConnection):
+    """The warehouse in the PostgreSQL database at ``url``."""
+
     def __init__(self, url: str):
         self.url = url
-        self._held: psycopg.Connection | None = None
-        self._held_pid = 0
 
     def __repr__(self) -> str:  # the URL may carry a password
         return f"PostgresWarehouse({psycopg.conninfo.conninfo_to_dict(self.url).get('dbname', '?')})"
-
-    @contextlib.contextmanager
-    def held(self, read_only: bool = False) -> Iterator["PostgresWarehouse"]:
-        """One connection for every read and write inside the block (as the DuckDB warehouse)."""
-        if self._holding():
-            yield self
-            return
-        with self.connect() as con:
-            self._held, self._held_pid = con, os.getpid()
-            try:
-                yield self
-            finally:
-                self._held = None
-
-    def _holding(self) -> bool:
-        return self._held is not None and self._held_pid == os.getpid()
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[psycopg.Connection]:

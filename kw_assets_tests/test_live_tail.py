@@ -304,3 +304,19 @@ def test_a_paper_book_killed_mid_day_resumes_from_the_warehouse_without_doubling
     filled_by_then = buys[(buys["contracts"] > 0) & (buys["fill_ts"] <= paper["fill_ts"].max())]
     assert orders["order_id"].is_unique and set(orders["order_id"]) <= set(buys["order_id"])
     assert set(filled_by_then["order_id"]) <= set(orders["order_id"])  # no filled order lost across the kill
+
+
+def test_duration_stops_the_paper_and_tail_commands_after_that_many_wall_seconds(tmp_path):
+    """``--duration`` (offered by every command with a clock) ends the minute loops without a signal."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    for command in ("paper", "tail"):
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "kw_assets", command, "--city", "ny", "--day", "2025-06-05",
+                               "--warehouse", str(tmp_path / f"{command}.duckdb"), "--start", "2025-06-04T12:00Z",
+                               "--duration", "1"], cwd=root, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and f"{command}: stopped" in done.stderr, done.stderr[-2000:]
+        assert time.monotonic() - started < 60
