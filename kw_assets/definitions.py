@@ -14,6 +14,7 @@ from kw_assets.defs.raw import raw_assets
 from kw_assets.defs.resources import default_resources
 from kw_assets.defs.automation import automation
 from kw_assets.defs.jobs import all_assets_job, orderbook_job, raw_job, strategy_sweep_job
+from kw_assets.defs.execution import executor_from_env
 from kw_assets.defs.live import live_tail_job, live_tail_schedule
 from kw_assets.defs.materialize import table_metadata
 from kw_assets.schemas import TABLES
@@ -41,4 +42,5 @@ defs = dg.Definitions(
     jobs=[raw_job, all_assets_job, strategy_sweep_job, orderbook_job, orderbook_sample_job, live_tail_job],
     schedules=[*automation["schedules"], *orderbook_schedules, live_tail_schedule],
     sensors=[*automation["sensors"], *orderbook_sensors],
+    executor=executor_from_env(),
 )

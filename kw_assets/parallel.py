@@ -4,8 +4,9 @@ process opens the DuckDB file (reads and writes stay in the parent).
 A job is a function and a list of items. The parent forks one process per slice of items; each child
 inherits the job (inputs already in memory, copy-on-write), runs it, and sends back its results and the
 log records of the project's loggers, which the parent re-emits in order. A child never writes to the
-Dagster instance or to the warehouse. Where fork is unavailable, or for a single item, the job runs
-inline.
+Dagster instance or to the warehouse. Where fork is unavailable, for a single item, or in a daemonic process
+(a Celery prefork pool's child, which may not have children: run Celery workers with ``--pool=solo``), the job
+runs inline.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Pending:
 def start(job: Callable[[Sequence[Any]], list], items: Sequence[Any], workers: int) -> Pending:
     """Run ``job`` over contiguous slices of ``items`` in up to ``workers`` forked processes;
     ``Pending.result()`` gives ``job``'s value for each slice, in order."""
-    if workers <= 1 or len(items) < 2 or "fork" not in mp.get_all_start_methods():
+    if workers <= 1 or len(items) < 2 or "fork" not in mp.get_all_start_methods() or mp.current_process().daemon:
         return Pending(inline=[job(items)])
     ctx = mp.get_context("fork")
     n = min(workers, len(items))

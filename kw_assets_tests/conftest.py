@@ -31,15 +31,21 @@ def instance():
         yield inst
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh schema on the test PostgreSQL server (``KW_TEST_POSTGRES_URL``), dropped afterwards. Without a
-    server the test is skipped, saying so; where ``KW_REQUIRE_POSTGRES=1`` (CI) it fails instead."""
-    url = os.environ.get("KW_TEST_POSTGRES_URL")
+def service_url(variable: str, what: str, starter: str) -> str:
+    """The test server's URL from ``variable``. Without one the test is skipped, saying so; where
+    ``KW_REQUIRE_POSTGRES=1`` (CI, which starts both servers) it fails instead."""
+    url = os.environ.get(variable)
     if not url:
         if os.environ.get("KW_REQUIRE_POSTGRES") == "1":
-            pytest.fail("KW_REQUIRE_POSTGRES=1 but KW_TEST_POSTGRES_URL is not set: the postgres tests must run here")
-        pytest.skip("no PostgreSQL server: set KW_TEST_POSTGRES_URL (.ci/postgres.sh starts one)")
+            pytest.fail(f"KW_REQUIRE_POSTGRES=1 but {variable} is not set: the postgres tests must run here")
+        pytest.skip(f"no {what} server: set {variable} ({starter} starts one)")
+    return url
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh schema on the test PostgreSQL server (``KW_TEST_POSTGRES_URL``), dropped afterwards."""
+    url = service_url("KW_TEST_POSTGRES_URL", "PostgreSQL", ".ci/postgres.sh")
     import psycopg
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(url, autocommit=True) as con:
@@ -48,6 +54,32 @@ def postgres_url():
     yield f"{url}{sep}options=-csearch_path%3D{name}"
     with psycopg.connect(url, autocommit=True) as con:
         con.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture
+def postgres_database():
+    """A fresh database on the test PostgreSQL server (a Dagster instance's storage), dropped afterwards:
+    its URL for SQLAlchemy with psycopg2, as dagster-postgres takes it."""
+    url = service_url("KW_TEST_POSTGRES_URL", "PostgreSQL", ".ci/postgres.sh")
+    import psycopg
+    name = f"d_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    server = url.split("://", 1)[1].rsplit("/", 1)[0]
+    yield f"postgresql+psycopg2://{server}/{name}"
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def redis_url():
+    """The test Redis server (``KW_TEST_REDIS_URL``), flushed before and after (a Celery broker's queues)."""
+    url = service_url("KW_TEST_REDIS_URL", "Redis", ".ci/redis.sh")
+    import redis
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    yield url
+    client.flushall()
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -27,6 +27,29 @@ def squares_with_pids(items):
     return [(x * x, os.getpid()) for x in items]
 
 
+def _in_daemon(send):
+    try:
+        slices = parallel.start(squares_with_pids, list(range(6)), workers=2).result()
+        send.send([v for s in slices for v in s])
+    except BaseException as exc:  # noqa: BLE001 - the test reports it
+        send.send(repr(exc))
+
+
+def test_a_daemonic_process_computes_inline_instead_of_failing_to_fork():
+    """A Celery prefork child is daemonic and may not have children: the job runs in it, with the same values."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_in_daemon, args=(send,), daemon=True)
+    proc.start()
+    assert recv.poll(30), "the daemonic process sent nothing"
+    got = recv.recv()
+    proc.join(timeout=30)
+    assert isinstance(got, list), got
+    assert [v for v, _ in got] == [x * x for x in range(6)]
+    assert {pid for _, pid in got} == {proc.pid}
+
+
 def test_workers_give_the_inline_results_in_order_from_other_processes():
     items = list(range(10))
     seen = []

@@ -1,0 +1,44 @@
+"""Where a run's steps execute, chosen by the deployment: ``KW_EXECUTOR``.
+
+- unset or ``multiprocess``: Dagster's default, every step a process on the run's own machine (the laptop);
+- ``celery``: every step a task on a Redis (or any Celery) broker, executed by `dagster-celery` workers that
+  share nothing with the run but the instance's and the warehouse's PostgreSQL. The broker and result
+  backend come from ``KW_CELERY_BROKER`` and ``KW_CELERY_BACKEND``; a worker must load the code with the same
+  ``KW_EXECUTOR`` (a run's config is checked against the executor in every process that reads it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import dagster as dg
+
+EXECUTORS = ("multiprocess", "celery")
+
+# A step of a year's backfill runs for many minutes: a worker takes one task at a time, and a task is
+# acknowledged when it starts, so a slow step is never handed to a second worker.
+CELERY_SETTINGS = {"worker_prefetch_multiplier": 1, "task_acks_late": False,
+                   "broker_connection_retry_on_startup": True}
+
+
+def executor_from_env(env: Mapping[str, str] = os.environ) -> dg.ExecutorDefinition | None:
+    """The executor named by ``KW_EXECUTOR`` (None: Dagster's default)."""
+    kind = env.get("KW_EXECUTOR", "").strip() or "multiprocess"
+    if kind not in EXECUTORS:
+        raise ValueError(f"KW_EXECUTOR={kind!r}: expected one of {', '.join(EXECUTORS)}")
+    if kind == "multiprocess":
+        return None
+    missing = [name for name in ("KW_CELERY_BROKER", "KW_CELERY_BACKEND") if not env.get(name)]
+    if missing:
+        raise ValueError(f"KW_EXECUTOR=celery needs {' and '.join(missing)} (e.g. redis://host:6379/0 and "
+                         "redis://host:6379/1)")
+    try:
+        from dagster_celery import celery_executor
+    except ImportError as exc:
+        raise ImportError("KW_EXECUTOR=celery needs dagster-celery: pip install 'kw_assets[distributed]'") from exc
+    return celery_executor.configured(
+        {"broker": {"env": "KW_CELERY_BROKER"}, "backend": {"env": "KW_CELERY_BACKEND"},
+         "config_source": CELERY_SETTINGS},
+        name="celery",
+    )

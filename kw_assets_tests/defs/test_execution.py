@@ -1,0 +1,25 @@
+"""The executor follows KW_EXECUTOR: Dagster's default on a laptop, Celery when a deployment says so."""
+
+import pytest
+
+from kw_assets.defs.execution import executor_from_env
+
+
+def test_unset_or_multiprocess_keeps_dagsters_default():
+    assert executor_from_env({}) is None
+    assert executor_from_env({"KW_EXECUTOR": "multiprocess"}) is None
+
+
+def test_celery_takes_its_broker_and_backend_from_the_environment():
+    executor = executor_from_env({"KW_EXECUTOR": "celery", "KW_CELERY_BROKER": "redis://h:6379/0",
+                                  "KW_CELERY_BACKEND": "redis://h:6379/1"})
+    assert executor.name == "celery"
+
+
+def test_celery_without_a_broker_or_an_unknown_executor_is_refused_by_name():
+    with pytest.raises(ValueError, match="KW_CELERY_BROKER and KW_CELERY_BACKEND"):
+        executor_from_env({"KW_EXECUTOR": "celery"})
+    with pytest.raises(ValueError, match="KW_CELERY_BACKEND"):
+        executor_from_env({"KW_EXECUTOR": "celery", "KW_CELERY_BROKER": "redis://h:6379/0"})
+    with pytest.raises(ValueError, match="'dask'"):
+        executor_from_env({"KW_EXECUTOR": "dask"})
