@@ -15,7 +15,8 @@ When the book is known at an instant T of the exchange's clock:
   nothing is known until the market's next snapshot; after the last row, nothing;
 - and no level of it went negative (a book known to be wrong).
 A minute gets a row only if its book is known at its end (``minute_ts``, as the candles are: the state after
-every change stamped before it), and ``book_ok_share`` says how much of the minute it was known.
+every change stamped before it), and ``book_ok_share`` says how much of the minute it was known: the share of
+its 60 one-second marks, its end included, at which the book was known.
 
 Sampled per minute: best bid and ask and their sizes, depth over the best 3 levels of each side, spread,
 queue imbalance at the best level, and order-flow imbalance (Cont, Kukanov and Stoikov's OFI at the best
@@ -155,7 +156,8 @@ def rebuild_minutes(records: pd.DataFrame, tickers: list[str], minute_ends: pd.D
     if records.empty or len(minute_ends) == 0:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in BOOK_COLUMNS})
     end_ms = minute_ends.asi8 // 1_000_000
-    seconds = (end_ms[:, None] - 1000 * np.arange(60, 0, -1)[None, :] + 500).ravel()  # mid-second of each
+    # the minute's 60 one-second marks, its end the last: a row (known at the end) always has a share > 0
+    seconds = (end_ms[:, None] - 1000 * np.arange(59, -1, -1)[None, :]).ravel()
     frames = []
     for ticker in tickers:
         m = market_states(records, ticker)

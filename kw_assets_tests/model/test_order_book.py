@@ -73,6 +73,13 @@ def test_snapshot_then_deltas_give_the_book_and_the_yes_ask_is_100_minus_the_bes
     assert out["book_ok_share"].tolist() == [pytest.approx(59 / 60), 1.0]
 
 
+def test_a_book_first_known_in_the_last_half_second_of_a_minute_has_a_row_with_a_share_above_zero():
+    """Its end is known, so it gets a row, and the share counts the end: 1 of the minute's 60 marks."""
+    rows = sorted([snapshot(59.8, yes=[(30, 10)], no=[(60, 20)]), *heartbeats(120)], key=lambda r: r["clock_ms"])
+    out = rebuild_minutes(frame(rows), [TICKER], minutes(2))
+    assert out["book_ok_share"].tolist() == [pytest.approx(1 / 60), 1.0]
+
+
 def test_ofi_is_cont_kukanov_stoikov_at_the_best_level():
     rows = sorted([snapshot(1, yes=[(30, 10)], no=[(60, 20)]),
                    delta(10, "yes", 30, 5),    # bid queue grows: +5
