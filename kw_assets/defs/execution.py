@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from kw_assets.defs.resources import warehouse_kind
+
 EXECUTORS = ("multiprocess", "celery")
 
 # A step of a year's backfill runs for many minutes: a worker takes one task at a time, and a task is
@@ -29,6 +31,9 @@ def executor_from_env(env: Mapping[str, str] = os.environ) -> dg.ExecutorDefinit
         raise ValueError(f"KW_EXECUTOR={kind!r}: expected one of {', '.join(EXECUTORS)}")
     if kind == "multiprocess":
         return None
+    if warehouse_kind(env) != "postgres":
+        raise ValueError("KW_EXECUTOR=celery needs the PostgreSQL warehouse (KW_WAREHOUSE=postgresql://...): "
+                         "workers on other machines cannot open this machine's DuckDB file")
     missing = [name for name in ("KW_CELERY_BROKER", "KW_CELERY_BACKEND") if not env.get(name)]
     if missing:
         raise ValueError(f"KW_EXECUTOR=celery needs {' and '.join(missing)} (e.g. redis://host:6379/0 and "

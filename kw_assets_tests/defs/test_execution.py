@@ -10,16 +10,26 @@ def test_unset_or_multiprocess_keeps_dagsters_default():
     assert executor_from_env({"KW_EXECUTOR": "multiprocess"}) is None
 
 
+PG = {"KW_WAREHOUSE": "postgresql://kw@db:5432/warehouse"}
+
+
 def test_celery_takes_its_broker_and_backend_from_the_environment():
-    executor = executor_from_env({"KW_EXECUTOR": "celery", "KW_CELERY_BROKER": "redis://h:6379/0",
+    executor = executor_from_env({**PG, "KW_EXECUTOR": "celery", "KW_CELERY_BROKER": "redis://h:6379/0",
                                   "KW_CELERY_BACKEND": "redis://h:6379/1"})
     assert executor.name == "celery"
 
 
+def test_celery_on_a_duckdb_warehouse_is_refused():
+    """Workers on other machines cannot open one host's DuckDB file."""
+    with pytest.raises(ValueError, match="needs the PostgreSQL warehouse"):
+        executor_from_env({"KW_EXECUTOR": "celery", "KW_CELERY_BROKER": "redis://h:6379/0",
+                           "KW_CELERY_BACKEND": "redis://h:6379/1", "KW_WAREHOUSE": "data/warehouse.duckdb"})
+
+
 def test_celery_without_a_broker_or_an_unknown_executor_is_refused_by_name():
     with pytest.raises(ValueError, match="KW_CELERY_BROKER and KW_CELERY_BACKEND"):
-        executor_from_env({"KW_EXECUTOR": "celery"})
+        executor_from_env({**PG, "KW_EXECUTOR": "celery"})
     with pytest.raises(ValueError, match="KW_CELERY_BACKEND"):
-        executor_from_env({"KW_EXECUTOR": "celery", "KW_CELERY_BROKER": "redis://h:6379/0"})
+        executor_from_env({**PG, "KW_EXECUTOR": "celery", "KW_CELERY_BROKER": "redis://h:6379/0"})
     with pytest.raises(ValueError, match="'dask'"):
         executor_from_env({"KW_EXECUTOR": "dask"})
