@@ -181,8 +181,8 @@ def _as_text(name: str, sql_type: str) -> str:
 
 def _copy_out(con: psycopg.Connection, select: str, params: list, names: list[str],
               types: dict[str, str]) -> pd.DataFrame:
-    """``select``'s rows by ``COPY ... TO STDOUT`` as CSV, parsed by Arrow (several times faster than
-    fetching tuples): an unquoted empty field is NULL, a quoted one the empty text."""
+    """``select``'s rows by ``COPY ... TO STDOUT`` as CSV, parsed by Arrow (about twice as fast as fetching
+    tuples): an unquoted empty field is NULL, a quoted one the empty text."""
     with con.cursor() as cur, cur.copy(f"COPY ({select}) TO STDOUT (FORMAT csv)", params or None) as copy:
         data = b"".join(bytes(chunk) for chunk in copy)
     if not data:
@@ -190,6 +190,7 @@ def _copy_out(con: psycopg.Connection, select: str, params: list, names: list[st
     table = pa_csv.read_csv(
         pa.py_buffer(data),
         read_options=pa_csv.ReadOptions(column_names=names),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),  # else a quoted newline desyncs Arrow's blocks
         convert_options=pa_csv.ConvertOptions(
             column_types={n: _ARROW_TYPES[types[n]] for n in names}, null_values=[""], strings_can_be_null=True,
             quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"]))

@@ -107,6 +107,11 @@ def test_values_come_back_exactly_awkward_text_floats_timestamps_and_booleans(an
         assert got[col].to_numpy().tobytes() == trades[col].to_numpy().tobytes(), col
     assert (got["created_time"] == trades["created_time"]).all()
     assert got["is_block_trade"].tolist() == [True, False, False, True, False]
+    # many megabytes of such text: a reader that parses in blocks must not lose track of quoted newlines
+    many = trades.iloc[[2] * 60_000].reset_index(drop=True)
+    many["trade_id"] = [f"t{i},\n\"{i}\"" for i in range(len(many))]
+    any_warehouse.replace_partitions("kalshi_trades", many, [("ny", day)])
+    assert any_warehouse.read("kalshi_trades")["trade_id"].tolist() == many["trade_id"].tolist()
 
 
 def test_a_duckdb_table_left_by_an_older_schema_is_named_and_kept_as_it_was(tmp_path):
