@@ -45,8 +45,8 @@ def _fill(order_id, tape, decided, row, b, side, action, liquidity, price, qty, 
     fee = 0.0 if no_fee else fee_cents(price, qty, liquidity == "maker", cfg.fee_type, cfg.fee_multiplier) / 100
     notional = round(price * qty, 6) if qty > 0 else 0.0
     cash = (-notional - fee) if action == "buy" else (notional - fee)
-    return {"order_id": order_id, "decided_ts": tape.minutes[decided],
-            "fill_ts": tape.minutes[min(row, tape.n_minutes - 1)], "market_ticker": tape.tickers[b], "bracket_index": b,
+    return {"order_id": order_id, "decided_ts": decided,  # minute rows: stamped once, by run_backtest
+            "fill_ts": min(row, tape.n_minutes - 1), "market_ticker": tape.tickers[b], "bracket_index": b,
             "side": side, "action": action, "liquidity": liquidity, "price": price, "contracts": qty, "fee": fee,
             "cash_flow": round(cash, 6), "edge": edge, "reason": reason}
 
@@ -126,8 +126,9 @@ def run_backtest(tape: Tape, intents: pd.DataFrame, winner: int, opposite: np.nd
         positions.append({"b": b, "size": size, "qty": float(sum(q for _, _, q in entries)), "decided": t,
                           "done": entry_row, "exit_row": exit_row, "pnl": pnl})
     out = pd.DataFrame(fills, columns=FILL_COLUMNS)
-    out["fill_ts"] = pd.to_datetime(out["fill_ts"], utc=True)
-    out["decided_ts"] = pd.to_datetime(out["decided_ts"], utc=True)
+    for column in ("fill_ts", "decided_ts"):
+        out[column] = pd.to_datetime(tape.minutes[out[column].to_numpy(int)], utc=True) if len(out) else \
+            pd.Series(dtype="datetime64[ns, UTC]")
     return out
 
 

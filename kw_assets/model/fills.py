@@ -25,6 +25,7 @@ Prices are YES-equivalent internally; a NO order at price q is a YES order at 1 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,14 +124,28 @@ class Tape:
     def taker_price(self, row: int, b: int, side: str, action: str) -> float:
         """Price paid (buy) or received (sell) per contract on ``side`` at ``row``, before slippage."""
         bid, ask, last = self.yes_bid[row, b], self.yes_ask[row, b], self.last[row, b]
-        half = float(self.half_spreads(np.array([row]), b)[0])
+        has_bid, has_ask = np.isfinite(bid) and bid > 0, np.isfinite(ask) and ask < 1
+        # the quote when the book has that side; else the last price and the half spread (looked up only then)
         if action == "buy":
-            yes_cost = ask if np.isfinite(ask) and ask < 1 else last + half  # lift the YES ask
-            no_cost = (1 - bid) if np.isfinite(bid) and bid > 0 else (1 - last) + half  # lift the NO ask
-            return yes_cost if side == "yes" else no_cost
-        yes_get = bid if np.isfinite(bid) and bid > 0 else last - half  # hit the YES bid
-        no_get = (1 - ask) if np.isfinite(ask) and ask < 1 else (1 - last) - half
-        return yes_get if side == "yes" else no_get
+            if side == "yes":
+                return ask if has_ask else last + self._half_spread(row, b)  # lift the YES ask
+            return (1 - bid) if has_bid else (1 - last) + self._half_spread(row, b)  # lift the NO ask
+        if side == "yes":
+            return bid if has_bid else last - self._half_spread(row, b)  # hit the YES bid
+        return (1 - ask) if has_ask else (1 - last) - self._half_spread(row, b)
+
+    def _half_spread(self, row: int, b: int) -> float:
+        return float(self._half_spread_grid[row, b])
+
+    @functools.cached_property
+    def _half_spread_grid(self) -> np.ndarray:
+        """``half_spreads`` at every minute and bracket, for the fills' scalar look-ups (a tape's arrays are
+        not changed once built: ``paper.known_at`` makes a new tape)."""
+        rows = np.arange(self.n_minutes)
+        grid = np.empty((self.n_minutes, len(self.tickers)))
+        for b in range(len(self.tickers)):
+            grid[:, b] = self.half_spreads(rows, b)
+        return grid
 
 
 def _recorded_half_spread(known: pd.DataFrame | None, minutes: pd.DatetimeIndex, col: dict) -> np.ndarray | None:
