@@ -83,8 +83,9 @@ def redis_url():
 
 
 def pytest_terminal_summary(terminalreporter):
-    """How many ``postgres`` tests ran and passed (CI shows it; none must be skipped there)."""
+    """How many ``postgres`` tests (the PostgreSQL warehouse and instance, the Celery workers) ran and passed
+    (CI shows it; none must be skipped there)."""
     stats = terminalreporter.stats
     count = lambda key: sum(1 for r in stats.get(key, []) if "postgres" in getattr(r, "keywords", {}))  # noqa: E731
-    terminalreporter.write_line(f"postgres tests: {count('passed')} passed, {count('skipped')} skipped, "
-                                f"{count('failed')} failed")
+    terminalreporter.write_line(f"postgres tests (warehouse, instance, Celery workers): {count('passed')} passed, "
+                                f"{count('skipped')} skipped, {count('failed')} failed")
