@@ -19,11 +19,12 @@ def order_outcomes(fills: pd.DataFrame) -> pd.DataFrame:
     """One row per filled order: contracts bought, entry edge per contract, net P&L, fees, liquidity."""
     f = fills[fills["contracts"] > 0]
     entries = f[f["action"] == "buy"]
+    entries = entries.assign(notional=entries["price"] * entries["contracts"])
     g = f.groupby(["city", "climate_day", "order_id"])
     out = g.agg(net=("cash_flow", "sum"), fees=("fee", "sum")).join(
         entries.groupby(["city", "climate_day", "order_id"]).agg(
             contracts=("contracts", "sum"), edge=("edge", "first"), liquidity=("liquidity", "first"),
-            entry_ts=("fill_ts", "min"), notional=("price", lambda s: float((s * entries.loc[s.index, "contracts"]).sum()))))
+            entry_ts=("fill_ts", "min"), notional=("notional", "sum")))
     out = out.dropna(subset=["contracts"]).reset_index()
     out["realized_per_contract"] = out["net"] / out["contracts"]
     settled = f[f["action"] == "settle"].groupby(["city", "climate_day", "order_id"]).size()

@@ -1,8 +1,9 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from kw_assets.model.report import (bootstrap_daily_ci, bracket_migration, entry_orders, next_bar_winners,
-                                    orders_per_city_day, summary)
+                                    order_outcomes, orders_per_city_day, summary)
 
 
 def fills_for(days: dict[tuple[str, str], list[tuple[str, str, float, float]]]) -> pd.DataFrame:
@@ -27,6 +28,19 @@ def test_orders_are_counted_per_city_day_sent_and_filled():
     assert per_day.loc[("ny", pd.Timestamp("2025-06-01")), "orders_sent"] == 2
     assert per_day.loc[("ny", pd.Timestamp("2025-06-01")), "orders_filled"] == 1
     assert per_day.loc[("chi", pd.Timestamp("2025-06-01")), "orders_filled"] == 0
+
+
+def test_an_orders_outcome_sums_its_entry_fills_and_its_whole_cash_flow():
+    """A maker order filled in two pieces (4 at 0.40, 6 at 0.45), then exited: notional 4.30 over its 10 contracts,
+    net the sum of every cash flow, held to settlement only if a settle row exists."""
+    f = fills_for({("ny", "2025-06-01"): [("o00000", "buy", 4, -1.61), ("o00000", "buy", 6, -2.71),
+                                          ("o00000", "sell", 10, 5.49), ("o00001", "buy", 10, -5.0),
+                                          ("o00001", "settle", 10, 10.0)]})
+    f.loc[[0, 1, 2], "price"] = [0.40, 0.45, 0.55]
+    o = order_outcomes(f).set_index("order_id")
+    assert o.loc["o00000", "contracts"] == 10 and o.loc["o00000", "notional"] == pytest.approx(4 * 0.40 + 6 * 0.45)
+    assert o.loc["o00000", "net"] == pytest.approx(-1.61 - 2.71 + 5.49) and not o.loc["o00000", "held_to_settlement"]
+    assert o.loc["o00001", "notional"] == pytest.approx(5.0) and o.loc["o00001", "held_to_settlement"]
 
 
 def test_bootstrap_interval_separates_a_steady_profit_from_noise():
