@@ -18,8 +18,9 @@ from kw_assets.defs.resources import warehouse_kind
 
 EXECUTORS = ("multiprocess", "celery")
 
-# A step of a year's backfill runs for many minutes: a worker takes one task at a time, and a task is
-# acknowledged when it starts, so a slow step is never handed to a second worker.
+# A step of a year's backfill runs for many minutes: a worker reserves one task at a time, and a task is
+# acknowledged when a worker takes it (not late), so a slow step is never handed to a second worker.
+# deploy/celery.yaml states the same settings for the workers (a test holds them equal).
 CELERY_SETTINGS = {"worker_prefetch_multiplier": 1, "task_acks_late": False,
                    "broker_connection_retry_on_startup": True}
 

@@ -33,3 +33,17 @@ def test_celery_without_a_broker_or_an_unknown_executor_is_refused_by_name():
         executor_from_env({**PG, "KW_EXECUTOR": "celery", "KW_CELERY_BROKER": "redis://h:6379/0"})
     with pytest.raises(ValueError, match="'dask'"):
         executor_from_env({"KW_EXECUTOR": "dask"})
+
+
+def test_the_workers_settings_in_deploy_are_the_executors():
+    """deploy/celery.yaml (what `dagster-celery worker start -y` reads) states the executor's broker, backend
+    and Celery settings: a worker started from it takes the runs' tasks the way the runs expect."""
+    from pathlib import Path
+
+    import yaml
+
+    from kw_assets.defs.execution import CELERY_SETTINGS
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" / "celery.yaml").read_text())
+    config = config["execution"]["config"]
+    assert config["broker"] == {"env": "KW_CELERY_BROKER"} and config["backend"] == {"env": "KW_CELERY_BACKEND"}
+    assert config["config_source"] == CELERY_SETTINGS
