@@ -51,9 +51,9 @@ def warehouse_kind(env=os.environ) -> str:
 
 
 # Every asset that writes the warehouse is in this pool, named after the warehouse. `duckdb` must be limited
-# to 1 (one writing process per file: the instance's pools.default_limit, 1 in dagster.local.yaml and
-# deploy/dagster.yaml). A PostgreSQL warehouse takes writers of different partitions side by side, so an
-# instance on it raises the limit of pool `postgres` (deploy/dagster.yaml says how).
+# to 1 (one writing process per file: the instance's pools.default_limit, 1 in dagster.local.yaml). A
+# PostgreSQL warehouse takes writers of different partitions side by side, so an instance on it raises the
+# limit of pool `postgres` (deploy/dagster.yaml: 8).
 WAREHOUSE_POOL = WAREHOUSE_KIND = warehouse_kind()
 
 
