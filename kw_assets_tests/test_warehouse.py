@@ -114,6 +114,33 @@ def test_values_come_back_exactly_awkward_text_floats_timestamps_and_booleans(an
     assert any_warehouse.read("kalshi_trades")["trade_id"].tolist() == many["trade_id"].tolist()
 
 
+def test_times_and_dates_come_back_exact_in_the_schemas_dtypes_with_missing_as_nat(any_warehouse):
+    """Timestamps (UTC, to the microsecond, before 1970 too) and dates in the schema's nanosecond dtypes;
+    a NULL time reads as NaT, not as a number or the epoch."""
+    wh = any_warehouse
+    day = pd.Timestamp("2025-03-09")  # US clocks spring forward: nothing here may shift by an hour
+    decisions = pd.to_datetime(["2025-03-09 06:59:59.999999", "2025-03-09 07:00:00.000001"], utc=True)
+    issued = pd.Series(pd.to_datetime(["1969-07-20 20:17:40.123456", None], utc=True))
+    pmf = pd.DataFrame({"city": "ny", "climate_day": day, "source": "simulated", "decision_ts": decisions,
+                        "market_ticker": "T", "bracket_index": 0, "p_weather": 1.0, "hazard": None,
+                        "expected_high_f": 50.0, "high_sd_f": 2.0, "obs_max_f": None, "forecast_issued_at": issued,
+                        "n_paths": 10})
+    wh.replace_partitions("weather_pmf", pmf, [("ny", day)])
+    got = wh.read("weather_pmf")
+    assert str(got["decision_ts"].dtype) == str(got["forecast_issued_at"].dtype) == "datetime64[ns, UTC]"
+    assert got["decision_ts"].tolist() == decisions.tolist()
+    assert got["forecast_issued_at"].iloc[0] == issued.iloc[0] and pd.isna(got["forecast_issued_at"].iloc[1])
+    params = pd.DataFrame({"city": ["ny", "chi"], "climate_day": [day, pd.Timestamp("1969-12-31")], "source": "simulated",
+                           "fit_start": [pd.Timestamp("1960-01-01"), pd.NaT], "fit_end": [pd.Timestamp("2100-02-28"), pd.NaT],
+                           "fit_days": 0, "fit_samples": 0, "pooled_samples": 0})
+    wh.replace_partitions("weather_model_params", params, [("ny", day), ("chi", dt.date(1969, 12, 31))])
+    got = wh.read("weather_model_params").sort_values("city", ignore_index=True)  # chi, ny
+    assert {str(got[c].dtype) for c in ("climate_day", "fit_start", "fit_end")} == {"datetime64[ns]"}
+    assert got["climate_day"].tolist() == [pd.Timestamp("1969-12-31"), day]
+    assert got["fit_start"].isna().tolist() == [True, False] and got["fit_end"].iloc[1] == pd.Timestamp("2100-02-28")
+    assert got["fit_start"].iloc[1] == pd.Timestamp("1960-01-01")
+
+
 def test_a_duckdb_table_left_by_an_older_schema_is_named_and_kept_as_it_was(tmp_path):
     import duckdb
 
