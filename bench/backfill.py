@@ -5,7 +5,8 @@
 
 Reports wall time, runs launched (one: every asset takes the whole partition range), city-days per
 second, seconds per step split into reading inputs, waiting for the workers, writing, and the rest (Dagster's
-own events and checks), peak memory (max RSS of this process, and of the largest forked worker), and a
+own events and checks), peak memory (max RSS of this process, and of the largest forked worker; and the
+proportional set size of all the run's processes summed, with the step during which it peaked), and a
 content hash of the backtest tables to compare with another run (e.g. day by day on a small slice).
 ``--through-http`` sends the simulated candles and trades through HTTP and JSON as live ones go.
 The instance is the local one of ``dagster.local.yaml`` (its batched SQLite event log) in a temporary
@@ -21,6 +22,7 @@ import re
 import resource
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -33,6 +35,59 @@ os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
 import dagster as dg  # noqa: E402
 
 warnings.filterwarnings("ignore")
+
+
+class PssSampler(threading.Thread):
+    """Samples, every ``every_s``, the proportional set size of this process and all its descendants summed
+    (the issue's "peak RSS, all processes of the run summed": a page shared by a forked worker counts once,
+    split between the processes that map it), from ``/proc/<pid>/smaps_rollup`` (Linux only)."""
+
+    def __init__(self, every_s: float = 1.0):
+        super().__init__(daemon=True)
+        self.every_s, self.peak, self.peak_at, self.peak_processes, self.peak_split = every_s, 0, 0.0, 0, []
+        self.available = os.path.exists(f"/proc/{os.getpid()}/smaps_rollup")
+        self._done = threading.Event()
+
+    @staticmethod
+    def _tree(root: int) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry))
+        out, todo = [], [root]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo.extend(children.get(pid, []))
+        return out
+
+    @staticmethod
+    def _pss_kib(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def run(self):
+        while self.available and not self._done.wait(self.every_s):
+            pss = {p: self._pss_kib(p) for p in self._tree(os.getpid())}
+            total = sum(pss.values())
+            if total > self.peak:
+                self.peak, self.peak_at, self.peak_processes = total, time.time(), len(pss)
+                self.peak_split = sorted(pss.values(), reverse=True)
+
+    def stop(self):
+        self._done.set()
+        self.join()
 
 
 def main():
@@ -65,13 +120,18 @@ def main():
             "dagster/asset_partition_range_end": str(partition_key(cities[-1], end))}
     local = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.local.yaml").read_text())
     overrides = {} if a.stock_event_log else {"event_log_storage": local["event_log_storage"]}
+    sampler = PssSampler()
     with dg.instance_for_test(overrides=overrides) as instance:
+        sampler.start()
         t0 = time.perf_counter()
         result = defs.resolve_job_def("all_assets_job").execute_in_process(
             instance=instance, resources=resources, run_config=run_config, tags=tags, raise_on_error=False)
         wall = time.perf_counter() - t0
+        sampler.stop()
         runs = len(instance.get_runs())
-        steps = {s.step_key: s.end_time - s.start_time for s in instance.get_run_step_stats(result.run_id)}
+        stats = instance.get_run_step_stats(result.run_id)
+        steps = {s.step_key: s.end_time - s.start_time for s in stats}
+        at_peak = [s.step_key for s in stats if s.start_time <= sampler.peak_at <= (s.end_time or float("inf"))]
         parts = {}
         for record in instance.all_logs(result.run_id):
             m = re.search(r"^(\w+): \d+ partitions with \d+ worker\(s\); read ([\d.]+) s, wait for workers ([\d.]+) s, "
@@ -87,6 +147,10 @@ def main():
           f"{'PostgreSQL' if a.warehouse else 'DuckDB'}")
     print(f"success: {result.success}; runs launched: {runs}; wall {wall:.1f} s; {n / wall:.2f} city-days/s; "
           f"peak RSS {peak_mb:,.0f} MiB (largest worker {worker_mb:,.0f} MiB)")
+    if sampler.available:
+        print(f"peak memory, all processes of the run summed (PSS, sampled every {sampler.every_s:g} s): "
+              f"{sampler.peak / 1024:,.0f} MiB in {sampler.peak_processes} process(es) "
+              f"({', '.join(f'{k / 1024:,.0f}' for k in sampler.peak_split)} MiB), during {', '.join(at_peak) or 'no step'}")
     rest_total = 0.0
     for step, secs in sorted(steps.items(), key=lambda kv: -kv[1]):
         read, wait, write = parts.get(step, (0.0, 0.0, 0.0))

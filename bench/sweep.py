@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kw_assets.defs.backtest import SweepConfig  # noqa: E402
 from kw_assets.model.sweep import SWEPT, grid_points, summary, walk_forward  # noqa: E402
+from kw_assets.parallel import return_large_frees_to_os  # noqa: E402
 from kw_assets.reporting import markdown_table  # noqa: E402
 from kw_assets.strategy_sweep import settled_days, sweep_results  # noqa: E402
 from kw_assets.warehouse import Warehouse  # noqa: E402
@@ -31,12 +32,14 @@ def main():
     ap.add_argument("--warehouse", required=True)
     ap.add_argument("--grid", action="store_true", help="the strategy_sweep asset's default grid (else one point)")
     ap.add_argument("--window-months", type=int, default=None)
+    ap.add_argument("--memory-limit", default="256MB", help="DuckDB buffer per connection (the warehouse resource's default)")
     a = ap.parse_args()
+    return_large_frees_to_os()  # as in the code location's processes (definitions.py)
     defaults = SweepConfig()
     grid = ({k: getattr(defaults, f"grid_{k}") for k in SWEPT} if a.grid else
             {"slippage_cushion": [0.02], "taker_extra_edge": [0.03], "allow_maker": [True], "contracts": [10.0]})
     points = grid_points(grid)
-    wh = Warehouse(a.warehouse)
+    wh = Warehouse(a.warehouse, memory_limit=a.memory_limit)
     t0 = time.perf_counter()
     days = settled_days(wh)
     results, sources, spent = sweep_results(wh, days, points)

@@ -17,7 +17,10 @@ from kw_assets.defs.jobs import all_assets_job, orderbook_job, raw_job, strategy
 from kw_assets.defs.execution import executor_from_env
 from kw_assets.defs.live import live_tail_job, live_tail_schedule
 from kw_assets.defs.materialize import table_metadata
+from kw_assets.parallel import return_large_frees_to_os
 from kw_assets.schemas import TABLES
+
+return_large_frees_to_os()  # in every process of the code location: steps, their forked workers, the daemon
 
 def _with_table_metadata(spec: dg.AssetSpec) -> dg.AssetSpec:
     table = spec.key.to_user_string()

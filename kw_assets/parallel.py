@@ -11,6 +11,7 @@ runs inline.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing as mp
 import os
@@ -21,6 +22,21 @@ from typing import Any, Callable, Sequence
 from threadpoolctl import threadpool_limits
 
 LOGGER = "kw_assets"
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def return_large_frees_to_os(threshold: int = 128 * 1024) -> bool:
+    """Have glibc serve every allocation of ``threshold`` bytes or more (a column, a block of a frame) by its
+    own mmap, returned to the OS when freed. By default glibc raises that threshold after each such free (up
+    to 32 MiB), and the arrays of a long backfill then come from the heap, whose freed holes the process keeps:
+    setting it fixes it. The year x 7 backfill's memory depends on it (README, Benchmarks). False where there
+    is no glibc (nothing changes)."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        return False
 
 
 def default_workers() -> int:

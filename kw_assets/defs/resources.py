@@ -65,7 +65,7 @@ class WarehouseResource(dg.ConfigurableResource):
                          description="processes that compute partitions in parallel within a step (KW_WORKERS, "
                                      "default one per core); only the step's own process opens the DuckDB file")
 
-    memory_limit: Optional[str] = Field(default="1GB", description="DuckDB's buffer per connection (e.g. '1GB'; "
+    memory_limit: Optional[str] = Field(default="256MB", description="DuckDB's buffer per connection (e.g. '1GB'; "
                                                                     "None: 80% of RAM): bounds a backfill's memory")
     threads: Optional[int] = Field(default=None, description="DuckDB threads per connection (None: one per core)")
 

@@ -101,3 +101,32 @@ def test_two_workers_write_what_one_process_writes(tmp_path):
     assert len(Warehouse(str(tmp_path / "w2.duckdb")).partitions("minute_panel")) == 6
     for t, frame in tables[1].items():
         pd.testing.assert_frame_equal(frame, tables[2][t], check_exact=True, obj=t)
+
+
+FREED_ARRAYS = """
+import os, sys
+import numpy as np
+from kw_assets.parallel import return_large_frees_to_os
+def rss_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+if sys.argv[1] == "fixed":
+    assert return_large_frees_to_os()
+base = rss_mib()
+a = np.ones(2 * 2**20); del a  # a 16 MiB array freed: glibc by default then serves 8 MiB ones from its heap
+keep = [np.ones(2**20) for _ in range(40)]  # 320 MiB in 8 MiB arrays (a chunk's columns)
+last = keep[-1]
+del keep  # all freed but the newest
+print(round(rss_mib() - base))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm") or not parallel.return_large_frees_to_os(), reason="glibc on Linux")
+def test_freed_arrays_go_back_to_the_os_once_the_mmap_threshold_is_fixed():
+    """What keeps a year's backfill in its memory budget: without the fixed threshold the freed arrays stay
+    resident behind the newest one (320 MiB here); with it, they are returned."""
+    import subprocess
+    import sys
+    held = {mode: int(subprocess.run([sys.executable, "-c", FREED_ARRAYS, mode], capture_output=True, text=True,
+                                     check=True).stdout) for mode in ("default", "fixed")}
+    assert held["default"] >= 250, held  # glibc's own behaviour, which the fix is for
+    assert held["fixed"] <= 40, held
