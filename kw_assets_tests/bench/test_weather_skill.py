@@ -22,10 +22,10 @@ def test_category_rps_by_hand():
     assert abs(ws.category_rps(cdf, np.array([64.0]), np.array([70.0]))[0] - expected) < 1e-12
 
 
-def write_csv(path: Path, n_days=40, seed=3):
+def write_csv(path: Path, n_days=40, seed=3, cities=(("MIAMI_BEACH", 1.0, 1.5), ("DENVER", 0.0, 3.5))):
     rng = np.random.default_rng(seed)
     rows = []
-    for city, bias, sd in (("MIAMI_BEACH", 1.0, 1.5), ("DENVER", 0.0, 3.5)):
+    for city, bias, sd in cities:
         for k in range(n_days):
             f2, f1 = rng.normal(80, 5), None
             f1 = f2 + rng.normal(0, 1)
@@ -63,3 +63,30 @@ def test_the_benchmark_prints_and_writes_every_number(tmp_path, capsys):
     c = np.floor(df["forecast_hi_prev_PM"].to_numpy(float) + 0.5)
     uni = ws.category_rps(np.tile(np.arange(1, 6) / 6, (len(df), 1)), df["actual_hi_current_PM"].to_numpy(float), c)
     assert abs(result["prev_evening"]["overall"]["uniform"] - uni.mean()) < 1e-12
+
+
+def test_validation_scores_groups_of_cities_kalshi_does_not_list_with_the_emos_gaussian(tmp_path, capsys):
+    """``--validate``: how model changes are chosen without the Kalshi cities. The Kalshi cities of the file
+    are never drawn, each group is 7 cities scored like the main table, and its fast Gaussian PMFs score as
+    the Monte Carlo does before any obs."""
+    csv = tmp_path / "nws.csv"
+    others = tuple((f"CITY_{k}", 0.5 * (k % 3), 1.5 + 0.3 * k) for k in range(8))
+    write_csv(csv, cities=(("MIAMI_BEACH", 1.0, 1.5), ("DENVER", 0.0, 3.5), *others))
+    result = ws.main(["--nws-csv", str(csv), "--validate", "1", "--score-from", "2021-03-11"])
+    printed = capsys.readouterr().out
+    assert "mean over the groups" in printed and "group 1: CITY_" in printed
+    rows = result["validation"]
+    assert [r["horizon"] for r in rows] == ["prev_evening", "morning_of"]
+    cities = rows[0]["cities"].split(",")
+    assert len(cities) == 7 and all(c.startswith("CITY_") for c in cities)
+    assert rows[0]["n"] == 7 * 30  # the skipped rows are the Kalshi cities'
+    for r in rows:
+        assert abs(r["ratio"] - r["project"] / r["per_city_gauss"]) < 1e-12 and 0 <= r["cities_better_than_both"] <= 7
+    # the Gaussian scores what the Monte Carlo scores before any obs
+    df, _ = ws.load(str(csv), ("MIAMI_BEACH", "DENVER"))
+    cfg = ws.emos.EmosConfig()
+    fast = ws.score(df, ws.gaussian_pmfs(df, cfg), None, cfg.embargo_days)
+    slow = ws.score(df, ws.project_pmfs(df, ws.WeatherModelConfig(n_paths=4000), cfg)[0], None, cfg.embargo_days)
+    for h in ws.HORIZONS:
+        assert fast[h]["overall"]["n"] == slow[h]["overall"]["n"]
+        assert abs(fast[h]["overall"]["project"] - slow[h]["overall"]["project"]) < 0.003
