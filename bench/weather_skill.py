@@ -100,10 +100,12 @@ def training_samples(df: pd.DataFrame) -> pd.DataFrame:
                                "morning_of": ("forecast_hi_current_AM", "forecast_hi_prev_PM", "forecast_hi_prev_AM",
                                               "forecast_lo_current_AM")}.items():
         issued = day0 + pd.Timedelta(hours=ISSUE_H[h])
-        lag = emos.lag_errors(pd.DataFrame({"city": df["city"], "climate_day": df["day"], "issued_at": issued}), runs)
+        lag, yesterday_high = emos.lag_errors(pd.DataFrame({"city": df["city"], "climate_day": df["day"],
+                                                            "issued_at": issued}), runs)
         frames.append(pd.DataFrame({"city": df["city"], "climate_day": df["day"], "lead_h": LEAD_H[h],
                                     "forecast_high_f": df[f], "previous_high_f": df[p1],
                                     "before_previous_high_f": df[p2], "forecast_low_f": df[lo], "lag_error_f": lag,
+                                    "yesterday_high_f": yesterday_high,
                                     "observed_high_f": df["actual_hi_current_PM"]}))
     return pd.concat(frames, ignore_index=True)
 
@@ -162,7 +164,7 @@ def gaussian_pmfs(df: pd.DataFrame, emos_cfg: emos.EmosConfig, prior: np.ndarray
     samples = training_samples(df)  # the prev_evening rows, then the morning_of rows, each in df's order
     walk = emos.WalkForward(samples, emos_cfg, prior)
     xm, xs = emos.design(samples["forecast_high_f"], samples["previous_high_f"], samples["before_previous_high_f"],
-                         samples["forecast_low_f"], samples["lead_h"], samples["lag_error_f"])
+                         samples["forecast_low_f"], samples["lead_h"], samples["lag_error_f"], samples["yesterday_high_f"])
     c = np.floor(df["forecast_hi_prev_PM"].to_numpy(float) + 0.5)
     known = np.isfinite(c) & np.isfinite(df["actual_hi_current_PM"].to_numpy(float))
     ks = np.arange(-SPAN, SPAN + 1)
@@ -278,6 +280,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-lag-error", dest="lag_error", action="store_false",
                     help="EmosConfig(use_lag_error=False): without yesterday's error in the mean (the pipeline's "
                          "default has it)")
+    ap.add_argument("--no-jump", dest="jump", action="store_false",
+                    help="EmosConfig(use_jump=False): without the jump from yesterday's observed high in the mean and "
+                         "the spread (the pipeline's default has it)")
     ap.add_argument("--validate", type=int, default=0, metavar="GROUPS",
                     help="score GROUPS groups of 7 cities Kalshi does not list instead (Gaussian EMOS, prior refitted "
                          "on the rest): how model changes are chosen without looking at the Kalshi cities")
@@ -292,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{len(samples.dropna(subset=['forecast_high_f', 'observed_high_f']))} samples")
         print("PRIOR = np.array([" + ", ".join(f"{v:.4f}" for v in prior) + "])")
         return {"prior": prior.tolist()}
-    emos_cfg = emos.EmosConfig(use_lag_error=a.lag_error)
+    emos_cfg = emos.EmosConfig(use_lag_error=a.lag_error, use_jump=a.jump)
     if a.validate:
         table = validation(load(a.nws_csv, None)[0], a.validate, a.seed, emos_cfg, a.score_from)
         print(table.drop(columns="cities").to_string(index=False, float_format=lambda v: f"{v:.4f}"))

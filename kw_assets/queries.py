@@ -54,7 +54,7 @@ def day_runs(wh: Warehouse, first: dt.date, last: dt.date) -> pd.DataFrame:
 def emos_samples(wh: Warehouse, before: dt.date) -> pd.DataFrame:
     """One sample per stored forecast run issued before the climatological peak of a settled climate day
     before ``before``: the run's high and low over the day, the two runs before it, yesterday's error at the
-    run's lead, and the official high."""
+    run's lead and yesterday's observed high (through 18:00 LST), and the official high."""
     settled = wh.query("SELECT city, climate_day, min(official_high_f) AS observed_high_f FROM settlement "
                        "WHERE climate_day < CAST(? AS DATE) AND official_high_f IS NOT NULL GROUP BY city, climate_day",
                        [before.isoformat()], needs=("settlement",))
@@ -66,7 +66,7 @@ def emos_samples(wh: Warehouse, before: dt.date) -> pd.DataFrame:
     if runs.empty:
         return emos.empty_samples()
     runs = runs.sort_values(["city", "climate_day", "issued_at"], kind="stable").reset_index(drop=True)
-    runs["lag_error_f"] = emos.lag_errors(runs, every)
+    runs["lag_error_f"], runs["yesterday_high_f"] = emos.lag_errors(runs, every)
     by_day = runs.groupby(["city", "climate_day"], sort=False)["forecast_high_f"]
     runs["previous_high_f"] = by_day.shift(1)
     runs["before_previous_high_f"] = by_day.shift(2)

@@ -364,11 +364,13 @@ class WeatherModelParams(_Partitioned):
     mean_prior_revision: Series[float]
     mean_lag_error: Series[float]
     mean_narrow_range: Series[float]
+    mean_jump: Series[float]
     log_sd_intercept: Series[float]
     log_sd_abs_revision: Series[float]
     log_sd_abs_prior_revision: Series[float]
     log_sd_narrow_range: Series[float]
     log_sd_lead: Series[float]
+    log_sd_abs_jump: Series[float]
 
     class Config:
         unique = ["city", "climate_day"]

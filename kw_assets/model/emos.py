@@ -2,18 +2,20 @@
 spread are learned walk-forward from past (forecast, settled high) pairs, per city with shrinkage to a
 pooled fit.
 
-    mean     = f + b + a * (f - 65) / 10 + c1 * r1 + c2 * r2 + c3 * e1 / 3 + c4 * (18 - range) / 10
+    mean     = f + b + a * (f - 65) / 10 + c1 * r1 + c2 * r2 + c3 * e1 / 3 + c4 * (18 - range) / 10 + c5 * j / 10
     log(sd)  = s0 + s1 * log1p|r1| + s2 * log1p|r2| + s3 * (18 - range) / 10 + s4 * lead / 24
+               + s5 * (log1p|j| - 1.5)
 
 f is the forecast high of one run, r1 its revision against the run before, r2 the revision before
 that, range the forecast's own diurnal range (f minus its low, clipped to [0, 40] F; a flat forecast
 day is a less certain one), lead the hours from issue to the climatological peak, and e1 yesterday's
 error at the same lead: the previous climate day's observed high minus the high of its run issued 24 h
-before this one (``lag_errors``; 0 while unknown). On real NWS forecasts (~160 US cities, 2021) a large
+before this one (``lag_errors``; 0 while unknown); j the jump, the forecast minus yesterday's observed high
+(clipped to +-30 F; 0 while unknown, and its spread term then at its typical 1.5). On real NWS forecasts (~160 US cities, 2021) a large
 revision widens the error SD from ~2.6 to ~4 F, the mean reverts about a fifth of the way toward the
 older forecast, and about a fifth of a day's error carries into the next day's (errors correlate ~0.2
-day to day: air masses, snow cover and marine layers outlast one forecast); all are learned here, not
-assumed. The yesterday term can be switched off (``EmosConfig.use_lag_error=False`` holds it at 0).
+day to day: air masses, snow cover and marine layers outlast one forecast); a forecast far from
+yesterday's high (a front) is less certain and errs back toward it; all are learned here, not assumed. The yesterday term can be switched off (``EmosConfig.use_lag_error=False`` holds it at 0).
 
 The fit minimizes the CRPS of the Gaussian (closed form, analytic gradient, L-BFGS) with sample weights
 that halve every ``half_life_days`` (the season moves; recent days speak for it better than a seasonal
@@ -39,18 +41,21 @@ from scipy.special import ndtr
 
 from kw_assets.model.embargo import EMBARGO_DAYS, last_known_day
 
-# slope: per 10 F above 65 F; bias: at 65 F; lag_error: per 3 F of yesterday's error; narrow_range as in the spread
-MEAN_TERMS = ("slope", "bias", "revision", "prior_revision", "lag_error", "narrow_range")
-SPREAD_TERMS = ("intercept", "abs_revision", "abs_prior_revision", "narrow_range", "lead")
+# slope: per 10 F above 65 F; bias: at 65 F; lag_error: per 3 F of yesterday's error; narrow_range as in the
+# spread; jump: per 10 F of forecast above yesterday's observed high
+MEAN_TERMS = ("slope", "bias", "revision", "prior_revision", "lag_error", "narrow_range", "jump")
+SPREAD_TERMS = ("intercept", "abs_revision", "abs_prior_revision", "narrow_range", "lead", "abs_jump")
 PARAM_COLUMNS = tuple(f"mean_{t}" for t in MEAN_TERMS) + tuple(f"log_sd_{t}" for t in SPREAD_TERMS)
 # ``fit_pooled`` on the 153 non-Kalshi cities of the reference NWS file (2021-01-30..2021-09-30, two leads a
 # day, 74,409 samples): ``python bench/weather_skill.py --nws-csv FILE --fit-prior`` prints it again
-PRIOR = np.array([-0.1001, 0.3318, -0.1847, 0.0102, 0.6687, -0.1789, 0.5680, 0.1729, 0.1407, 0.1133, 0.1899])
+PRIOR = np.array([-0.1064, 0.3372, -0.2080, -0.0125, 0.7401, -0.1531, 0.2127, 0.5933, 0.1467, 0.1145, 0.1181, 0.1879, 0.1579])
 SAMPLE_COLUMNS = ("city", "climate_day", "lead_h", "forecast_high_f", "previous_high_f", "before_previous_high_f",
-                  "forecast_low_f", "lag_error_f", "observed_high_f")
+                  "forecast_low_f", "lag_error_f", "yesterday_high_f", "observed_high_f")
 LAG_KNOWN_HOURS_BEFORE_DAY = 6  # yesterday's max is taken through 18:00 LST (the high is nearly always set by then)
 _NM, _NS = len(MEAN_TERMS), len(SPREAD_TERMS)
 _LAG = MEAN_TERMS.index("lag_error")
+_YESTERDAY = (_LAG, MEAN_TERMS.index("jump"), _NM + SPREAD_TERMS.index("abs_jump"))  # the terms that need D-1's obs
+_TYPICAL_LOG_JUMP = 1.5  # mean log1p|forecast - yesterday's high| on the reference NWS file (1.49)
 _INV_SQRT_PI = 1 / np.sqrt(np.pi)
 
 
@@ -62,14 +67,17 @@ class EmosConfig:
     embargo_days: int = EMBARGO_DAYS
     # yesterday's error in the mean (README: RPS 2% lower on real forecasts); False holds its coefficient at 0
     use_lag_error: bool = True
+    # the jump from yesterday's observed high in the mean and the spread; False holds both at 0
+    use_jump: bool = True
 
 
 def design(forecast_high: np.ndarray, previous_high: np.ndarray, before_previous_high: np.ndarray,
-           forecast_low: np.ndarray, lead_h: np.ndarray, lag_error: np.ndarray | float = np.nan
-           ) -> tuple[np.ndarray, np.ndarray]:
+           forecast_low: np.ndarray, lead_h: np.ndarray, lag_error: np.ndarray | float = np.nan,
+           yesterday_high: np.ndarray | float = np.nan) -> tuple[np.ndarray, np.ndarray]:
     """Mean (as a correction to the forecast) and log-SD design matrices. Every column is O(1), so the
     shrinkage weighs a city's slope and its bias alike. A missing earlier run counts as no revision; a
-    missing low as a typical 18 F range; an unknown lag error as none (clipped to +-15 F)."""
+    missing low as a typical 18 F range; an unknown lag error as none (clipped to +-15 F); an unknown
+    yesterday's high as no jump in the mean and a typical one in the spread."""
     f = np.asarray(forecast_high, float)
     p1, p2 = np.asarray(previous_high, float), np.asarray(before_previous_high, float)
     r1 = np.nan_to_num(f - p1)
@@ -77,19 +85,23 @@ def design(forecast_high: np.ndarray, previous_high: np.ndarray, before_previous
     narrow = (18 - np.clip(np.nan_to_num(f - np.asarray(forecast_low, float), nan=18.0), 0, 40)) / 10
     one = np.ones_like(f)
     lag = np.clip(np.nan_to_num(np.asarray(lag_error, float) * one), -15, 15) / 3
-    xm = np.column_stack([(f - 65) / 10, one, r1, r2, lag, narrow])
+    jump = np.clip(f - np.asarray(yesterday_high, float) * one, -30, 30)
+    known = np.isfinite(jump)
+    xm = np.column_stack([(f - 65) / 10, one, r1, r2, lag, narrow, np.where(known, jump, 0.0) / 10])
     xs = np.column_stack([one, np.log1p(np.abs(r1)), np.log1p(np.abs(r2)), narrow,
-                          np.clip(np.asarray(lead_h, float) * one, 0, 96) / 24])
+                          np.clip(np.asarray(lead_h, float) * one, 0, 96) / 24,
+                          np.where(known, np.log1p(np.abs(np.where(known, jump, 0.0))) - _TYPICAL_LOG_JUMP, 0.0)])
     return xm, xs
 
 
-def lag_errors(runs: pd.DataFrame, yesterday: pd.DataFrame) -> np.ndarray:
-    """Yesterday's error at the same lead, per run: for a run of climate day D issued at t, the observed
-    max of D-1 minus the high of D-1's latest run issued at or before t - 24 h (NaN where D-1 has no such
-    run or no observed max). ``runs``: city, climate_day (date), issued_at; ``yesterday``: city, climate_day
-    (the earlier day), issued_at, forecast_high_f, obs_max_f. The same rule for training and prediction."""
+def lag_errors(runs: pd.DataFrame, yesterday: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Yesterday's error at the same lead and yesterday's observed high, per run: for a run of climate day D
+    issued at t, the observed max of D-1 minus the high of D-1's latest run issued at or before t - 24 h, and
+    that observed max (both NaN where D-1 has no such run or no observed max). ``runs``: city, climate_day
+    (date), issued_at; ``yesterday``: city, climate_day (the earlier day), issued_at, forecast_high_f,
+    obs_max_f. The same rule for training and prediction."""
     if runs.empty or yesterday.empty:
-        return np.full(len(runs), np.nan)
+        return np.full(len(runs), np.nan), np.full(len(runs), np.nan)
     left = pd.DataFrame({"city": runs["city"].astype(str).to_numpy(),
                          "day": (pd.to_datetime(runs["climate_day"]) - pd.Timedelta(days=1)).to_numpy("datetime64[ns]"),
                          "t": (pd.to_datetime(runs["issued_at"], utc=True) - pd.Timedelta(hours=24)).to_numpy("datetime64[ns]"),
@@ -97,31 +109,35 @@ def lag_errors(runs: pd.DataFrame, yesterday: pd.DataFrame) -> np.ndarray:
     right = pd.DataFrame({"city": yesterday["city"].astype(str).to_numpy(),
                           "day": pd.to_datetime(yesterday["climate_day"]).to_numpy("datetime64[ns]"),
                           "t": pd.to_datetime(yesterday["issued_at"], utc=True).to_numpy("datetime64[ns]"),
-                          "lag": (yesterday["obs_max_f"] - yesterday["forecast_high_f"]).to_numpy(float)}
-                         ).sort_values("t", kind="stable")
+                          "high": yesterday["obs_max_f"].to_numpy(float),
+                          "forecast": yesterday["forecast_high_f"].to_numpy(float)}).sort_values("t", kind="stable")
     merged = pd.merge_asof(left, right, on="t", by=["city", "day"], direction="backward")
-    out = np.full(len(runs), np.nan)
-    out[merged["row"].to_numpy()] = merged["lag"].to_numpy(float)
-    return out
+    lag, high = np.full(len(runs), np.nan), np.full(len(runs), np.nan)
+    rows, merged_high = merged["row"].to_numpy(), merged["high"].to_numpy(float)
+    lag[rows], high[rows] = merged_high - merged["forecast"].to_numpy(float), merged_high
+    return lag, high
 
 
-def day_lag_errors(issued_at, yesterday: pd.DataFrame | None) -> np.ndarray:
+def day_lag_errors(issued_at, yesterday: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
     """``lag_errors`` for runs of one city and one day, with ``yesterday`` (issued_at, forecast_high_f,
     obs_max_f) the previous day's runs; all NaN when it is None or empty. (One sorted search: the
     simulator calls it for every simulated day's runs.)"""
     if yesterday is None or yesterday.empty or not len(issued_at):
-        return np.full(len(issued_at), np.nan)
+        return np.full(len(issued_at), np.nan), np.full(len(issued_at), np.nan)
     y = yesterday.sort_values("issued_at", kind="stable")
     known = pd.to_datetime(y["issued_at"], utc=True).to_numpy("datetime64[ns]")
-    lag = (y["obs_max_f"] - y["forecast_high_f"]).to_numpy(float)
+    obs_max = y["obs_max_f"].to_numpy(float)
+    lag = obs_max - y["forecast_high_f"].to_numpy(float)
     t = pd.to_datetime(np.asarray(issued_at), utc=True).to_numpy("datetime64[ns]") - np.timedelta64(24, "h")
     i = np.searchsorted(known, t, side="right") - 1  # the latest of D-1's runs issued at or before t - 24 h
-    return np.where(i >= 0, lag[np.maximum(i, 0)], np.nan)
+    j = np.maximum(i, 0)
+    return np.where(i >= 0, lag[j], np.nan), np.where(i >= 0, obs_max[j], np.nan)
 
 
-def lag_coefficient(params: np.ndarray | None) -> float:
-    """The yesterday term's coefficient in ``params`` (None: the prior's)."""
-    return float((PRIOR if params is None else np.asarray(params, float))[_LAG])
+def uses_yesterday(params: np.ndarray | None) -> bool:
+    """Whether ``params`` (None: the prior) give yesterday's error or jump any weight: if not, knowing
+    yesterday changes nothing."""
+    return bool(np.any((PRIOR if params is None else np.asarray(params, float))[list(_YESTERDAY)] != 0))
 
 
 def _crps(mu, sd, y):
@@ -175,16 +191,21 @@ class WalkForward:
 
     def __init__(self, samples: pd.DataFrame, cfg: EmosConfig = EmosConfig(), prior: np.ndarray = PRIOR):
         s = samples.dropna(subset=["forecast_high_f", "observed_high_f"]).reset_index(drop=True)
-        if not cfg.use_lag_error:  # the term is held at 0: no column, no prior pull away from 0
-            s = s.assign(lag_error_f=np.nan)
-            prior = np.where(np.arange(len(PARAM_COLUMNS)) == _LAG, 0.0, prior)
+        if "yesterday_high_f" not in s:
+            s = s.assign(yesterday_high_f=np.nan)
+        held = []  # terms held at 0: no column, no prior pull away from 0
+        if not cfg.use_lag_error:
+            s, held = s.assign(lag_error_f=np.nan), held + [_LAG]
+        if not cfg.use_jump:
+            s, held = s.assign(yesterday_high_f=np.nan), held + list(_YESTERDAY[1:])
+        prior = np.where(np.isin(np.arange(len(PARAM_COLUMNS)), held), 0.0, prior)
         self.cfg, self.prior = cfg, np.asarray(prior, float)
         self.cities = sorted(s["city"].unique().tolist())
         self.city_index = pd.Index(self.cities).get_indexer(s["city"]) if len(s) else np.zeros(0, int)
         self.day = pd.to_datetime(s["climate_day"]).to_numpy("datetime64[D]") if len(s) else np.zeros(0, "datetime64[D]")
         self.y = s["observed_high_f"].to_numpy(float)
         self.xm, self.xs = design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"],
-                                  s["forecast_low_f"], s["lead_h"], s["lag_error_f"])
+                                  s["forecast_low_f"], s["lead_h"], s["lag_error_f"], s["yesterday_high_f"])
         self._x: np.ndarray | None = None
         self._x_day: dt.date | None = None
 
@@ -215,7 +236,7 @@ def fit_pooled(samples: pd.DataFrame) -> np.ndarray:
     """One set of coefficients for all of ``samples`` (no recency weighting, no prior): how ``PRIOR`` is made."""
     s = samples.dropna(subset=["forecast_high_f", "observed_high_f"])
     xm, xs = design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"], s["forecast_low_f"],
-                    s["lead_h"], s["lag_error_f"])
+                    s["lead_h"], s["lag_error_f"], s.get("yesterday_high_f", np.nan))
     x0 = np.zeros(len(PARAM_COLUMNS))
     x0[_NM] = 1.0  # log-SD intercept: e^1 = 2.7 F, a typical day-ahead error
     cfg = EmosConfig(city_shrinkage=0.0, prior_weight=0.0)

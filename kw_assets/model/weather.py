@@ -17,8 +17,9 @@ Model, at decision time tau (all inputs stamped <= tau):
   and variance over paths of max_k(F_k + R_k) for the whole day, offset = mu - m0 and
   v_run = sd^2 - 1/12 - v0 (the rounding's share), so before any obs the PMF has the EMOS mean and SD.
 - Yesterday's error at the same lead (``emos.lag_errors``: D-1's obs max through 18:00 LST minus the high of
-  D-1's run issued 24 h earlier) enters the EMOS mean from 18:00 LST of D-1 on, when it is known; before
-  that the run's moments are those without it. Each (run, lag known) pair is one information state.
+  D-1's run issued 24 h earlier) and the jump from that obs max to the run's high enter the EMOS from
+  18:00 LST of D-1 on, when they are known; before that the run's moments are those without them. Each
+  (run, yesterday known) pair is one information state.
 - Official high H = round(max(M + G, max_k X_k)); PMF = share of paths per bracket.
 - Hazard: the share of paths whose next 5-minute reading (whole C, shown in F) exceeds M.
 
@@ -114,16 +115,18 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
             run_high[j], run_low[j] = temp_all[day_sel].max(), temp_all[day_sel].min()
     run_high = np.where(np.isfinite(run_high), run_high, curves.max(axis=1) if len(run_ids) else run_high)
     # information states: run j without (2j) and with (2j + 1) yesterday's error, known from 18:00 LST of D-1
-    lag_run = emos.day_lag_errors(pd.to_datetime(run_ids, utc=True), yesterday)
-    if emos.lag_coefficient(params) == 0:  # the term is off: one state per run, not two with equal moments
-        lag_run[:] = np.nan
-    moments = [run_high_distribution(run_ids, run_high, run_low, t0, cfg.peak_hour_lst, params, lag)
-               for lag in (np.full(len(run_ids), np.nan), lag_run)]
+    lag_run, yesterday_high = emos.day_lag_errors(pd.to_datetime(run_ids, utc=True), yesterday)
+    if not emos.uses_yesterday(params):  # the terms are off: one state per run, not two with equal moments
+        lag_run[:], yesterday_high[:] = np.nan, np.nan
+    unknown = np.full(len(run_ids), np.nan)
+    moments = [run_high_distribution(run_ids, run_high, run_low, t0, cfg.peak_hour_lst, params, lag, high)
+               for lag, high in ((unknown, unknown), (lag_run, yesterday_high))]
     mu_run = np.column_stack([moments[0][0], moments[1][0]]).ravel()
     sd_run = np.column_stack([moments[0][1], moments[1][1]]).ravel()
     curves = np.repeat(curves, 2, axis=0)
     lag_known = (dec >= t0 - emos.LAG_KNOWN_HOURS_BEFORE_DAY * 3600 * 10**9) & (r_idx >= 0)
-    lag_known &= np.isfinite(lag_run[np.maximum(r_idx, 0)]) if len(run_ids) else False  # unknown: one state, not two
+    yesterday_known = np.isfinite(lag_run) | np.isfinite(yesterday_high)
+    lag_known &= yesterday_known[np.maximum(r_idx, 0)] if len(run_ids) else False  # unknown: one state, not two
     state = np.where(r_idx >= 0, 2 * r_idx + lag_known, -1)
 
     # common random numbers, float32 and steps-major: (steps, paths)
@@ -219,13 +222,14 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
 
 def run_high_distribution(run_ids: np.ndarray, run_high: np.ndarray, run_low: np.ndarray, t0: int,
                           peak_hour_lst: float, params: np.ndarray | None,
-                          lag_error: np.ndarray | float = np.nan) -> tuple[np.ndarray, np.ndarray]:
+                          lag_error: np.ndarray | float = np.nan, yesterday_high: np.ndarray | float = np.nan
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """EMOS mean and SD of the official high given each forecast run (issued in order), the two before it,
-    and yesterday's error at the run's lead (NaN: unknown)."""
+    yesterday's error at the run's lead and yesterday's observed high (NaN: unknown)."""
     prev1 = np.concatenate([[np.nan], run_high[:-1]])[: len(run_high)]
     prev2 = np.concatenate([[np.nan, np.nan], run_high[:-2]])[: len(run_high)]
     lead_h = np.maximum((t0 + peak_hour_lst * 3600e9 - run_ids.astype(float)) / 3600e9, 0)
-    xm, xs = emos.design(run_high, prev1, prev2, run_low, lead_h, lag_error)
+    xm, xs = emos.design(run_high, prev1, prev2, run_low, lead_h, lag_error, yesterday_high)
     return emos.predict(emos.PRIOR if params is None else params, xm, xs)
 
 

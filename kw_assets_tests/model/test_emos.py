@@ -66,6 +66,9 @@ def test_no_history_gives_the_prior_and_an_empty_lineage():
     off = emos.WalkForward(emos.empty_samples(), emos.EmosConfig(use_lag_error=False)).fit(D0)
     lag = emos.PARAM_COLUMNS.index("mean_lag_error")
     np.testing.assert_array_equal(off.pooled, np.where(np.arange(len(emos.PRIOR)) == lag, 0.0, emos.PRIOR))
+    no_jump = emos.WalkForward(emos.empty_samples(), emos.EmosConfig(use_jump=False)).fit(D0)
+    jump = [emos.PARAM_COLUMNS.index(c) for c in ("mean_jump", "log_sd_abs_jump")]
+    np.testing.assert_array_equal(no_jump.pooled, np.where(np.isin(np.arange(len(emos.PRIOR)), jump), 0.0, emos.PRIOR))
     row = fit.describe("ny")
     assert row["fit_end"] is None and row["fit_samples"] == 0 and row["mean_bias"] == emos.PRIOR[1]
 
@@ -86,12 +89,14 @@ def test_yesterdays_error_is_taken_from_its_run_24_hours_earlier_and_known_only_
     yesterday = pd.DataFrame({"city": ["ny", "ny", "ny", "chi"], "climate_day": [dt.date(2025, 6, 1)] * 4,
                               "issued_at": [t - pd.Timedelta(hours=h) for h in (36, 24, 20)] + [t - pd.Timedelta(hours=20)],
                               "forecast_high_f": [80.0, 82.0, 90.0, 70.0], "obs_max_f": [85.0, 85.0, 85.0, 71.0]})
-    lag = emos.lag_errors(runs, yesterday)
+    lag, high = emos.lag_errors(runs, yesterday)
     # t: the run issued exactly 24 h before (82); t - 13 h: none issued by t - 37 h; t + 6 h: the one at t - 20 h
     # (90); chi: its own run of 20 h before is too late for a run issued at t
     np.testing.assert_array_equal(lag, [3.0, np.nan, -5.0, np.nan])
-    ny = emos.day_lag_errors(runs["issued_at"][:3], yesterday[yesterday["city"] == "ny"].iloc[::-1])
-    np.testing.assert_array_equal(ny, lag[:3])  # the one-day form agrees, whatever the row order
+    np.testing.assert_array_equal(high, [85.0, np.nan, 85.0, np.nan])  # yesterday's high, known on the same rule
+    ny_lag, ny_high = emos.day_lag_errors(runs["issued_at"][:3], yesterday[yesterday["city"] == "ny"].iloc[::-1])
+    np.testing.assert_array_equal(ny_lag, lag[:3])  # the one-day form agrees, whatever the row order
+    np.testing.assert_array_equal(ny_high, high[:3])
 
 
 def test_learns_how_much_of_yesterdays_error_carries_into_today():
@@ -112,3 +117,27 @@ def test_learns_how_much_of_yesterdays_error_carries_into_today():
     assert abs((mu[1] - mu[0]) - 3.0) < 0.6
     off = emos.WalkForward(s, emos.EmosConfig(half_life_days=1e6, use_lag_error=False)).fit(D0 + dt.timedelta(days=n))
     assert off.coefficients("A")[emos.PARAM_COLUMNS.index("mean_lag_error")] == 0.0
+
+
+def test_learns_that_a_forecast_far_from_yesterdays_high_is_less_certain_and_understates_the_change():
+    rng = np.random.default_rng(5)
+    n = 500
+    f = rng.uniform(50, 90, n)
+    jump = rng.normal(0, 7, n)  # forecast minus yesterday's high
+    # a front: the error is wider the larger the jump, and the high goes a tenth further than the forecast says
+    err = 0.1 * jump + rng.normal(0, 1.0 + 0.25 * np.abs(jump))
+    days = [D0 + dt.timedelta(days=k) for k in range(n)]
+    s = pd.DataFrame({"city": "A", "climate_day": days, "lead_h": 20.0, "forecast_high_f": f, "previous_high_f": f,
+                      "before_previous_high_f": f, "forecast_low_f": f - 18, "lag_error_f": np.nan,
+                      "yesterday_high_f": f - jump, "observed_high_f": np.round(f + err)})
+    cfg = emos.EmosConfig(half_life_days=1e6, prior_weight=0.1)
+    fit = emos.WalkForward(s, cfg).fit(D0 + dt.timedelta(days=n))
+    xm, xs = emos.design(np.full(3, 70.0), np.full(3, 70.0), np.full(3, 70.0), np.full(3, 52.0), np.full(3, 20.0),
+                         np.nan, np.array([70.0, 60.0, np.nan]))
+    mu, sd = emos.predict(fit.coefficients("A"), xm, xs)
+    assert 0.4 < mu[1] - mu[0] < 1.6  # a 10 F jump: ~1 F further
+    assert sd[1] > 1.8 * sd[0]  # and a much wider spread than on a day like yesterday
+    assert sd[0] < sd[2] < sd[1]  # yesterday unknown: the typical jump's spread
+    off = emos.WalkForward(s, emos.EmosConfig(half_life_days=1e6, use_jump=False)).fit(D0 + dt.timedelta(days=n))
+    assert off.coefficients("A")[emos.PARAM_COLUMNS.index("mean_jump")] == 0.0
+    assert off.coefficients("A")[emos.PARAM_COLUMNS.index("log_sd_abs_jump")] == 0.0

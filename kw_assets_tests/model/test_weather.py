@@ -31,7 +31,7 @@ def test_no_time_left_puts_all_mass_on_the_bracket_of_the_observed_max():
 def test_before_any_obs_the_pmf_has_the_emos_mean_and_spread():
     """Whole-day MC (curve + AR(1) residual + level) moment-matched to the learned EMOS for the run."""
     cfg = WeatherModelConfig(n_paths=100_000)
-    theta = np.array([0.0, -1.0, 0.0, 0.0, 0, 0, np.log(3.0), 0, 0, 0, 0])  # high ~ N(forecast - 1, 3^2)
+    theta = np.array([0.0, -1.0, 0.0, 0.0, 0, 0, 0, np.log(3.0), 0, 0, 0, 0, 0])  # high ~ N(forecast - 1, 3^2)
     lows, highs = np.concatenate([[-np.inf], np.arange(60.0, 101.0)]), np.concatenate([np.arange(59.0, 100.0), [np.inf]])
     run = flat_run(80.0, DAY0 - pd.Timedelta(hours=20))
     out = simulate_weather_pmf(DAY0, pd.DatetimeIndex([DAY0 - pd.Timedelta(hours=3)]), obs_path([]), run,
@@ -43,9 +43,10 @@ def test_before_any_obs_the_pmf_has_the_emos_mean_and_spread():
     assert abs(cdf[k] - norm.cdf(0.5 / np.sqrt(9 - 1 / 12))) < 0.01
 
 
-def test_yesterdays_error_moves_the_pmf_only_from_18_lst_the_day_before():
+def test_yesterdays_error_and_jump_move_the_pmf_only_from_18_lst_the_day_before():
     cfg = WeatherModelConfig(n_paths=50_000)
-    theta = np.array([0.0, -1.0, 0.0, 0.0, 0.75, 0, np.log(3.0), 0, 0, 0, 0])  # +0.25 F per F of yesterday's error
+    # +0.25 F per F of yesterday's error; +0.05 F per F of jump, and log SD +0.2 per unit of log1p|jump| above 1.5
+    theta = np.array([0.0, -1.0, 0.0, 0.0, 0.75, 0, 0.5, np.log(3.0), 0, 0, 0, 0, 0.2])
     lows, highs = np.concatenate([[-np.inf], np.arange(60.0, 101.0)]), np.concatenate([np.arange(59.0, 100.0), [np.inf]])
     run = flat_run(80.0, DAY0 - pd.Timedelta(hours=20))
     # yesterday: forecast 80 from the run issued 24 h before today's, observed max 84 by 18:00 LST: +4 F
@@ -56,8 +57,10 @@ def test_yesterdays_error_moves_the_pmf_only_from_18_lst_the_day_before():
     with_lag = simulate_weather_pmf(*args, np.random.default_rng(1), cfg, theta, yesterday=yesterday)
     np.testing.assert_array_equal(with_lag["pmf"][0], without["pmf"][0])  # 17:00: not known yet
     np.testing.assert_allclose(without["expected_high"], 79.0, atol=0.05)
-    np.testing.assert_allclose(with_lag["expected_high"][1:], 80.0, atol=0.05)  # 79 + 0.25 x 4
-    np.testing.assert_allclose(with_lag["high_sd"][1:], 3.0, atol=0.05)
+    np.testing.assert_allclose(without["high_sd"], 3.0, atol=0.05)  # unknown: the typical jump's spread
+    # the run's 80 F is 4 F under yesterday's 84: 79 + 0.25 x 4 - 0.05 x 4, and SD 3 e^(0.2 (log 5 - 1.5))
+    np.testing.assert_allclose(with_lag["expected_high"][1:], 79.8, atol=0.05)
+    np.testing.assert_allclose(with_lag["high_sd"][1:], 3 * np.exp(0.2 * (np.log(5) - 1.5)), atol=0.05)
 
 
 def test_deterministic_per_seed_and_pmfs_sum_to_one():

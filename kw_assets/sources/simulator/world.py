@@ -146,8 +146,10 @@ class World(WeatherDay):
 # The agents' long-run daily-high EMOS: what a market that has traded this world for years has learned of
 # its forecasts (their hourly max runs ~2 F under the official high, more on a flat day). Fitted pooled on the public runs of
 # two years x 7 cities of seed-7 days from 2024-01-01 by ``fit_agent_emos``; a test refits it. Each day the agents also
-# learn from the season's recent days (``agent_emos``), as the pipeline does.
-AGENT_EMOS = np.array([-0.4718, 1.4754, -0.0252, -0.0872, 0.0, 2.5163, 1.1703, -0.1032, -0.2660, -0.0198, 0.3591])
+# learn from the season's recent days (``agent_emos``), as the pipeline does. They do not use the jump from
+# yesterday's high (its two terms are 0 and their samples leave it out): this world's forecast errors do not
+# depend on it, and the market stays the one earlier sessions measured.
+AGENT_EMOS = np.array([-0.4718, 1.4754, -0.0252, -0.0872, 0.0, 2.5163, 0.0, 1.1703, -0.1032, -0.2660, -0.0198, 0.3591, 0.0])
 
 
 def emos_samples(worlds, insight: float = 0.0, seed: int = 7) -> pd.DataFrame:
@@ -192,7 +194,7 @@ def _run_features(w: WeatherDay, insight: float, seed: int) -> tuple[np.ndarray,
     prev1 = np.concatenate([[np.nan], high[:-1]])
     prev2 = np.concatenate([[np.nan, np.nan], high[:-2]])[: len(high)]
     k = lead > 0
-    lag = emos.day_lag_errors(pd.to_datetime(run_ids[k], unit="s", utc=True), yesterday_runs(w.city, w.day, seed, insight))
+    lag, _ = emos.day_lag_errors(pd.to_datetime(run_ids[k], unit="s", utc=True), yesterday_runs(w.city, w.day, seed, insight))
     return lead[k], high[k], prev1[k], prev2[k], low[k], np.full(int(k.sum()), float(w.official_high)), lag
 
 
