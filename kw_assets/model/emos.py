@@ -248,6 +248,7 @@ def fit_pooled(samples: pd.DataFrame) -> np.ndarray:
 def _fit(xm, xs, ci, y, w, n_city, prior, cfg: EmosConfig, x0) -> np.ndarray:
     p = len(prior)
     base = xm_forecast(xm)
+    cell = (np.asarray(ci)[:, None] * p + np.arange(p)).ravel()  # (city, coefficient) of each gradient entry
 
     def loss(x):
         pooled, delta = x[:p], x[p:].reshape(n_city, p)
@@ -258,8 +259,8 @@ def _fit(xm, xs, ci, y, w, n_city, prior, cfg: EmosConfig, x0) -> np.ndarray:
         c, d_mu, d_sd = _crps(mu, sd, y)
         grad_rows = np.concatenate([(w * d_mu)[:, None] * xm, (w * d_sd * sd)[:, None] * xs], axis=1)
         g_pooled = grad_rows.sum(axis=0) + 2 * cfg.prior_weight * (pooled - prior)
-        # per city, each column summed in row order: np.add.at's sums to the bit, at a third of its time
-        g_delta = np.column_stack([np.bincount(ci, weights=grad_rows[:, k], minlength=n_city) for k in range(p)])
+        # per city and column, summed in row order (np.add.at's sums to the bit, at a fraction of its time)
+        g_delta = np.bincount(cell, weights=grad_rows.ravel(), minlength=n_city * p).reshape(n_city, p)
         g_delta += 2 * cfg.city_shrinkage * delta
         value = (w * c).sum() + cfg.prior_weight * ((pooled - prior) ** 2).sum() + cfg.city_shrinkage * (delta ** 2).sum()
         return value, np.concatenate([g_pooled, g_delta.ravel()])
