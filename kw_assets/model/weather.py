@@ -197,7 +197,8 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
             ge[c] = np.column_stack([_count_at_least(x, e) for e in edges]) if len(edges) else ge[c]
             h = np.floor(x + f32(0.5))
             ref = h[:, :1].copy()
-            h -= ref  # small whole numbers around the first path's high: exact float32 sums
+            with np.errstate(invalid="ignore"):  # -inf - -inf: a decision with no obs and no step left, not valid
+                h -= ref  # small whole numbers around the first path's high: exact float32 sums
             s1 = h.sum(axis=1, dtype=np.float64) / n
             h_mean[c] = ref[:, 0] + s1
             h_var[c] = np.einsum("ij,ij->i", h, h) / n - s1**2
