@@ -125,12 +125,18 @@ def day_lag_errors(issued_at, yesterday: pd.DataFrame | None) -> tuple[np.ndarra
     if yesterday is None or yesterday.empty or not len(issued_at):
         return np.full(len(issued_at), np.nan), np.full(len(issued_at), np.nan)
     y = yesterday.sort_values("issued_at", kind="stable")
-    known = pd.to_datetime(y["issued_at"], utc=True).to_numpy("datetime64[ns]")
-    obs_max = y["obs_max_f"].to_numpy(float)
-    lag = obs_max - y["forecast_high_f"].to_numpy(float)
-    t = pd.to_datetime(np.asarray(issued_at), utc=True).to_numpy("datetime64[ns]") - np.timedelta64(24, "h")
-    i = np.searchsorted(known, t, side="right") - 1  # the latest of D-1's runs issued at or before t - 24 h
+    return lag_at(pd.to_datetime(np.asarray(issued_at), utc=True).to_numpy("datetime64[ns]").astype(np.int64),
+                  pd.to_datetime(y["issued_at"], utc=True).to_numpy("datetime64[ns]").astype(np.int64),
+                  y["forecast_high_f"].to_numpy(float), y["obs_max_f"].to_numpy(float), 24 * 3600 * 10**9)
+
+
+def lag_at(issued: np.ndarray, known: np.ndarray, forecast_high: np.ndarray, obs_max: np.ndarray,
+           day: int) -> tuple[np.ndarray, np.ndarray]:
+    """``day_lag_errors`` on numbers: ``issued`` the runs' issue times and ``known`` (sorted) those of D-1's
+    runs, in one unit whose day is ``day`` long (ns, or s for the simulator)."""
+    i = np.searchsorted(known, np.asarray(issued) - day, side="right") - 1  # D-1's latest run issued <= t - 24 h
     j = np.maximum(i, 0)
+    lag = obs_max - forecast_high
     return np.where(i >= 0, lag[j], np.nan), np.where(i >= 0, obs_max[j], np.nan)
 
 

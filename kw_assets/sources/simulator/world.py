@@ -162,14 +162,23 @@ def emos_samples(worlds, insight: float = 0.0, seed: int = 7) -> pd.DataFrame:
 def yesterday_runs(city: City, day: dt.date, seed: int = 7, insight: float = 0.0) -> pd.DataFrame:
     """The previous day's runs (issued_at, forecast_high_f) and its 5-minute obs max through 18:00 LST
     (obs_max_f): the ``yesterday`` input of the weather model, as the pipeline reads it from the warehouse."""
+    run_ids, high, obs_max = _yesterday(city, day, seed, insight)
+    return pd.DataFrame({"issued_at": pd.to_datetime(run_ids, unit="s", utc=True), "forecast_high_f": high,
+                         "obs_max_f": obs_max})
+
+
+@lru_cache(maxsize=8192)
+def _yesterday(city: City, day: dt.date, seed: int, insight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``yesterday_runs`` as arrays: D-1's run issue times (unix s, sorted), their highs, and the obs max."""
     w = build_weather(city, day - dt.timedelta(days=1), seed)
     cutoff = w.day_start + (24 - emos.LAG_KNOWN_HOURS_BEFORE_DAY) * 3600
     seen = w.obs_temp_f[w.obs_epoch <= cutoff]
     issued, _, temp = w.forecast_rows(insight)  # the day's hours only
     run_ids, start = np.unique(issued, return_index=True)
-    return pd.DataFrame({"issued_at": pd.to_datetime(run_ids, unit="s", utc=True),
-                         "forecast_high_f": np.maximum.reduceat(temp, start),
-                         "obs_max_f": float(seen.max()) if seen.size else np.nan})
+    out = run_ids, np.maximum.reduceat(temp, start), np.full(len(run_ids), float(seen.max()) if seen.size else np.nan)
+    for a in out:
+        a.setflags(write=False)  # cached: shared by every caller
+    return out
 
 
 def _samples_frame(parts) -> pd.DataFrame:
@@ -194,7 +203,8 @@ def _run_features(w: WeatherDay, insight: float, seed: int) -> tuple[np.ndarray,
     prev1 = np.concatenate([[np.nan], high[:-1]])
     prev2 = np.concatenate([[np.nan, np.nan], high[:-2]])[: len(high)]
     k = lead > 0
-    lag, _ = emos.day_lag_errors(pd.to_datetime(run_ids[k], unit="s", utc=True), yesterday_runs(w.city, w.day, seed, insight))
+    known, known_high, obs_max = _yesterday(w.city, w.day, seed, insight)
+    lag = emos.lag_at(run_ids[k], known, known_high, obs_max, 86400)[0] if len(known) else np.full(int(k.sum()), np.nan)
     return lead[k], high[k], prev1[k], prev2[k], low[k], np.full(int(k.sum()), float(w.official_high)), lag
 
 
