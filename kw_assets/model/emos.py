@@ -11,11 +11,13 @@ that, range the forecast's own diurnal range (f minus its low, clipped to [0, 40
 day is a less certain one), lead the hours from issue to the climatological peak, and e1 yesterday's
 error at the same lead: the previous climate day's observed high minus the high of its run issued 24 h
 before this one (``lag_errors``; 0 while unknown); j the jump, the forecast minus yesterday's observed high
-(clipped to +-30 F; 0 while unknown, and its spread term then at its typical 1.5). On real NWS forecasts (~160 US cities, 2021) a large
-revision widens the error SD from ~2.6 to ~4 F, the mean reverts about a fifth of the way toward the
-older forecast, and about a fifth of a day's error carries into the next day's (errors correlate ~0.2
-day to day: air masses, snow cover and marine layers outlast one forecast); a forecast far from
-yesterday's high (a front) is less certain and errs back toward it; all are learned here, not assumed. The yesterday term can be switched off (``EmosConfig.use_lag_error=False`` holds it at 0).
+(clipped to +-30 F; 0 while unknown, and its spread term then at its typical 1.5). On real NWS forecasts
+(~160 US cities, 2021) a large revision widens the error SD from ~2.6 to ~4 F, the mean reverts about a
+fifth of the way toward the older forecast, and about a fifth of a day's error carries into the next
+day's (errors correlate ~0.2 day to day: air masses, snow cover and marine layers outlast one forecast);
+a forecast far from yesterday's high (a front) is less certain and slightly understates the change; all
+are learned here, not assumed. Either yesterday term can be switched off (``EmosConfig.use_lag_error``,
+``use_jump``: False holds its coefficients at 0).
 
 The fit minimizes the CRPS of the Gaussian (closed form, analytic gradient, L-BFGS) with sample weights
 that halve every ``half_life_days`` (the season moves; recent days speak for it better than a seasonal

@@ -72,8 +72,12 @@ def test_minute_by_minute_the_paper_book_sends_the_backtests_orders_and_gets_its
 
 def test_a_restart_recomputes_the_same_orders_and_stores_only_the_new_ones(day):
     tape, intents, opposite, _ = day
-    first = paper_fills(tape, intents, opposite, 700, UNKNOWN_WINNER, FILLS, EXECUTION)
-    later = paper_fills(tape, intents, opposite, 900, UNKNOWN_WINNER, FILLS, EXECUTION)
+    # restart halfway through the day's decisions, so orders are stored before it and new ones come after
+    whole = paper_fills(tape, intents, opposite, tape.n_minutes - 2, UNKNOWN_WINNER, FILLS, EXECUTION)
+    row = pd.Series(np.arange(tape.n_minutes), index=tape.minutes)
+    restart = int(np.median(row.reindex(whole["decided_ts"]).to_numpy()))
+    first = paper_fills(tape, intents, opposite, restart, UNKNOWN_WINNER, FILLS, EXECUTION)
+    later = paper_fills(tape, intents, opposite, tape.n_minutes - 2, UNKNOWN_WINNER, FILLS, EXECUTION)
     new = not_yet_stored(later, first)
     assert len(first) and len(new) and not new["order_id"].isin(first.loc[first["action"] == "buy", "order_id"]).all()
     stored = pd.concat([first, new], ignore_index=True)

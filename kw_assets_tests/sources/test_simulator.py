@@ -149,7 +149,13 @@ def test_the_agents_long_run_emos_is_what_a_fit_on_the_simulated_world_gives():
     (mu_fit,), (sd_fit,) = emos.predict(refit, xm, xs)
     (mu, ), (sd, ) = emos.predict(AGENT_EMOS, xm, xs)
     assert abs(mu_fit - mu) < 0.6 and abs(np.log(sd_fit / sd)) < 0.2
-    assert mu - 70 > 1.0  # hourly forecast maxima miss the official (2-minute) high (more on flat days)
+    # hourly forecast maxima miss the official (2-minute) high (more on flat days): on the refit's own days the
+    # constant's mean is above the forecast by more than 1 F on average (part of it now through yesterday's miss)
+    from kw_assets.sources.simulator.world import build_weather, emos_samples
+    s = emos_samples([build_weather(c, dt.date(2024, 3, 1) + dt.timedelta(days=k)) for c in all_cities() for k in range(90)])
+    xm, xs = emos.design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"], s["forecast_low_f"],
+                         s["lead_h"], s["lag_error_f"], s["yesterday_high_f"])
+    assert (emos.predict(AGENT_EMOS, xm, xs)[0] - s["forecast_high_f"]).mean() > 1.0
 
 
 def test_agents_see_the_public_runs_with_part_of_each_runs_error_taken_out():

@@ -146,10 +146,12 @@ class World(WeatherDay):
 # The agents' long-run daily-high EMOS: what a market that has traded this world for years has learned of
 # its forecasts (their hourly max runs ~2 F under the official high, more on a flat day). Fitted pooled on the public runs of
 # two years x 7 cities of seed-7 days from 2024-01-01 by ``fit_agent_emos``; a test refits it. Each day the agents also
-# learn from the season's recent days (``agent_emos``), as the pipeline does. They do not use the jump from
-# yesterday's high (its two terms are 0 and their samples leave it out): this world's forecast errors do not
-# depend on it, and the market stays the one earlier sessions measured.
-AGENT_EMOS = np.array([-0.4718, 1.4754, -0.0252, -0.0872, 0.0, 2.5163, 0.0, 1.1703, -0.1032, -0.2660, -0.0198, 0.3591, 0.0])
+# learn from the season's recent days (``agent_emos``), as the pipeline does. Refitted (session 13) with every
+# term the pipeline has, yesterday's error and the jump included: in this world both carry information (a day far
+# above yesterday's high tends to fall short of its forecast), and the market must know at least what the
+# pipeline can learn.
+AGENT_EMOS = np.array([-0.2089, 0.8031, -0.0716, -0.0782, 1.2073, 1.3932, -1.5149, 1.0392, -0.0378, -0.1020, -0.0580,
+                       0.1959, 0.0977])
 
 
 def emos_samples(worlds, insight: float = 0.0, seed: int = 7) -> pd.DataFrame:
@@ -185,15 +187,15 @@ def _samples_frame(parts) -> pd.DataFrame:
     if not parts:
         return emos.empty_samples()
     n = [len(f[0]) for _, _, f in parts]
-    cols = [np.concatenate([f[i] for _, _, f in parts]) for i in range(7)]
+    cols = [np.concatenate([f[i] for _, _, f in parts]) for i in range(8)]
     return pd.DataFrame({"city": np.repeat([c for c, _, _ in parts], n), "climate_day": np.repeat([d for _, d, _ in parts], n),
                          "lead_h": cols[0], "forecast_high_f": cols[1], "previous_high_f": cols[2],
                          "before_previous_high_f": cols[3], "forecast_low_f": cols[4], "lag_error_f": cols[6],
-                         "observed_high_f": cols[5]})
+                         "yesterday_high_f": cols[7], "observed_high_f": cols[5]})
 
 
 def _run_features(w: WeatherDay, insight: float, seed: int) -> tuple[np.ndarray, ...]:
-    """(lead_h, high, previous high, the one before, low, official high, yesterday's error) per run issued
+    """(lead_h, high, previous high, the one before, low, official high, yesterday's error, yesterday's high) per run issued
     before the peak."""
     issued, _, temp = w.forecast_rows(insight)
     run_ids, start = np.unique(issued, return_index=True)
@@ -204,8 +206,9 @@ def _run_features(w: WeatherDay, insight: float, seed: int) -> tuple[np.ndarray,
     prev2 = np.concatenate([[np.nan, np.nan], high[:-2]])[: len(high)]
     k = lead > 0
     known, known_high, obs_max = _yesterday(w.city, w.day, seed, insight)
-    lag = emos.lag_at(run_ids[k], known, known_high, obs_max, 86400)[0] if len(known) else np.full(int(k.sum()), np.nan)
-    return lead[k], high[k], prev1[k], prev2[k], low[k], np.full(int(k.sum()), float(w.official_high)), lag
+    lag, yesterday_high = (emos.lag_at(run_ids[k], known, known_high, obs_max, 86400) if len(known)
+                           else (np.full(int(k.sum()), np.nan), np.full(int(k.sum()), np.nan)))
+    return lead[k], high[k], prev1[k], prev2[k], low[k], np.full(int(k.sum()), float(w.official_high)), lag, yesterday_high
 
 
 @lru_cache(maxsize=8192)
