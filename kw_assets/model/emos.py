@@ -57,7 +57,7 @@ LAG_KNOWN_HOURS_BEFORE_DAY = 6  # yesterday's max is taken through 18:00 LST (th
 _NM, _NS = len(MEAN_TERMS), len(SPREAD_TERMS)
 _LAG = MEAN_TERMS.index("lag_error")
 _YESTERDAY = (_LAG, MEAN_TERMS.index("jump"), _NM + SPREAD_TERMS.index("abs_jump"))  # the terms that need D-1's obs
-_TYPICAL_LOG_JUMP = 1.5  # mean log1p|forecast - yesterday's high| on the reference NWS file (1.49)
+_TYPICAL_LOG_JUMP = 1.5  # mean log1p|forecast - yesterday's high| of the non-Kalshi cities of the NWS file (1.49, as PRIOR)
 _INV_SQRT_PI = 1 / np.sqrt(np.pi)
 
 
