@@ -12,6 +12,7 @@ import functools
 import time
 from typing import Callable, Iterator, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from kw_assets import parallel
@@ -111,13 +112,17 @@ def check_partitions(table: str, source: str | None, produce: Produce, required:
 
 
 def split_by_partition(frame: pd.DataFrame) -> dict[tuple[str, dt.date], pd.DataFrame]:
-    """Rows of each (city, climate_day), grouped on one integer key (fast on large frames)."""
+    """Rows of each (city, climate_day), in their order, grouped on one integer key. A warehouse read keeps
+    each partition's rows together (they were written together), so the usual case is one slice each."""
     if frame.empty:
         return {}
     city_code, cities = pd.factorize(frame["city"])
     day_num = frame["climate_day"].to_numpy("datetime64[D]").astype("int64")
     key = city_code.astype("int64") * 1_000_000 + day_num
-    out = {}
-    for k, idx in pd.Series(key).groupby(key).indices.items():
-        out[(cities[k // 1_000_000], dt.date(1970, 1, 1) + dt.timedelta(days=int(k % 1_000_000)))] = frame.iloc[idx]
-    return out
+    starts = np.flatnonzero(np.diff(key, prepend=key[0] - 1))
+    if len(np.unique(key[starts])) == len(starts):  # one contiguous run per partition
+        ranges = zip(key[starts], starts, np.append(starts[1:], len(key)))
+        parts = ((k, frame.iloc[a:b].copy()) for k, a, b in ranges)
+    else:  # e.g. a partition whose later minutes were rewritten (the live tail) after other partitions
+        parts = ((k, frame.iloc[idx]) for k, idx in pd.Series(key).groupby(key).indices.items())
+    return {(cities[k // 1_000_000], dt.date(1970, 1, 1) + dt.timedelta(days=int(k % 1_000_000))): part for k, part in parts}

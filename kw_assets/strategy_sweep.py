@@ -75,8 +75,9 @@ def sweep_results(wh: Warehouse, days: list[tuple[str, dt.date]], points: pd.Dat
         groups.setdefault((day.strftime("%Y-%m"), city), []).append((city, day))
     t0 = time.perf_counter()
     spreads = spread_observations(wh)
-    done = parallel.map_items(functools.partial(_sweep_group, wh, points, base, fills, execution, spreads),
-                              list(groups.values()), workers)
+    workers = workers or parallel.default_workers()
+    done = parallel.map_items(functools.partial(_sweep_group, wh.for_workers(workers), points, base, fills, execution,
+                                                spreads), list(groups.values()), workers)
     frames = [f for part, _, _, _ in done for f in part]
     sources = set().union(*(s for _, s, _, _ in done)) if done else set()
     spent = {"read": sum(r for _, _, r, _ in done), "trade": sum(t for _, _, _, t in done),

@@ -24,6 +24,7 @@ from kw_assets.schemas import PARTITION_COLUMNS, TABLES, conform, schema, sql_co
 
 Partition = tuple[str, dt.date]
 UNIQUE_TEXT = {"trade_id", "order_id"}  # text columns with a value per row: read as plain strings
+SMALL_READ_ROWS = 5_000  # reads up to this many rows take text columns as plain strings, not coded
 # SQL giving a time column's nanoseconds since the epoch (UTC), and NaT's int64 for NULL
 _NANOSECONDS = {"TIMESTAMPTZ": "epoch_us({}) * 1000", "DATE": "date_diff('day', DATE '1970-01-01', {}) * 86400000000000"}
 _NAT = np.iinfo(np.int64).min
@@ -46,6 +47,25 @@ def checked_writes(frames: dict[str, pd.DataFrame], partitions: Iterable[Partiti
             raise ValueError(f"{table}: rows at or before {after[table][1]} in a write of the rows after it")
         conformed[table] = frame
     return conformed, keys
+
+
+def partition_filter(partitions: Iterable[Partition]) -> tuple[str, list]:
+    """A WHERE condition on ``t.city`` / ``t.climate_day`` selecting exactly ``partitions`` (each city's days
+    as runs of consecutive dates, which DuckDB prunes by its zone maps), with its parameters (the cities)."""
+    by_city: dict[str, list[dt.date]] = {}
+    for city, day in partitions:
+        by_city.setdefault(str(city), []).append(pd.Timestamp(day).date())
+    clauses, params = [], []
+    for city in sorted(by_city):
+        days = sorted(set(by_city[city]))
+        ordinals = np.array([d.toordinal() for d in days])
+        starts = np.flatnonzero(np.diff(ordinals, prepend=ordinals[0] - 2) != 1)
+        ends = np.append(starts[1:], len(days)) - 1
+        runs = [f"t.climate_day = DATE '{days[a]}'" if a == b else f"t.climate_day BETWEEN DATE '{days[a]}' AND DATE '{days[b]}'"
+                for a, b in zip(starts, ends)]
+        clauses.append(f"(t.city = ? AND ({' OR '.join(runs)}))")
+        params.append(city)
+    return (" OR ".join(clauses) or "FALSE"), params
 
 
 def schema_difference(table: str, have: set[str]) -> list[str]:
@@ -96,6 +116,10 @@ class HeldConnection:
     def _holding(self) -> bool:
         return self._held is not None and self._held_pid == os.getpid()
 
+    def for_workers(self, workers: int) -> "HeldConnection":
+        """The warehouse as each of ``workers`` concurrent processes should open it (here: unchanged)."""
+        return self
+
 
 class Warehouse(HeldConnection):
     """``memory_limit`` and ``threads`` bound DuckDB's own buffer and worker threads per connection (None:
@@ -106,6 +130,14 @@ class Warehouse(HeldConnection):
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
         self.config = {k: v for k, v in (("memory_limit", memory_limit), ("threads", threads)) if v is not None}
+
+    def for_workers(self, workers: int) -> "Warehouse":
+        """Each of ``workers`` processes reading at once gets its share of the cores as DuckDB threads (unless
+        ``threads`` is set): one per core each, two workers on two cores ran 4 threads and read 30% slower."""
+        if "threads" in self.config:
+            return self
+        return Warehouse(self.path, self.lock_timeout_s, self.config.get("memory_limit"),
+                         max(1, (os.cpu_count() or 1) // max(1, workers)))
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -205,21 +237,23 @@ class Warehouse(HeldConnection):
             exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()[0][0]
             if not exists:
                 return conform(table, pd.DataFrame(), only)
-            source = f"FROM {table} t"
+            source, params = f"FROM {table} t", []
             if partitions is not None:
-                keys = pd.DataFrame(sorted(set(partitions)), columns=["city", "climate_day"])
-                keys["climate_day"] = pd.to_datetime(keys["climate_day"])
-                con.register("wanted", keys)
-                source += " JOIN wanted k ON t.city = k.city AND t.climate_day = CAST(k.climate_day AS DATE)"
-            out = self._select(con, table, source, only)
+                where, params = partition_filter(partitions)
+                source += f" WHERE {where}"
+            out = self._select(con, table, source, only, params)
         return conform(table, out, only)
 
     @staticmethod
-    def _select(con: duckdb.DuckDBPyConnection, table: str, source: str, only: list[str] | None = None) -> pd.DataFrame:
-        """SELECT every column in insertion order. Repetitive text columns (city, ticker, side, ...) come
-        back as codes into their distinct values, so pandas makes one Python string per value, not per row;
-        timestamps and dates as int64 nanoseconds (NULL: NaT's), which pandas takes without a per-value
-        time-zone conversion (half of a minute table's read went to that)."""
+    def _select(con: duckdb.DuckDBPyConnection, table: str, source: str, only: list[str] | None = None,
+                params: list | None = None) -> pd.DataFrame:
+        """SELECT every column in insertion order: ``source`` is one table and a WHERE at most, which DuckDB
+        guarantees to keep in the table's order (a join would not, and sorting on rowid afterwards was half
+        of a minute table's read). Repetitive text columns (city, ticker, side, ...) come back as codes into
+        their distinct values, so pandas makes one Python string per value, not per row; timestamps and
+        dates as int64 nanoseconds (NULL: NaT's), which pandas takes without a per-value time-zone
+        conversion (half of the rest went to that)."""
+        params = list(params or [])
         wanted = [(n, t) for n, t in sql_columns(table) if only is None or n in only]
         unknown = set(only or ()) - {n for n, _ in wanted}
         if unknown:
@@ -228,17 +262,19 @@ class Warehouse(HeldConnection):
         have, fields = Warehouse._columns(con, table), schema(table).columns
         absent = {n for n in names if n not in have and fields[n].nullable}  # added since an older version wrote it
         coded = [n for n, t in wanted if t == "VARCHAR" and n not in UNIQUE_TEXT and n not in absent]
+        if coded and con.execute(f"SELECT count(*) {source}", params).fetchall()[0][0] <= SMALL_READ_ROWS:
+            coded = []  # a few rows: their strings cost less than finding the distinct values (~2 ms a column)
         stamps = {n: t for n, t in wanted if t in _NANOSECONDS and n not in absent}
         values = []
         if coded:
-            lists = con.execute(f"SELECT {', '.join(f'list(DISTINCT t.{c})' for c in coded)} {source}").fetchall()[0]
+            lists = con.execute(f"SELECT {', '.join(f'list(DISTINCT t.{c})' for c in coded)} {source}", params).fetchall()[0]
             values = [v or [] for v in lists]
         types = dict(wanted)
         cols = [f"NULL::{types[n]} AS {n}" if n in absent else
                 f"list_position(?, t.{n})::INTEGER AS {n}" if n in coded else
                 f"COALESCE({_NANOSECONDS[stamps[n]].format(f't.{n}')}, {_NAT}) AS {n}" if n in stamps else
                 f"t.{n}" for n in names]
-        out = con.execute(f"SELECT {', '.join(cols)} {source} ORDER BY t.rowid", values).df()
+        out = con.execute(f"SELECT {', '.join(cols)} {source}", [*values, *params]).df()
         for n, vals in zip(coded, values):
             lookup = np.array([None, *vals], dtype=object)
             out[n] = lookup[out[n].fillna(0).to_numpy("int64")]

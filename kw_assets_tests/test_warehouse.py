@@ -183,6 +183,15 @@ def test_duckdb_memory_and_threads_are_bounded_when_configured(tmp_path):
     assert limit.replace(" ", "").upper().startswith(("256MB", "244.1MIB")) and int(threads) == 1
 
 
+def test_duckdb_readers_in_several_workers_share_the_cores_unless_threads_are_set(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    shared = Warehouse(tmp_path / "w.duckdb", memory_limit="256MB").for_workers(2)
+    assert shared.config == {"memory_limit": "256MB", "threads": 4} and shared.path == tmp_path / "w.duckdb"
+    assert Warehouse(tmp_path / "w.duckdb").for_workers(16).config == {"threads": 1}
+    pinned = Warehouse(tmp_path / "w.duckdb", threads=3)
+    assert pinned.for_workers(2) is pinned
+
+
 def test_a_swap_of_several_tables_can_replace_only_the_rows_after_a_stamp(any_warehouse):
     """The live tail's write: obs after 05:05 replaced, the earlier ones kept, the settlement swapped whole,
     in one call; a row at or before the stamp in such a write is refused and nothing lands."""
@@ -258,3 +267,39 @@ def test_the_assets_pool_follows_the_warehouse():
         out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "KW_WAREHOUSE": url},
                              capture_output=True, text=True, check=True).stdout
         assert out.strip() == f"['{pool}']", out
+
+
+def test_a_large_read_codes_its_text_and_equals_the_plain_strings_read_of_the_same_rows(any_warehouse, monkeypatch):
+    """Above ``SMALL_READ_ROWS`` text columns cross as codes into their distinct values; below, as strings.
+    Both give the same frame: rows in the order written (partitions picked out of order, with gaps), text
+    and missing values intact."""
+    import kw_assets.warehouse as warehouse
+    wh = any_warehouse
+    days = [dt.date(2025, 6, 1) + dt.timedelta(days=i) for i in range(6)]
+    frames = [obs(city, d, [60.0 + i + k / 100 for k in range(1_000)]).assign(station=station)
+              for i, d in enumerate(days) for city, station in (("chi", "KMDW"), ("ny", None))]
+    wh.replace_partitions("weather_obs", pd.concat(frames), [(c, d) for d in days for c in ("chi", "ny")])
+    wanted = [("ny", days[4]), ("chi", days[0]), ("chi", days[1]), ("chi", days[3]), ("ny", days[0]), ("ny", days[5])]
+    coded = wh.read("weather_obs", wanted)
+    assert len(coded) == 6_000 > warehouse.SMALL_READ_ROWS
+    monkeypatch.setattr(warehouse, "SMALL_READ_ROWS", 10**9)
+    plain = wh.read("weather_obs", wanted)
+    pd.testing.assert_frame_equal(coded, plain)
+    expected = pd.concat([frames[i] for i in (0, 1, 2, 6, 9, 11)], ignore_index=True)  # written order: day, then city
+    assert coded["city"].tolist() == expected["city"].tolist()
+    assert coded["temp_f"].tolist() == expected["temp_f"].tolist()
+    assert coded["station"].tolist() == expected["station"].tolist() and coded["station"].isna().sum() == 3_000
+
+
+def test_splitting_a_read_by_partition_keeps_each_partitions_rows_in_order_whether_or_not_they_are_contiguous():
+    from kw_assets.partition_batch import split_by_partition
+    d1, d2 = dt.date(2025, 6, 1), dt.date(2025, 6, 2)
+    together = pd.concat([obs("ny", d1, [1.0, 2.0]), obs("ny", d2, [3.0]), obs("chi", d1, [4.0, 5.0])], ignore_index=True)
+    rewritten = pd.concat([together.iloc[[0]], together.iloc[2:], together.iloc[[1]]])  # ny d1's later rows at the end
+    for frame, ny_d1 in ((together, [1.0, 2.0]), (rewritten, [1.0, 2.0])):
+        parts = split_by_partition(frame)
+        assert sorted(parts) == [("chi", d1), ("ny", d1), ("ny", d2)]
+        assert parts[("ny", d1)]["temp_f"].tolist() == ny_d1 and parts[("chi", d1)]["temp_f"].tolist() == [4.0, 5.0]
+    parts = split_by_partition(together)
+    parts[("ny", d1)].loc[:, "temp_f"] = 0.0  # a partition's frame is its own: writing to it leaves the read alone
+    assert together["temp_f"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
