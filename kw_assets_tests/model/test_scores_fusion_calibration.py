@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss
 
-from kw_assets.model.calibration import CalibrationConfig, walk_forward_fit
+from kw_assets.model.calibration import EPS, CalibrationConfig, walk_forward_fit
 from kw_assets.model.fusion import FusionConfig, log_pool, market_weight
 from kw_assets.model.scores import brier, ece, logloss, reliability, rps
 
@@ -77,6 +77,29 @@ def test_calibration_improves_overconfident_forecasts_out_of_sample(method):
     assert logloss(q, w) < logloss(p, w)
     if method == "temperature":
         assert cal.temperature > 1.5  # softens sharpened forecasts
+
+
+def test_the_temperature_is_the_log_loss_minimum_and_stops_at_its_bounds():
+    """Newton on 1/T lands where the loss is lowest (checked against a fine grid around it), and at the
+    bound e^3 (or e^-3) when the loss keeps falling beyond it: forecasts that say nothing about the winner
+    (T -> infinity), or whose favourite always wins (T -> 0)."""
+    from kw_assets.model.calibration import fit_temperature
+    rng = np.random.default_rng(5)
+    truth = rng.dirichlet(np.ones(6) * 2, size=20_000)
+    winner = (rng.random(len(truth))[:, None] > np.cumsum(truth, axis=1)).sum(axis=1)
+    sharp = np.clip(truth**3 / (truth**3).sum(axis=1, keepdims=True), EPS, 1 - EPS)
+    logp = np.log(sharp)
+
+    def loss(t):
+        z = logp / t
+        z -= z.max(axis=1, keepdims=True)
+        return -(z[np.arange(len(z)), winner] - np.log(np.exp(z).sum(axis=1))).mean()
+
+    t = fit_temperature(logp, winner)
+    assert 2.5 < t < 3.5  # undoes the cube
+    assert all(loss(t) <= loss(t * f) for f in (0.999, 0.9999, 1.0001, 1.001))
+    assert fit_temperature(logp, rng.integers(0, 6, len(logp))) == pytest.approx(np.exp(3), rel=1e-9)
+    assert fit_temperature(logp, logp.argmax(axis=1)) == pytest.approx(np.exp(-3), rel=1e-9)
 
 
 def test_below_the_minimum_sample_the_identity_is_used():
