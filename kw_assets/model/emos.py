@@ -135,7 +135,9 @@ def day_lag_errors(issued_at, yesterday: pd.DataFrame | None) -> tuple[np.ndarra
 def lag_at(issued: np.ndarray, known: np.ndarray, forecast_high: np.ndarray, obs_max: np.ndarray,
            day: int) -> tuple[np.ndarray, np.ndarray]:
     """``day_lag_errors`` on numbers: ``issued`` the runs' issue times and ``known`` (sorted) those of D-1's
-    runs, in one unit whose day is ``day`` long (ns, or s for the simulator)."""
+    runs, in one unit whose day is ``day`` long (ns, or s for the simulator); all NaN when D-1 has no run."""
+    if not len(known):
+        return np.full(len(issued), np.nan), np.full(len(issued), np.nan)
     i = np.searchsorted(known, np.asarray(issued) - day, side="right") - 1  # D-1's latest run issued <= t - 24 h
     j = np.maximum(i, 0)
     lag = obs_max - forecast_high

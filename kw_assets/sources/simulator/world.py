@@ -206,8 +206,7 @@ def _run_features(w: WeatherDay, insight: float, seed: int) -> tuple[np.ndarray,
     prev2 = np.concatenate([[np.nan, np.nan], high[:-2]])[: len(high)]
     k = lead > 0
     known, known_high, obs_max = _yesterday(w.city, w.day, seed, insight)
-    lag, yesterday_high = (emos.lag_at(run_ids[k], known, known_high, obs_max, 86400) if len(known)
-                           else (np.full(int(k.sum()), np.nan), np.full(int(k.sum()), np.nan)))
+    lag, yesterday_high = emos.lag_at(run_ids[k], known, known_high, obs_max, 86400)
     return lead[k], high[k], prev1[k], prev2[k], low[k], np.full(int(k.sum()), float(w.official_high)), lag, yesterday_high
 
 
