@@ -88,7 +88,8 @@ def check_partitions(table: str, source: str | None, produce: Produce, required:
             for t in required:
                 if data[t].empty:
                     raise DataError(t, "<rows>", f"no {t} stored for {city.key} {day}: materialize {t} first")
-            frame = produce(city, day, data).assign(city=city.key, climate_day=pd.Timestamp(day))
+            frame = produce(city, day, data).copy(deep=False)  # new columns only: no copy of the produced ones
+            frame["city"], frame["climate_day"] = city.key, pd.Timestamp(day).as_unit("ns")
             if "source" not in frame.columns:
                 inherited = [f["source"].iloc[0] for f in data.values() if len(f) and "source" in f.columns]
                 frame["source"] = source or (inherited[0] if inherited else None)

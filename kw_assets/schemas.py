@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache, partial
 from typing import Annotated, Iterable
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera import dtypes
@@ -23,6 +24,7 @@ from kw_assets.model.embargo import EMBARGO_DAYS, last_known_day
 from kw_assets.sources import SOURCES
 
 UTC = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
+NAT = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
 
 
 @pandas_engine.Engine.register_dtype
@@ -124,8 +126,7 @@ class KalshiCandles(_Partitioned):
 
     @row_check(error="end_period_ts: candles of a market must arrive in strictly increasing time order")
     def increasing_time(cls, df: pd.DataFrame) -> Series[bool]:
-        step = df.groupby(["city", "climate_day", "market_ticker"], sort=False)["end_period_ts"].diff()
-        return step.isna() | (step > pd.Timedelta(0))
+        return _regular(df, "end_period_ts")
 
     @row_check(error="low <= open, close <= high within every OHLC group")
     def ohlc_consistent(cls, df: pd.DataFrame) -> Series[bool]:
@@ -223,9 +224,8 @@ class MinutePanel(_Partitioned):
 
     @row_check(error="p_norm: renormalized bracket probabilities must sum to 1 (within 1e-9) each minute")
     def p_norm_sums_to_one(cls, df: pd.DataFrame) -> Series[bool]:
-        groups = df.groupby(["city", "climate_day", "minute_ts"])["p_norm"]
-        total, known = groups.transform("sum"), groups.transform("count")
-        return (known == 0) | ((total - 1).abs() <= 1e-9)
+        total, known = minute_totals(df, "p_norm", "minute_ts")
+        return pd.Series((known == 0) | (np.abs(total - 1) <= 1e-9), index=df.index)
 
     @row_check(error="minute_ts: one regular minute grid, increasing, per bracket")
     def monotone_minutes(cls, df: pd.DataFrame) -> Series[bool]:
@@ -313,15 +313,50 @@ class OrderbookSpreads(pa.DataFrameModel):
                 & (df["half_spread_p75"] <= df["half_spread_p90"]))
 
 
+def group_codes(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """One int64 code per row for its combination of ``columns`` (-1 where any is missing): the rules below
+    group on it with numpy, which is several times cheaper than a pandas groupby over text and times."""
+    codes = np.zeros(len(df), dtype=np.int64)
+    missing = np.zeros(len(df), dtype=bool)
+    for name in columns:
+        own, uniques = pd.factorize(df[name])
+        missing |= own < 0
+        codes, _ = pd.factorize(codes * (len(uniques) + 1) + own)
+    return np.where(missing, -1, codes)
+
+
 def _regular(df: pd.DataFrame, time_column: str, step: pd.Timedelta | None = None) -> pd.Series:
-    """Times increase per bracket (by exactly ``step`` when given)."""
-    diff = df.groupby(["city", "climate_day", "market_ticker"], sort=False)[time_column].diff()
-    return diff.isna() | ((diff == step) if step is not None else (diff > pd.Timedelta(0)))
+    """Times increase per bracket (by exactly ``step`` when given), row after row of the same bracket in the
+    frame's order; a row whose time or predecessor's time is missing passes (its column check fails it)."""
+    codes = group_codes(df, ["city", "climate_day", "market_ticker"])
+    order = np.argsort(codes, kind="stable")
+    stamps = df[time_column].to_numpy("datetime64[ns]").astype("int64")[order]
+    sorted_codes = codes[order]
+    same = (np.diff(sorted_codes) == 0) & (sorted_codes[1:] >= 0)
+    gap = np.diff(stamps)
+    ok = (gap == step.value) if step is not None else (gap > 0)
+    known = (stamps[1:] != NAT) & (stamps[:-1] != NAT)
+    passed = np.ones(len(df), dtype=bool)
+    passed[order[1:]] = ~same | ~known | ok
+    return pd.Series(passed, index=df.index)
+
+
+def minute_totals(df: pd.DataFrame, column: str, time_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the sum of ``column`` over its (city, climate_day, time) and how many of those values are known
+    (missing values add nothing, as in a pandas sum); rows with a missing key get NaN and 0."""
+    codes = group_codes(df, ["city", "climate_day", time_column])
+    keyed = codes >= 0
+    values = df[column].to_numpy(float)
+    known = ~np.isnan(values) & keyed
+    bins = np.where(keyed, codes, 0)
+    total = np.bincount(bins, weights=np.where(known, values, 0.0))[bins]
+    count = np.bincount(bins, weights=known.astype(float))[bins]
+    return np.where(keyed, total, np.nan), np.where(keyed, count, 0.0)
 
 
 def _sums_to_one(df: pd.DataFrame, column: str, time_column: str) -> pd.Series:
-    groups = df.groupby(["city", "climate_day", time_column])[column]
-    return (groups.transform("sum") - 1).abs() <= 1e-9
+    total, _ = minute_totals(df, column, time_column)
+    return pd.Series(np.abs(total - 1) <= 1e-9, index=df.index)
 
 
 class WeatherPmf(_Partitioned):
@@ -605,7 +640,11 @@ def conform(table: str, df: pd.DataFrame, only: Iterable[str] | None = None) -> 
     if only is not None:
         keep = set(only)
         cols = {n: c for n, c in cols.items() if n in keep}
-    out = df.reindex(columns=list(cols))
+    names = list(cols)
+    # a frame already in order shares its columns (a reindex would copy and consolidate every block: a tenth
+    # of a step's own time when it writes what its workers conformed); a changed column is set on a shallow
+    # copy, never on the caller's frame
+    out = df.copy(deep=False) if list(df.columns) == names else df.reindex(columns=names)
     for name, col in cols.items():
         dtype, have = str(col.dtype), str(out[name].dtype)
         if have == dtype:
@@ -629,7 +668,7 @@ def conform(table: str, df: pd.DataFrame, only: Iterable[str] | None = None) -> 
 
 def validate(table: str, df: pd.DataFrame, partition: str | None = None) -> pd.DataFrame:
     try:
-        return schema(table).validate(df, lazy=True)
+        return schema(table).validate(df, lazy=True, inplace=True)  # nothing is coerced: no copy needed
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         row_rules = {c.error for c in schema(table).checks}

@@ -42,3 +42,56 @@ def test_numbers_read_pandas_string_and_nullable_columns():
     assert pd.isna(numbers(pd.Series([1.0, None], dtype="Float64"), "t", "f")[1])
     with pytest.raises(DataError, match="row 1: not a number: 'x'"):
         numbers(pd.Series(["1", "x"], dtype="string"), "t", "f")
+
+
+def fused(minutes: int = 4) -> pd.DataFrame:
+    """Two partitions x 3 brackets x ``minutes`` minutes of a valid fused PMF, rows in minute order."""
+    frames = []
+    for city, day in (("ny", "2025-06-01"), ("chi", "2025-06-01")):
+        t = pd.date_range(f"{day}T04:00Z", periods=minutes, freq="1min")
+        for b, p in enumerate((0.2, 0.3, 0.5)):
+            frames.append(pd.DataFrame({"city": city, "climate_day": pd.Timestamp(day), "source": "simulated",
+                                        "minute_ts": t, "market_ticker": f"KXHIGH-{city}-B{b}", "bracket_index": b,
+                                        "p_market": p, "p_weather": p, "w_market": 0.6, "p_fused": p, "hazard": 0.1}))
+    return conform("fused_pmf", pd.concat(frames).sort_values(["city", "minute_ts"], kind="stable").reset_index(drop=True))
+
+
+def failing(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    with pytest.raises(TableInvalid) as err:
+        validate(table, frame)
+    return err.value.failures
+
+
+def test_minute_rules_group_by_partition_minute_and_bracket_in_any_row_order():
+    good = fused()
+    by_bracket = good.sort_values(["bracket_index", "city"], kind="stable")  # another layout, each bracket in time order
+    assert len(validate("fused_pmf", by_bracket)) == len(validate("fused_pmf", good)) == 24
+    # one minute of one partition sums to 1.01: exactly its 3 rows fail, not the other partition's same minute
+    off = good.copy()
+    off.loc[(off["city"] == "chi") & (off["minute_ts"] == off["minute_ts"].min() + pd.Timedelta(minutes=2))
+            & (off["bracket_index"] == 0), "p_fused"] = 0.21
+    cases = failing("fused_pmf", off)
+    summed = cases[cases["check"].str.startswith("p_fused: fused PMF must sum to 1")]
+    assert sorted(summed["index"].unique().tolist()) == sorted(off.index[(off["city"] == "chi") & (
+        off["minute_ts"] == off["minute_ts"].min() + pd.Timedelta(minutes=2))].tolist())
+    # a bracket whose minutes go back in time fails on the row that goes back, not the other brackets' rows
+    back = good.copy()
+    rows = back.index[(back["city"] == "ny") & (back["bracket_index"] == 1)]
+    back.loc[rows[2], "minute_ts"] = back.loc[rows[0], "minute_ts"] - pd.Timedelta(minutes=5)
+    cases = failing("fused_pmf", back)
+    assert cases.loc[cases["check"] == "minute_ts: increasing per bracket", "index"].unique().tolist() == [rows[2]]
+
+
+def test_the_panel_grid_is_one_minute_per_bracket_and_a_minute_with_no_price_is_not_summed():
+    panel_like = fused().rename(columns={"p_fused": "p_norm"})
+    from kw_assets.schemas import _regular, minute_totals
+    assert _regular(panel_like, "minute_ts", pd.Timedelta(minutes=1)).all()
+    gap = panel_like.drop(panel_like.index[(panel_like["city"] == "ny") & (panel_like["bracket_index"] == 2)][1])
+    assert (~_regular(gap, "minute_ts", pd.Timedelta(minutes=1))).sum() == 1  # the minute after the hole
+    unknown = panel_like.copy()
+    first = unknown["minute_ts"] == unknown["minute_ts"].min()
+    unknown.loc[first & (unknown["city"] == "ny"), "p_norm"] = float("nan")
+    unknown.loc[first & (unknown["city"] == "chi") & (unknown["bracket_index"] == 0), "p_norm"] = float("nan")
+    total, known = minute_totals(unknown, "p_norm", "minute_ts")
+    assert known[first & (unknown["city"] == "ny")].tolist() == [0, 0, 0]  # no price that minute: nothing to sum
+    assert total[first & (unknown["city"] == "chi")].round(12).tolist() == [0.8, 0.8, 0.8]  # the known ones: 0.3 + 0.5

@@ -62,7 +62,9 @@ class Calibrator:
     def describe(self) -> dict:
         effective = self.method if self.model is not None else "none"
         return {"calibration_method": effective, "calibration_requested": self.method,
-                "fit_start": self.fit_start, "fit_end": self.fit_end, "fit_days": self.fit_days,
+                "fit_start": pd.Timestamp(self.fit_start or pd.NaT).as_unit("ns"),  # stamps, not dates: a column of
+                "fit_end": pd.Timestamp(self.fit_end or pd.NaT).as_unit("ns"),      # dates is parsed value by value
+                "fit_days": self.fit_days,
                 "fit_samples": self.fit_samples, "temperature": self.temperature if effective == "temperature" else np.nan}
 
 

@@ -130,3 +130,39 @@ def test_freed_arrays_go_back_to_the_os_once_the_mmap_threshold_is_fixed():
                                      check=True).stdout) for mode in ("default", "fixed")}
     assert held["default"] >= 250, held  # glibc's own behaviour, which the fix is for
     assert held["fixed"] <= 40, held
+
+
+CHURN = """
+import ctypes, gc, resource, sys
+import numpy as np
+from kw_assets import parallel
+
+def churn(items):
+    if sys.argv[1] == "returned":  # as the step's own process: every freed block back to the OS
+        parallel.return_large_frees_to_os()
+        ctypes.CDLL("libc.so.6").mallopt(parallel.M_TRIM_THRESHOLD, 128 * 1024)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        a = np.ones(3 * 2**17)  # 3 MiB, 768 pages (numpy's huge pages start at 4 MiB)
+    del a
+    return [(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, gc.get_freeze_count() > 0)]
+
+parallel.return_large_frees_to_os()  # the step's process, as definitions.py sets it
+[[(faults, frozen)], _] = parallel.start(churn, [0, 1], workers=2).result()
+print(faults, frozen)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm") or not parallel.keep_freed_memory(), reason="glibc on Linux")
+def test_a_worker_reuses_the_memory_it_frees_instead_of_faulting_it_in_again():
+    """Why a worker keeps its freed memory: each page the OS hands over is a fault the kernel zeroes, and a worker
+    that returned every column to the OS spent a third of its CPU time on them (README, session 15)."""
+    import subprocess
+    import sys
+    got = {}
+    for mode in ("worker", "returned"):
+        out = subprocess.run([sys.executable, "-c", CHURN, mode], capture_output=True, text=True, check=True).stdout.split()
+        got[mode] = (int(out[0]), out[1] == "True")
+    assert got["worker"][0] < 5_000, got  # two arrays' pages, then reused
+    assert got["returned"][0] > 30_000, got  # 768 pages, 50 times
+    assert got["worker"][1]  # the inherited objects are out of the worker's collections
