@@ -3,6 +3,7 @@ tests of a DuckDB-only behaviour say so in their names."""
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -300,6 +301,6 @@ def test_splitting_a_read_by_partition_keeps_each_partitions_rows_in_order_wheth
         parts = split_by_partition(frame)
         assert sorted(parts) == [("chi", d1), ("ny", d1), ("ny", d2)]
         assert parts[("ny", d1)]["temp_f"].tolist() == ny_d1 and parts[("chi", d1)]["temp_f"].tolist() == [4.0, 5.0]
-    parts = split_by_partition(together)
-    parts[("ny", d1)].loc[:, "temp_f"] = 0.0  # a partition's frame is its own: writing to it leaves the read alone
-    assert together["temp_f"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    parts = split_by_partition(together)  # contiguous: each partition is a view of the read, nothing copied
+    assert all(np.shares_memory(p["temp_f"].to_numpy(), together["temp_f"].to_numpy()) for p in parts.values())
+    assert [p.index.tolist() for p in parts.values()] == [[0, 1], [2], [3, 4]]
