@@ -319,9 +319,9 @@ def group_codes(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
     codes = np.zeros(len(df), dtype=np.int64)
     missing = np.zeros(len(df), dtype=bool)
     for name in columns:
-        own, uniques = pd.factorize(df[name])
+        own, uniques = pd.factorize(df[name])  # -1: missing
         missing |= own < 0
-        codes, _ = pd.factorize(codes * (len(uniques) + 1) + own)
+        codes, _ = pd.factorize(codes * (len(uniques) + 1) + (own + 1))
     return np.where(missing, -1, codes)
 
 

@@ -62,10 +62,13 @@ class Calibrator:
     def describe(self) -> dict:
         effective = self.method if self.model is not None else "none"
         return {"calibration_method": effective, "calibration_requested": self.method,
-                "fit_start": pd.Timestamp(self.fit_start or pd.NaT).as_unit("ns"),  # stamps, not dates: a column of
-                "fit_end": pd.Timestamp(self.fit_end or pd.NaT).as_unit("ns"),      # dates is parsed value by value
-                "fit_days": self.fit_days,
+                "fit_start": _stamp(self.fit_start), "fit_end": _stamp(self.fit_end), "fit_days": self.fit_days,
                 "fit_samples": self.fit_samples, "temperature": self.temperature if effective == "temperature" else np.nan}
+
+
+def _stamp(day: dt.date | None) -> pd.Timestamp:
+    """A day as a timestamp (NaT for None): a column of dates would be parsed value by value when written."""
+    return pd.Timestamp(day or pd.NaT).as_unit("ns")
 
 
 def fit_calibrator(method: str, p: np.ndarray, winner: np.ndarray, min_samples: int = 500) -> Calibrator:
