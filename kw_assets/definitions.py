@@ -20,7 +20,7 @@ from kw_assets.defs.materialize import table_metadata
 from kw_assets.parallel import return_large_frees_to_os
 from kw_assets.schemas import TABLES
 
-return_large_frees_to_os()  # in every process of the code location: steps, their forked workers, the daemon
+return_large_frees_to_os()  # every process of the code location (steps, the daemon); a forked worker keeps what it frees
 
 def _with_table_metadata(spec: dg.AssetSpec) -> dg.AssetSpec:
     table = spec.key.to_user_string()

@@ -26,6 +26,8 @@ from kw_assets.sources.clock import Clock
 from kw_assets.sources.kalshi.client import KalshiClient
 from kw_assets.sources.kalshi.signing import KalshiSigner
 from kw_assets.sources.simulator.exchange import SimulatedExchange
+from kw_assets.sources.simulator.world import Agents
+from kw_assets.sources.simulator.world_store import WorldStore
 from kw_assets.sources.simulator.ws_exchange import ExchangeServer, SimulatedMarketServer, WsFaults
 
 START = dt.datetime(2025, 7, 1, 15, tzinfo=dt.timezone.utc)
@@ -193,8 +195,14 @@ def test_a_message_it_cannot_parse_is_a_gap_and_a_fresh_subscription_not_a_crash
 
 def test_a_newly_listed_event_is_added_and_a_closed_one_dropped_without_reconnecting(tmp_path, key):
     start = dt.datetime(2025, 7, 2, 4, 50, tzinfo=dt.timezone.utc)  # the 1 July event closes at 04:59
+    # the listed days' worlds, built before the clock runs: a listing then loads them (~1 ms each) instead of
+    # building 2-3 (~0.1 s each, more on a busy machine, minutes of this clock) while the bound below counts
+    store = WorldStore(tmp_path / "worlds")
+    for day in (dt.date(2025, 7, 1), dt.date(2025, 7, 2), dt.date(2025, 7, 3)):
+        store.world(get_city("ny"), day, 7, Agents())
     clock = Clock.simulated(start, speed=SPEED)
-    server = SimulatedMarketServer(SimulatedExchange(seed=7, now=clock.now), clock, verify_key=key[0].public_key())
+    server = SimulatedMarketServer(SimulatedExchange(seed=7, now=clock.now, store=store), clock,
+                                   verify_key=key[0].public_key())
     with ExchangeServer(server) as running, KalshiClient(running.rest_url, requests_per_second=None) as rest:
         recorder = Recorder([get_city("ny")], rest, SegmentWriter(tmp_path), RecorderConfig(ws_url=running.ws_url, refresh_s=120),
                             signer=KalshiSigner("test-key", key[1]), clock=clock)
