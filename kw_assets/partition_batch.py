@@ -115,7 +115,7 @@ def check_partitions(table: str, source: str | None, produce: Produce, required:
 def split_by_partition(frame: pd.DataFrame) -> dict[tuple[str, dt.date], pd.DataFrame]:
     """Rows of each (city, climate_day), in their order, grouped on one integer key. A warehouse read keeps
     each partition's rows together (they were written together), so the usual case is one slice each: a
-    view of the read, not a copy (copying was a quarter of the sweep's reading)."""
+    view of the read, not a copy (copying was a third of the sweep's reading). No caller reuses the read."""
     if frame.empty:
         return {}
     city_code, cities = pd.factorize(frame["city"])
