@@ -1,16 +1,18 @@
 """Partition work in forked worker processes, so a backfill uses every core while only the step's own
 process opens the DuckDB file (reads and writes stay in the parent).
 
-A job is a function and a list of items. The parent forks one process per slice of items; each child
+A job is a function and a list of items. ``start`` forks one process per slice of items; each child
 inherits the job (inputs already in memory, copy-on-write), runs it, and sends back its results and the
-log records of the project's loggers, which the parent re-emits in order. A child never writes to the
-Dagster instance or to the warehouse. Where fork is unavailable, for a single item, or in a daemonic process
+log records of the project's loggers, which the parent re-emits in order. A ``Pool`` forks its workers once,
+for a step's many chunks: they inherit the job and receive each chunk's items through a pipe. A child never
+writes to the Dagster instance or to the warehouse. Where fork is unavailable, for a single item, or in a daemonic process
 (a Celery prefork pool's child, which may not have children: run Celery workers with ``--pool=solo``), the job
 runs inline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
@@ -18,39 +20,58 @@ import multiprocessing as mp
 import os
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from threadpoolctl import threadpool_limits
 
 LOGGER = "kw_assets"
 
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+_MALLOPT = {"trim_threshold": -1, "mmap_threshold": -3}  # glibc's mallopt parameters (M_TRIM_THRESHOLD, ...)
+
+
+def _mallopt(**settings: int) -> bool:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return all(bool(libc.mallopt(_MALLOPT[name], value)) for name, value in settings.items())
+    except (OSError, AttributeError, KeyError):
+        return False
 
 
 def return_large_frees_to_os(threshold: int = 128 * 1024) -> bool:
     """Have glibc serve every allocation of ``threshold`` bytes or more (a column, a block of a frame) by its
-    own mmap, returned to the OS when freed. By default glibc raises that threshold after each such free (up
-    to 32 MiB), and the arrays of a long backfill then come from the heap, whose freed holes the process keeps:
-    setting it fixes it. The year x 7 backfill's memory depends on it (README, Benchmarks). False where there
-    is no glibc (nothing changes)."""
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, threshold))
-    except (OSError, AttributeError):
-        return False
+    own mmap, returned to the OS when freed, and trim the heap's free top beyond it. By default glibc raises
+    that threshold after each such free (up to 32 MiB), and the arrays of a long backfill then come from the
+    heap, whose freed holes the process keeps: setting it fixes it. The year x 7 backfill's memory depends on
+    it (README, Benchmarks). False where there is no glibc (nothing changes)."""
+    return _mallopt(mmap_threshold=threshold, trim_threshold=threshold)
 
 
 def keep_freed_memory(threshold: int = 32 * 1024 * 1024) -> bool:
-    """For a short-lived worker: serve allocations below ``threshold`` from the heap and keep what is freed, so
-    the next frame reuses those pages. Each page a process gets from the OS costs a fault the kernel zeroes;
-    with every column in its own mapping, returned when freed, a worker faulted in ~450 MB for a chunk of
-    16 calibrated partitions, and the faults were a third of its CPU time. The worker's memory goes back at
-    its exit. False where there is no glibc."""
+    """Serve allocations below ``threshold`` from the heap and keep what is freed, so the next frame reuses
+    those pages. Each page a process gets from the OS costs a fault the kernel zeroes; with every column in
+    its own mapping, returned when freed, a worker faulted in ~450 MB for a chunk of 16 calibrated
+    partitions, and the faults were a third of its CPU time. A worker's memory goes back at its exit; a
+    step's, at the end of ``reusing_freed_memory``. False where there is no glibc."""
+    return _mallopt(mmap_threshold=threshold, trim_threshold=2 * threshold)
+
+
+@contextlib.contextmanager
+def reusing_freed_memory() -> Iterator[bool]:
+    """A step's partition loop keeps the memory it frees (``keep_freed_memory``), then hands back what it
+    holds free and returns to ``return_large_frees_to_os``. The loop reads, hands over and writes a chunk
+    every second or so: with each column in a fresh mapping, a third of its process's time went to the
+    kernel's page faults."""
+    kept = keep_freed_memory()
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 * threshold))
-    except (OSError, AttributeError):
-        return False
+        yield kept
+    finally:
+        if kept:
+            return_large_frees_to_os()
+            try:
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
+            except (OSError, AttributeError):
+                pass
 
 
 def default_workers() -> int:
@@ -68,20 +89,46 @@ class _Records(logging.Handler):
 
 
 def _child(job: Callable[[Any], Any], items: Sequence[Any], conn) -> None:
+    buffer = _worker_setup()
+    try:
+        conn.send(_run(job, items, buffer))
+    finally:
+        conn.close()
+        os._exit(0)
+
+
+def _worker_setup() -> "_Records":
     gc.freeze()  # the inherited objects: a collection here would write to each one's page, copying them all
     keep_freed_memory()
     logger = logging.getLogger(LOGGER)
     buffer = _Records()
     logger.handlers, logger.propagate = [buffer], False  # the parent's handlers write to the instance: not here
+    return buffer
+
+
+def _run(job: Callable[[Any], Any], items: Sequence[Any], buffer: "_Records") -> tuple:
+    buffer.records = []
     try:
         # one BLAS thread per worker: with the BLAS default (one per core) the workers oversubscribed the
         # cores and the simulated markets ran 2.7x slower
         with threadpool_limits(limits=1):
-            payload = ("ok", job(items), buffer.records)
+            return ("ok", job(items), buffer.records)
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
-        payload = ("error", traceback.format_exc(), buffer.records)
+        return ("error", traceback.format_exc(), buffer.records)
+
+
+def _serve(job: Callable[[Any], Any], conn) -> None:
+    """A pool worker: run ``job`` on each slice received until told to stop (None) or the parent is gone."""
+    buffer = _worker_setup()
     try:
-        conn.send(payload)
+        while True:
+            try:
+                items = conn.recv()
+            except (EOFError, OSError):
+                break
+            if items is None:
+                break
+            conn.send(_run(job, items, buffer))
     finally:
         conn.close()
         os._exit(0)
@@ -101,9 +148,13 @@ class Pending:
         out: list = []
         errors = []
         for proc, conn in self.handles:
-            status, value, records = conn.recv()
-            conn.close()
-            proc.join()
+            try:
+                status, value, records = conn.recv()
+            except EOFError:  # the worker died without answering (killed, out of memory)
+                raise RuntimeError("a partition worker exited without a result (killed?)") from None
+            if proc is not None:  # a process of its own, not a pool's worker
+                conn.close()
+                proc.join()
             for level, message in records:
                 if log:
                     log(level, message)
@@ -116,16 +167,73 @@ class Pending:
         return out
 
 
+def _forkable(workers: int) -> bool:
+    return workers > 1 and "fork" in mp.get_all_start_methods() and not mp.current_process().daemon
+
+
+def _bounds(n_items: int, workers: int) -> list[tuple[int, int]]:
+    n = min(workers, n_items)
+    cuts = [round(i * n_items / n) for i in range(n + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+class Pool:
+    """Workers forked once, when the pool opens: each inherits ``job`` and what it refers to, then runs it on
+    every slice ``submit`` sends it. A step with a chunk of partitions every few seconds forked two processes
+    per chunk before; each fork made every page the step's process then wrote (DuckDB's buffers, its frames)
+    a copy-on-write fault, and the step's own process, which reads and writes, is what a backfill waits for.
+    Inline (no processes) where ``start`` would be. ``submit`` only after the previous ``Pending`` is read:
+    a worker answers before it reads its next slice."""
+
+    def __init__(self, job: Callable[[Sequence[Any]], Any], workers: int):
+        self.job, self.handles = job, []
+        if _forkable(workers):
+            ctx = mp.get_context("fork")
+            for _ in range(workers):
+                here, there = ctx.Pipe(duplex=True)
+                proc = ctx.Process(target=_serve, args=(job, there), daemon=True)
+                proc.start()
+                there.close()
+                self.handles.append((proc, here))
+
+    def submit(self, items: Sequence[Any]) -> Pending:
+        """Contiguous slices of ``items``, one per worker; ``Pending.result()`` gives ``job``'s value for each."""
+        if not self.handles or len(items) < 2:
+            return Pending(inline=[self.job(items)])
+        pending = Pending()
+        for (a, b), (_, conn) in zip(_bounds(len(items), len(self.handles)), self.handles):
+            conn.send(list(items[a:b]))
+            pending.handles.append((None, conn))
+        return pending
+
+    def close(self) -> None:
+        for proc, conn in self.handles:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+            conn.close()
+        for proc, _ in self.handles:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+        self.handles = []
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def start(job: Callable[[Sequence[Any]], list], items: Sequence[Any], workers: int) -> Pending:
     """Run ``job`` over contiguous slices of ``items`` in up to ``workers`` forked processes;
     ``Pending.result()`` gives ``job``'s value for each slice, in order."""
-    if workers <= 1 or len(items) < 2 or "fork" not in mp.get_all_start_methods() or mp.current_process().daemon:
+    if len(items) < 2 or not _forkable(workers):
         return Pending(inline=[job(items)])
     ctx = mp.get_context("fork")
-    n = min(workers, len(items))
-    bounds = [round(i * len(items) / n) for i in range(n + 1)]
     pending = Pending()
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in _bounds(len(items), workers):
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, args=(job, items[a:b], send), daemon=True)
         proc.start()

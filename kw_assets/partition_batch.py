@@ -1,8 +1,8 @@
 """Producing a run's partitions of one table, without Dagster: partitions go city by city in date order,
 in chunks (a worker's slice is then consecutive days of one city, whose history the simulated source
-builds once). For each chunk the inputs are read with one query per upstream table, ``workers`` forked
-processes produce, conform and validate the partitions, and the caller writes them while the next chunk
-computes. A derived row carries the ``source`` of its partition's first non-empty input.
+builds once). For each chunk the inputs are read with one query per upstream table, ``workers`` processes
+(forked once per run of ``produced``) produce, conform and validate the partitions, and the caller writes them
+while the next chunk computes. A derived row carries the ``source`` of its partition's first non-empty input.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from kw_assets import parallel
 from kw_assets.cities import City
 from kw_assets.errors import DataError
+from kw_assets.reporting import markdown_table
 from kw_assets.schemas import TableInvalid, conform, validate
 from kw_assets.sources.http import ApiError
 from kw_assets.warehouse import Warehouse
@@ -28,53 +30,105 @@ Inputs = tuple[str, ...] | dict[str, tuple[str, ...] | None]  # upstream tables,
 Produce = Callable[[City, dt.date, dict[str, pd.DataFrame]], pd.DataFrame]
 
 
+PREVIEW_ROWS = 5
+
+
+class Summary(NamedTuple):
+    """What a step reports of one written partition, worked out where the partition was produced."""
+
+    rows: int
+    span: tuple[str, str] | None  # the time column's first and last value
+    preview: str  # its first rows, as Markdown
+    sources: tuple[str, ...]
+
+
 class Outcome(NamedTuple):
-    """One partition, produced and validated: its frame, or the error that rejected it."""
+    """One partition, produced and validated: its frame, or the error that rejected it. From ``produced``, the
+    frame is an Arrow table (a slice of its worker's) and ``summary`` says what it holds."""
 
     city: City
     day: dt.date
     key: str
-    frame: pd.DataFrame | None
+    frame: pd.DataFrame | pa.Table | None
     error: Exception | None
+    summary: Summary | None = None
 
 
 def produced(warehouse: Warehouse, table: str, pairs: list[tuple[City, dt.date, str]], produce: Produce,
              inputs: Inputs = (), required: tuple[str, ...] = (), source: str | None = None, workers: int = 1,
              counters: Callable[[], dict[str, int]] | None = None, log: Callable[[int, str], None] | None = None,
-             spent: dict[str, float] | None = None) -> Iterator[tuple[list[Outcome], dict[str, int]]]:
-    """Each chunk's outcomes with the change of ``counters`` (e.g. a client's requests and retries) in the
-    workers. ``source`` is written on every row of a fetched table (None for a derived one); ``required``
-    tables must have rows for a partition; ``spent`` collects seconds of reading and waiting for workers."""
+             spent: dict[str, float] | None = None, time_column: str | None = None
+             ) -> Iterator[tuple[list[Outcome], dict[str, int]]]:
+    """Each worker's outcomes with the change of ``counters`` (e.g. a client's requests and retries) in it.
+    ``source`` is written on every row of a fetched table (None for a derived one); ``required`` tables must
+    have rows for a partition; ``spent`` collects seconds of reading and waiting for workers; ``time_column``
+    is the one a partition's summary spans."""
     pairs = sorted(pairs, key=lambda p: (p[0].key, p[1]))
     needs = {t: (tuple(dict.fromkeys(("source", *cols))) if cols else None)
              for t, cols in (inputs.items() if isinstance(inputs, dict) else ((t, None) for t in inputs))}
     spent = spent if spent is not None else {}
+    job = functools.partial(_checked_slice, table, source, produce, required, counters, time_column)
     pending: parallel.Pending | None = None
-    for i in range(0, len(pairs) + PREFETCH_CHUNK, PREFETCH_CHUNK):
-        chunk = pairs[i:i + PREFETCH_CHUNK]
-        started = None
-        if chunk:
-            t0 = time.perf_counter()
-            loaded = {t: warehouse.read(t, [(c.key, d) for c, d, _ in chunk], cols) for t, cols in needs.items()}
-            split = {t: split_by_partition(f) for t, f in loaded.items()}
-            spent["read"] = spent.get("read", 0.0) + time.perf_counter() - t0
-            work = [(city, day, key, {t: split[t].get((city.key, day), loaded[t].iloc[:0]) for t in needs})
-                    for city, day, key in chunk]
-            job = functools.partial(_checked_slice, table, source, produce, required, counters)
-            started = parallel.start(job, work, workers)
-        if pending is not None:
-            t0 = time.perf_counter()
-            results = pending.result(log)
-            spent["wait for workers"] = spent.get("wait for workers", 0.0) + time.perf_counter() - t0
-            yield from results
-        pending = started
+    with parallel.reusing_freed_memory(), parallel.Pool(job, workers if len(pairs) > 1 else 1) as pool:
+        for i in range(0, len(pairs) + PREFETCH_CHUNK, PREFETCH_CHUNK):
+            chunk = pairs[i:i + PREFETCH_CHUNK]
+            work = None
+            if chunk:  # read while the workers compute the chunk before
+                t0 = time.perf_counter()
+                loaded = {t: warehouse.read(t, [(c.key, d) for c, d, _ in chunk], cols) for t, cols in needs.items()}
+                split = {t: split_by_partition(f) for t, f in loaded.items()}
+                spent["read"] = spent.get("read", 0.0) + time.perf_counter() - t0
+                work = [(city, day, key, {t: split[t].get((city.key, day), loaded[t].iloc[:0]) for t in needs})
+                        for city, day, key in chunk]
+            results = None
+            if pending is not None:
+                t0 = time.perf_counter()
+                results = pending.result(log)
+                spent["wait for workers"] = spent.get("wait for workers", 0.0) + time.perf_counter() - t0
+            # the next chunk goes out before this one is handed back, so the workers compute while it is written
+            pending = pool.submit(work) if work else None
+            for outcomes, counted, rows in results or ():
+                yield _sliced(outcomes, rows), counted
 
 
-def _checked_slice(table, source, produce, required, counters, work) -> tuple[list[Outcome], dict[str, int]]:
+def _checked_slice(table, source, produce, required, counters, time_column, work
+                   ) -> tuple[list[Outcome], dict[str, int], pa.Table | None]:
     before = counters() if counters else {}
     outcomes = check_partitions(table, source, produce, required, work)
     after = counters() if counters else {}
-    return outcomes, {k: after[k] - before.get(k, 0) for k in after}
+    outcomes, rows = handed_over(outcomes, time_column)
+    return outcomes, {k: after[k] - before.get(k, 0) for k in after}, rows
+
+
+def handed_over(outcomes: list[Outcome], time_column: str | None) -> tuple[list[Outcome], pa.Table | None]:
+    """A worker's valid partitions as one Arrow table, in order, each outcome with its summary instead of its
+    frame. The table crosses to the step's process as its buffers, where pickled frames were rebuilt object by
+    object, and DuckDB inserts from it without reading a Python string per row."""
+    frames = [o.frame for o in outcomes if o.frame is not None]
+    if not frames:
+        return outcomes, None
+    rows = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False).replace_schema_metadata(None)
+    return [o if o.frame is None else o._replace(frame=None, summary=summarize(o.frame, time_column))
+            for o in outcomes], rows
+
+
+def _sliced(outcomes: list[Outcome], rows: pa.Table | None) -> list[Outcome]:
+    """Each valid outcome's rows: its slice of the worker's table (no copy)."""
+    out, at = [], 0
+    for o in outcomes:
+        if o.summary is not None:
+            o = o._replace(frame=rows.slice(at, o.summary.rows))
+            at += o.summary.rows
+        out.append(o)
+    return out
+
+
+def summarize(frame: pd.DataFrame, time_column: str | None) -> Summary:
+    span = None
+    if time_column and len(frame):
+        span = (str(frame[time_column].min()), str(frame[time_column].max()))
+    sources = tuple(sorted(frame["source"].dropna().unique().tolist())) if "source" in frame.columns else ()
+    return Summary(len(frame), span, markdown_table(frame.head(PREVIEW_ROWS)) if len(frame) else "(no rows)", sources)
 
 
 def check_partitions(table: str, source: str | None, produce: Produce, required: tuple[str, ...],

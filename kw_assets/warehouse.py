@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from kw_assets.errors import DataError
 from kw_assets.schemas import PARTITION_COLUMNS, TABLES, conform, schema, sql_columns
@@ -30,17 +31,30 @@ _NANOSECONDS = {"TIMESTAMPTZ": "epoch_us({}) * 1000", "DATE": "date_diff('day', 
 _NAT = np.iinfo(np.int64).min
 
 
-def checked_writes(frames: dict[str, pd.DataFrame], partitions: Iterable[Partition],
-                   after: dict[str, tuple[str, pd.Timestamp]] | None = None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+Rows = pd.DataFrame | pa.Table
+
+
+def checked_writes(frames: dict[str, Rows], partitions: Iterable[Partition],
+                   after: dict[str, tuple[str, pd.Timestamp]] | None = None) -> tuple[dict[str, Rows], pd.DataFrame]:
     """The frames of a partition swap in their tables' schemas, and the partitions' keys; refuses rows of
-    other partitions, and rows not after the cut of a write that replaces only the rows after it."""
+    other partitions, and rows not after the cut of a write that replaces only the rows after it. An Arrow
+    table (a step's conformed and validated partitions, ``partition_batch.handed_over``) must have the
+    table's columns in order."""
     keys = pd.DataFrame(sorted(set(partitions)), columns=["city", "climate_day"])
     keys["climate_day"] = pd.to_datetime(keys["climate_day"])
     wanted = pd.MultiIndex.from_frame(keys)
     conformed = {}
     for table, frame in frames.items():
-        frame = conform(table, frame)
-        stray = ~pd.MultiIndex.from_arrays([frame["city"], frame["climate_day"]]).isin(wanted)
+        if isinstance(frame, pa.Table):
+            names = [n for n, _ in sql_columns(table)]
+            if frame.column_names != names or (after and table in after):
+                raise ValueError(f"{table}: an Arrow table to write needs the columns {names} in order "
+                                 f"(has {frame.column_names}), and no cut")
+            city, day = (frame.column(c).to_pandas() for c in PARTITION_COLUMNS)
+        else:
+            frame = conform(table, frame)
+            city, day = frame["city"], frame["climate_day"]
+        stray = ~pd.MultiIndex.from_arrays([city, day]).isin(wanted)
         if stray.any():
             raise ValueError(f"{table}: {int(stray.sum())} row(s) belong to partitions not being replaced")
         if after and table in after and (frame[after[table][0]] <= after[table][1]).any():
@@ -181,11 +195,11 @@ class Warehouse(HeldConnection):
         for n in schema_difference(table, Warehouse._columns(con, table)):
             con.execute(f'ALTER TABLE {table} ADD COLUMN "{n}" {want[n]}')
 
-    def replace_partitions(self, table: str, frame: pd.DataFrame, partitions: Iterable[Partition]) -> int:
+    def replace_partitions(self, table: str, frame: Rows, partitions: Iterable[Partition]) -> int:
         """Make ``frame`` the whole content of ``partitions`` in ``table``; returns rows written."""
         return self.replace_partitions_of({table: frame}, partitions)[table]
 
-    def replace_partitions_of(self, frames: dict[str, pd.DataFrame], partitions: Iterable[Partition],
+    def replace_partitions_of(self, frames: dict[str, Rows], partitions: Iterable[Partition],
                               after: dict[str, tuple[str, pd.Timestamp]] | None = None) -> dict[str, int]:
         """Make each frame the whole content of ``partitions`` in its table, all tables in one transaction
         (the live tail's tick and its settled swap land whole or not at all); rows written per table.
@@ -201,7 +215,7 @@ class Warehouse(HeldConnection):
                 deletes[table] += f" AND t.{column} > TIMESTAMPTZ '{pd.Timestamp(t).isoformat()}'"
         return self._swap(conformed, deletes, keys)
 
-    def _swap(self, frames: dict[str, pd.DataFrame], delete_sql: dict[str, str], keys: pd.DataFrame | None = None) -> dict[str, int]:
+    def _swap(self, frames: dict[str, Rows], delete_sql: dict[str, str], keys: pd.DataFrame | None = None) -> dict[str, int]:
         """Delete and insert in one transaction: readers see the old rows or the new ones, never a mix."""
         with self.connect() as con:
             for table in frames:

@@ -83,6 +83,7 @@ class PostgresWarehouse(HeldConnection):
                               after: dict[str, tuple[str, pd.Timestamp]] | None = None) -> dict[str, int]:
         """As ``Warehouse.replace_partitions_of``: every table's partitions swapped in one transaction."""
         conformed, keys = checked_writes(frames, partitions, after)
+        conformed = {t: conform(t, f.to_pandas()) if isinstance(f, pa.Table) else f for t, f in conformed.items()}
         cities = keys["city"].tolist()
         days = [d.date() for d in keys["climate_day"]]
         with self.connect() as con:

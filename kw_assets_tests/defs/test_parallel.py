@@ -133,14 +133,13 @@ def test_freed_arrays_go_back_to_the_os_once_the_mmap_threshold_is_fixed():
 
 
 CHURN = """
-import ctypes, gc, resource, sys
+import gc, resource, sys
 import numpy as np
 from kw_assets import parallel
 
 def churn(items):
-    if sys.argv[1] == "returned":  # as the step's own process: every freed block back to the OS
+    if sys.argv[1] == "returned":  # as the code location's processes: every freed block back to the OS
         parallel.return_large_frees_to_os()
-        ctypes.CDLL("libc.so.6").mallopt(parallel.M_TRIM_THRESHOLD, 128 * 1024)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(50):
         a = np.ones(3 * 2**17)  # 3 MiB, 768 pages (numpy's huge pages start at 4 MiB)
