@@ -68,10 +68,15 @@ def reusing_freed_memory() -> Iterator[bool]:
     finally:
         if kept:
             return_large_frees_to_os()
-            try:
-                ctypes.CDLL("libc.so.6").malloc_trim(0)
-            except (OSError, AttributeError):
-                pass
+            give_back_free_memory()
+
+
+def give_back_free_memory() -> None:
+    """Return the heap's free pages to the OS (glibc's ``malloc_trim``; nothing elsewhere)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def default_workers() -> int:
@@ -188,6 +193,7 @@ class Pool:
     def __init__(self, job: Callable[[Sequence[Any]], Any], workers: int):
         self.job, self.handles = job, []
         if _forkable(workers):
+            give_back_free_memory()  # free pages a worker inherits become its own copies once this process reuses them
             ctx = mp.get_context("fork")
             for _ in range(workers):
                 here, there = ctx.Pipe(duplex=True)

@@ -24,7 +24,9 @@ from kw_assets.schemas import TableInvalid, conform, validate
 from kw_assets.sources.http import ApiError
 from kw_assets.warehouse import Warehouse
 
-PREFETCH_CHUNK = 32
+# partitions read at once. A chunk's inputs are in memory twice over, in the step's process and (sent) in its
+# workers: 16 rather than 32 keeps a year x 7's processes ~200-370 MiB smaller per step, at most ~3% slower
+PREFETCH_CHUNK = 16
 BAD_INPUT = (DataError, TableInvalid, ApiError)
 Inputs = tuple[str, ...] | dict[str, tuple[str, ...] | None]  # upstream tables, or tables -> the columns used
 Produce = Callable[[City, dt.date, dict[str, pd.DataFrame]], pd.DataFrame]
@@ -69,17 +71,20 @@ def produced(warehouse: Warehouse, table: str, pairs: list[tuple[City, dt.date, 
     spent = spent if spent is not None else {}
     job = functools.partial(_checked_slice, table, source, produce, required, counters, time_column)
     pending: parallel.Pending | None = None
-    with parallel.reusing_freed_memory(), parallel.Pool(job, workers if len(pairs) > 1 else 1) as pool:
+    # the workers are forked before the step's connection opens: pages the step's process rewrites later (DuckDB's
+    # buffers) would stay in each worker as its own copy
+    with parallel.reusing_freed_memory(), parallel.Pool(job, workers if len(pairs) > 1 else 1) as pool, \
+            warehouse.held():
         for i in range(0, len(pairs) + PREFETCH_CHUNK, PREFETCH_CHUNK):
-            chunk = pairs[i:i + PREFETCH_CHUNK]
+            these = pairs[i:i + PREFETCH_CHUNK]
             work = None
-            if chunk:  # read while the workers compute the chunk before
+            if these:  # read while the workers compute the chunk before
                 t0 = time.perf_counter()
-                loaded = {t: warehouse.read(t, [(c.key, d) for c, d, _ in chunk], cols) for t, cols in needs.items()}
+                loaded = {t: warehouse.read(t, [(c.key, d) for c, d, _ in these], cols) for t, cols in needs.items()}
                 split = {t: split_by_partition(f) for t, f in loaded.items()}
                 spent["read"] = spent.get("read", 0.0) + time.perf_counter() - t0
                 work = [(city, day, key, {t: split[t].get((city.key, day), loaded[t].iloc[:0]) for t in needs})
-                        for city, day, key in chunk]
+                        for city, day, key in these]
             results = None
             if pending is not None:
                 t0 = time.perf_counter()
@@ -107,9 +112,14 @@ def handed_over(outcomes: list[Outcome], time_column: str | None) -> tuple[list[
     frames = [o.frame for o in outcomes if o.frame is not None]
     if not frames:
         return outcomes, None
-    rows = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False).replace_schema_metadata(None)
     return [o if o.frame is None else o._replace(frame=None, summary=summarize(o.frame, time_column))
-            for o in outcomes], rows
+            for o in outcomes], arrow_rows(frames)
+
+
+def arrow_rows(frames: list[pd.DataFrame]) -> pa.Table:
+    """Conformed frames of one table as one Arrow table, in order (missing floats become nulls, as DuckDB reads
+    a frame's NaN)."""
+    return pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False).replace_schema_metadata(None)
 
 
 def _sliced(outcomes: list[Outcome], rows: pa.Table | None) -> list[Outcome]:

@@ -49,11 +49,23 @@ def test_a_forked_duckdb_worker_opens_its_own_connection_not_the_one_its_parent_
     assert got == [(False, [70.0]), (False, [60.0])]
 
 
-def test_rows_outside_the_replaced_partitions_are_refused(any_warehouse):
+def test_rows_outside_the_replaced_partitions_are_refused(any_warehouse, handed):
     wh = any_warehouse
     with pytest.raises(ValueError, match="partitions not being replaced"):
-        wh.replace_partitions("weather_obs", obs("ny", dt.date(2025, 6, 1), [70.0]), [("ny", dt.date(2025, 6, 2))])
+        wh.replace_partitions("weather_obs", handed("weather_obs", obs("ny", dt.date(2025, 6, 1), [70.0])), [("ny", dt.date(2025, 6, 2))])
     assert wh.read("weather_obs").empty
+
+
+def test_an_arrow_table_whose_columns_are_not_the_tables_in_order_is_refused_before_anything_is_written(any_warehouse):
+    from kw_assets.partition_batch import arrow_rows
+    from kw_assets.schemas import conform
+    day = dt.date(2025, 6, 1)
+    rows = arrow_rows([conform("weather_obs", obs("ny", day, [70.0]))])
+    with pytest.raises(ValueError, match="columns .* in order"):
+        any_warehouse.replace_partitions("weather_obs", rows.select(rows.column_names[::-1]), [("ny", day)])
+    with pytest.raises(ValueError, match="columns .* in order"):
+        any_warehouse.replace_partitions("weather_obs", rows.drop_columns(["temp_f"]), [("ny", day)])
+    assert any_warehouse.read("weather_obs").empty
 
 
 def test_reading_a_table_never_written_gives_an_empty_typed_frame(any_warehouse):
@@ -86,7 +98,18 @@ def test_reads_keep_insertion_order_text_values_and_nulls_and_can_pick_columns(a
         wh.read("weather_obs", columns=["temperature"])
 
 
-def test_values_come_back_exactly_awkward_text_floats_timestamps_and_booleans(any_warehouse):
+@pytest.fixture(params=["frame", "arrow"])
+def handed(request):
+    """How rows reach a write: a frame (the live tail, the reports), or the Arrow table a step's worker hands
+    over (``partition_batch.arrow_rows`` of conformed frames)."""
+    if request.param == "frame":
+        return lambda table, frame: frame
+    from kw_assets.partition_batch import arrow_rows
+    from kw_assets.schemas import conform
+    return lambda table, frame: arrow_rows([conform(table, frame)])
+
+
+def test_values_come_back_exactly_awkward_text_floats_timestamps_and_booleans(any_warehouse, handed):
     """What the bulk write must not bend: text with a comma, a quote, a newline or nothing in it (not NULL),
     floats to the last bit, timestamps to the microsecond, booleans."""
     day = pd.Timestamp("2025-06-01")
@@ -101,7 +124,7 @@ def test_values_come_back_exactly_awkward_text_floats_timestamps_and_booleans(an
         "taker_outcome_side": ["yes", "no", "yes", "no", "yes"],
         "is_block_trade": [True, False, False, True, False]})
     trades["no_price"] = 1 - trades["yes_price"]
-    any_warehouse.replace_partitions("kalshi_trades", trades, [("ny", day)])
+    any_warehouse.replace_partitions("kalshi_trades", handed("kalshi_trades", trades), [("ny", day)])
     got = any_warehouse.read("kalshi_trades")
     assert got["trade_id"].tolist() == trades["trade_id"].tolist()
     for col in ("count", "yes_price", "no_price"):
@@ -111,11 +134,11 @@ def test_values_come_back_exactly_awkward_text_floats_timestamps_and_booleans(an
     # many megabytes of such text: a reader that parses in blocks must not lose track of quoted newlines
     many = trades.iloc[[2] * 60_000].reset_index(drop=True)
     many["trade_id"] = [f"t{i},\n\"{i}\"" for i in range(len(many))]
-    any_warehouse.replace_partitions("kalshi_trades", many, [("ny", day)])
+    any_warehouse.replace_partitions("kalshi_trades", handed("kalshi_trades", many), [("ny", day)])
     assert any_warehouse.read("kalshi_trades")["trade_id"].tolist() == many["trade_id"].tolist()
 
 
-def test_times_and_dates_come_back_exact_in_the_schemas_dtypes_with_missing_as_nat(any_warehouse):
+def test_times_and_dates_come_back_exact_in_the_schemas_dtypes_with_missing_as_nat(any_warehouse, handed):
     """Timestamps (UTC, to the microsecond, before 1970 too) and dates in the schema's nanosecond dtypes;
     a NULL time reads as NaT, not as a number or the epoch."""
     wh = any_warehouse
@@ -126,7 +149,7 @@ def test_times_and_dates_come_back_exact_in_the_schemas_dtypes_with_missing_as_n
                         "market_ticker": "T", "bracket_index": 0, "p_weather": 1.0, "hazard": None,
                         "expected_high_f": 50.0, "high_sd_f": 2.0, "obs_max_f": None, "forecast_issued_at": issued,
                         "n_paths": 10})
-    wh.replace_partitions("weather_pmf", pmf, [("ny", day)])
+    wh.replace_partitions("weather_pmf", handed("weather_pmf", pmf), [("ny", day)])
     got = wh.read("weather_pmf")
     assert str(got["decision_ts"].dtype) == str(got["forecast_issued_at"].dtype) == "datetime64[ns, UTC]"
     assert got["decision_ts"].tolist() == decisions.tolist()
@@ -134,7 +157,7 @@ def test_times_and_dates_come_back_exact_in_the_schemas_dtypes_with_missing_as_n
     params = pd.DataFrame({"city": ["ny", "chi"], "climate_day": [day, pd.Timestamp("1969-12-31")], "source": "simulated",
                            "fit_start": [pd.Timestamp("1960-01-01"), pd.NaT], "fit_end": [pd.Timestamp("2100-02-28"), pd.NaT],
                            "fit_days": 0, "fit_samples": 0, "pooled_samples": 0})
-    wh.replace_partitions("weather_model_params", params, [("ny", day), ("chi", dt.date(1969, 12, 31))])
+    wh.replace_partitions("weather_model_params", handed("weather_model_params", params), [("ny", day), ("chi", dt.date(1969, 12, 31))])
     got = wh.read("weather_model_params").sort_values("city", ignore_index=True)  # chi, ny
     assert {str(got[c].dtype) for c in ("climate_day", "fit_start", "fit_end")} == {"datetime64[ns]"}
     assert got["climate_day"].tolist() == [pd.Timestamp("1969-12-31"), day]
@@ -304,3 +327,28 @@ def test_splitting_a_read_by_partition_keeps_each_partitions_rows_in_order_wheth
     parts = split_by_partition(together)  # contiguous: each partition is a view of the read, nothing copied
     assert all(np.shares_memory(p["temp_f"].to_numpy(), together["temp_f"].to_numpy()) for p in parts.values())
     assert [p.index.tolist() for p in parts.values()] == [[0, 1], [2], [3, 4]]
+
+
+def test_a_workers_partitions_cross_as_one_arrow_table_and_come_back_as_their_own_rows_with_their_summaries():
+    """What a step's worker sends back: one Arrow table for its valid partitions, each outcome its slice and a
+    summary (rows, time span, preview, sources) for its event; a rejected partition keeps its error."""
+    import pickle
+    from kw_assets.cities import get_city
+    from kw_assets.errors import DataError
+    from kw_assets.partition_batch import Outcome, _sliced, handed_over
+    from kw_assets.schemas import conform
+    ny = get_city("ny")
+    d1, d2, d3 = dt.date(2025, 6, 1), dt.date(2025, 6, 2), dt.date(2025, 6, 3)
+    f1, f3 = conform("weather_obs", obs("ny", d1, [70.0, 71.6])), conform("weather_obs", obs("ny", d3, [60.1]))
+    bad = DataError("weather_obs", "temp_f", "not a number: 'x'", "ny|2025-06-02")
+    outcomes = [Outcome(ny, d1, "ny|2025-06-01", f1, None), Outcome(ny, d2, "ny|2025-06-02", None, bad),
+                Outcome(ny, d3, "ny|2025-06-03", f3, None)]
+    sent, rows = handed_over(outcomes, "valid_time")
+    assert [o.frame for o in sent] == [None, None, None] and rows.num_rows == 3
+    s1 = sent[0].summary
+    assert (s1.rows, s1.sources) == (2, ("simulated",)) and sent[1].summary is None and sent[1].error is bad
+    assert s1.span == ("2025-06-01 05:00:00+00:00", "2025-06-01 05:05:00+00:00") and "| 71.6 |" in s1.preview
+    back = _sliced(*pickle.loads(pickle.dumps((sent, rows))))  # as it crosses from the worker
+    for got, want in ((back[0].frame, f1), (back[2].frame, f3)):
+        pd.testing.assert_frame_equal(got.to_pandas(), want.reset_index(drop=True), check_exact=True)
+    assert back[1].frame is None and back[1].error is not None

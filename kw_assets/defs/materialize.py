@@ -71,30 +71,30 @@ def write_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, ta
     batch: list[tuple[Outcome, pa.Table]] = []
     spent = {"read": 0.0, "wait for workers": 0.0, "write": 0.0}
     started = last_log = time.monotonic()
-    with warehouse.held():  # one connection for the step's reads and writes
-        for outcomes, counted in produced(warehouse, table, pairs, produce, inputs, required, source, workers, counters,
-                                          lambda level, message: context.log.log(level, message), spent, time_column):
-            t0 = time.perf_counter()
-            for k, v in counted.items():
-                totals[k] = totals.get(k, 0) + v
-            for o in outcomes:
-                if o.error is not None:
-                    failures[o.key] = _failure(context, table, o, failure_rows)
-                    continue
-                batch.append((o, o.frame))
-                seen.update(o.summary.sources)
-                per_partition[o.key] = _partition_metadata(o.summary)
-            done += len(outcomes)
-            if len(batch) >= WRITE_BATCH or done == len(pairs):
-                rows += _write(warehouse, table, batch)
-                batch = []
-            spent["write"] += time.perf_counter() - t0
-            now = time.monotonic()
-            if len(pairs) > 1 and (now - last_log > PROGRESS_EVERY_S or done == len(pairs)):
-                rate = done / max(now - started, 1e-9)
-                context.log.info(f"{table}: {done}/{len(pairs)} partitions, {rate:.1f}/s, ETA {(len(pairs) - done) / rate:.0f}s")
-                last_log = now
-        rows += _write(warehouse, table, batch)
+    # one connection for the step's reads and writes, opened by ``produced`` once its workers are forked
+    for outcomes, counted in produced(warehouse, table, pairs, produce, inputs, required, source, workers, counters,
+                                      lambda level, message: context.log.log(level, message), spent, time_column):
+        t0 = time.perf_counter()
+        for k, v in counted.items():
+            totals[k] = totals.get(k, 0) + v
+        for o in outcomes:
+            if o.error is not None:
+                failures[o.key] = _failure(context, table, o, failure_rows)
+                continue
+            batch.append((o, o.frame))
+            seen.update(o.summary.sources)
+            per_partition[o.key] = _partition_metadata(o.summary)
+        done += len(outcomes)
+        if len(batch) >= WRITE_BATCH or done == len(pairs):
+            rows += _write(warehouse, table, batch)
+            batch = []
+        spent["write"] += time.perf_counter() - t0
+        now = time.monotonic()
+        if len(pairs) > 1 and (now - last_log > PROGRESS_EVERY_S or done == len(pairs)):
+            rate = done / max(now - started, 1e-9)
+            context.log.info(f"{table}: {done}/{len(pairs)} partitions, {rate:.1f}/s, ETA {(len(pairs) - done) / rate:.0f}s")
+            last_log = now
+    rows += _write(warehouse, table, batch)  # nothing left, unless a partition went missing on the way
     add_partition_metadata(context, table, per_partition)
     context.log.info(f"{table}: {len(pairs)} partitions with {workers} worker(s); "
                      + ", ".join(f"{k} {v:.1f} s" for k, v in spent.items()))

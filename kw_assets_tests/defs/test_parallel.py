@@ -167,3 +167,74 @@ def test_a_worker_reuses_the_memory_it_frees_instead_of_faulting_it_in_again():
     assert got["worker"][0] < 5_000, got  # two arrays' pages, then reused
     assert got["returned"][0] > 30_000, got  # 768 pages, 50 times
     assert got["worker"][1]  # the inherited objects are out of the worker's collections
+
+
+def test_a_pool_forks_its_workers_once_and_gives_every_slice_back_in_order_with_its_logs():
+    """A step sends a chunk every second or so: its workers are forked once, not twice per chunk."""
+    seen = []
+    with parallel.Pool(squares_with_pids, workers=2) as pool:
+        rounds = [pool.submit(list(range(a, a + 6))).result(lambda level, msg: seen.append(msg)) for a in (0, 10, 20)]
+        procs = [proc for proc, _ in pool.handles]
+    for a, slices in zip((0, 10, 20), rounds):
+        assert [v for s in slices for v, _ in s] == [x * x for x in range(a, a + 6)]
+    pids = {pid for slices in rounds for s in slices for _, pid in s}
+    assert pids == {p.pid for p in procs} and os.getpid() not in pids  # the same two processes every round
+    assert seen == ["slice 0..2", "slice 3..5", "slice 10..12", "slice 13..15", "slice 20..22", "slice 23..25"]
+    assert not any(p.is_alive() for p in procs)  # closing the pool ends them
+    with parallel.Pool(squares_with_pids, workers=1) as inline:
+        assert not inline.handles and {pid for _, pid in inline.submit([1, 2]).result()[0]} == {os.getpid()}
+
+
+def fails_on_13(items):
+    if 13 in items:
+        raise ZeroDivisionError("13 on purpose")
+    return items
+
+
+def dies_on_13(items):
+    if 13 in items:
+        os._exit(3)  # as the kernel's OOM killer would leave it: no answer
+    return items
+
+
+def test_a_pool_reports_a_failing_slice_and_keeps_serving_and_a_dead_worker_fails_the_step_instead_of_hanging():
+    with parallel.Pool(fails_on_13, workers=2) as pool:
+        with pytest.raises(RuntimeError, match="ZeroDivisionError: 13 on purpose"):
+            pool.submit([11, 12, 13, 14]).result()
+        assert pool.submit([1, 2, 3, 4]).result() == [[1, 2], [3, 4]]
+    with parallel.Pool(dies_on_13, workers=2) as pool:
+        with pytest.raises(RuntimeError, match="exited without a result"):
+            pool.submit([11, 12, 13, 14]).result()
+
+
+STEP_LOOP = """
+import os, resource
+import numpy as np
+from kw_assets import parallel
+
+def rss_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+parallel.return_large_frees_to_os()  # the step's process, as definitions.py sets it
+with parallel.reusing_freed_memory():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        a = np.ones(3 * 2**17)  # 3 MiB, a chunk's column
+    del a
+    inside = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+base = rss_mib()
+keep = [np.ones(2**20) for _ in range(40)]  # 320 MiB, freed but the newest: back to the OS again
+last = keep[-1]
+del keep
+print(inside, round(rss_mib() - base))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm") or not parallel.return_large_frees_to_os(), reason="glibc on Linux")
+def test_a_steps_loop_reuses_what_it_frees_and_gives_memory_back_to_the_os_once_it_ends():
+    import subprocess
+    import sys
+    inside, held = map(int, subprocess.run([sys.executable, "-c", STEP_LOOP], capture_output=True, text=True,
+                                           check=True).stdout.split())
+    assert inside < 5_000, inside  # 768 pages, then reused (38,000 faults when each array is a fresh mapping)
+    assert held <= 40, held

@@ -150,3 +150,20 @@ def test_each_partition_event_carries_its_own_row_count_and_the_table_schema(res
         columns = [c.name for c in meta["dagster/column_schema"].schema.columns]
         assert columns == list(TABLES["kalshi_trades"].to_schema().columns)
         assert "2025-06-1" in meta["time_span"].value and "trade_id" in meta["preview"].value
+
+
+def test_partition_metadata_goes_in_one_call_each_where_the_step_context_is_not_the_one_it_knows():
+    """``add_partition_metadata`` adds a run's partitions in one rebuild of Dagster 1.13's accumulator; any
+    other context (a later Dagster's) gets Dagster's public call for each partition, with the same values."""
+    from kw_assets.defs.materialize import add_partition_metadata
+
+    class LaterContext:
+        def __init__(self):
+            self.calls = []
+
+        def add_asset_metadata(self, metadata, asset_key=None, partition_key=None):
+            self.calls.append((asset_key, partition_key, metadata))
+
+    context = LaterContext()
+    add_partition_metadata(context, "kalshi_trades", {"ny|2025-06-10": {"n": 3}, "ny|2025-06-11": {"n": 5}})
+    assert context.calls == [("kalshi_trades", "ny|2025-06-10", {"n": 3}), ("kalshi_trades", "ny|2025-06-11", {"n": 5})]
