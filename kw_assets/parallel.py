@@ -195,12 +195,16 @@ class Pool:
         if _forkable(workers):
             give_back_free_memory()  # free pages a worker inherits become its own copies once this process reuses them
             ctx = mp.get_context("fork")
-            for _ in range(workers):
-                here, there = ctx.Pipe(duplex=True)
-                proc = ctx.Process(target=_serve, args=(job, there), daemon=True)
-                proc.start()
-                there.close()
-                self.handles.append((proc, here))
+            try:
+                for _ in range(workers):
+                    here, there = ctx.Pipe(duplex=True)
+                    proc = ctx.Process(target=_serve, args=(job, there), daemon=True)
+                    proc.start()
+                    there.close()
+                    self.handles.append((proc, here))
+            except BaseException:  # e.g. no memory for the second fork: the first must not wait for work forever
+                self.close()
+                raise
 
     def submit(self, items: Sequence[Any]) -> Pending:
         """Contiguous slices of ``items``, one per worker; ``Pending.result()`` gives ``job``'s value for each."""
@@ -213,7 +217,7 @@ class Pool:
         return pending
 
     def close(self) -> None:
-        for proc, conn in self.handles:
+        for _, conn in self.handles:
             try:
                 conn.send(None)
             except OSError:
