@@ -108,16 +108,17 @@ def _worker_setup() -> "_Records":
     logger = logging.getLogger(LOGGER)
     buffer = _Records()
     logger.handlers, logger.propagate = [buffer], False  # the parent's handlers write to the instance: not here
+    # one BLAS thread per worker, for the worker's life: with the BLAS default (one per core) the workers
+    # oversubscribed the cores and the simulated markets ran 2.7x slower. Set once: each setting first finds
+    # the process's libraries, ~25 ms, which per chunk was 1.5% of a run's CPU
+    threadpool_limits(limits=1)
     return buffer
 
 
 def _run(job: Callable[[Any], Any], items: Sequence[Any], buffer: "_Records") -> tuple:
     buffer.records = []
     try:
-        # one BLAS thread per worker: with the BLAS default (one per core) the workers oversubscribed the
-        # cores and the simulated markets ran 2.7x slower
-        with threadpool_limits(limits=1):
-            return ("ok", job(items), buffer.records)
+        return ("ok", job(items), buffer.records)
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         return ("error", traceback.format_exc(), buffer.records)
 

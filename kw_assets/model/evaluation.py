@@ -14,15 +14,35 @@ MODELS = {"market": "p_market", "weather": "p_weather", "fused": "p_fused", "cal
 CLIMATOLOGY_MIN_DAYS = 5
 
 
-def climatology_pmf(settled: pd.DataFrame, city: str, day, lows: np.ndarray, highs: np.ndarray) -> np.ndarray | None:
-    """Normal fit to the city's settled highs known before ``day``'s market opened, on its brackets; None if too few."""
-    known = settled[(settled["city"] == city) & (settled["climate_day"] <= last_known_day(pd.Timestamp(day)))]
-    prior = known["official_high_f"].dropna()
-    if len(prior) < CLIMATOLOGY_MIN_DAYS:
-        return None
-    mu, sd = prior.mean(), max(prior.std(ddof=1), 1.0)
-    p = norm.cdf((highs + 0.5 - mu) / sd) - norm.cdf((lows - 0.5 - mu) / sd)
-    return p / p.sum()
+def event_climatologies(events: list[tuple[str, pd.Timestamp]], markets: pd.DataFrame, settled: pd.DataFrame,
+                        b: int) -> np.ndarray:
+    """The walk-forward climatology of each (city, climate_day) on its ``b`` brackets (events x b): a Normal fit
+    to the city's settled highs known before the day's market opened (SD at least 1 F), NaN where the event has
+    another number of brackets or fewer than ``CLIMATOLOGY_MIN_DAYS`` known highs. Each city's markets and
+    highs are split once, not filtered per event (that was most of a year's scoring)."""
+    out = np.full((len(events), b), np.nan)
+    if not events or markets.empty or settled.empty:
+        return out
+    m = markets.sort_values(["city", "climate_day", "bracket_index"], kind="stable")
+    brackets = m.groupby(["city", "climate_day"], sort=False).indices
+    low, high = m["bracket_low_f"].to_numpy(float), m["bracket_high_f"].to_numpy(float)
+    by_city = {c: (s["climate_day"].to_numpy("datetime64[ns]"), s["official_high_f"].to_numpy(float))
+               for c, s in settled.groupby("city", sort=False)}
+    at, mu, sd, lows, highs = [], [], [], [], []
+    for i, (city, day) in enumerate(events):
+        idx = brackets.get((city, day))
+        days, prior = by_city.get(city, (np.array([], "datetime64[ns]"), np.array([])))
+        prior = prior[(days <= np.datetime64(last_known_day(pd.Timestamp(day)), "ns")) & ~np.isnan(prior)]
+        if idx is None or len(idx) != b or len(prior) < CLIMATOLOGY_MIN_DAYS:
+            continue
+        mean = prior.sum() / len(prior)  # summed as pandas' mean and std(ddof=1) sum them: the same bits
+        at.append(i), mu.append(mean), lows.append(low[idx]), highs.append(high[idx])
+        sd.append(max(np.sqrt(((mean - prior) ** 2).sum() / (len(prior) - 1)), 1.0))
+    if at:
+        mu, sd = np.array(mu)[:, None], np.array(sd)[:, None]
+        p = norm.cdf((np.array(highs) + 0.5 - mu) / sd) - norm.cdf((np.array(lows) - 0.5 - mu) / sd)
+        out[at] = p / p.sum(axis=1, keepdims=True)
+    return out
 
 
 class ScoreSums:
@@ -37,7 +57,7 @@ class ScoreSums:
     def add(self, rows: pd.DataFrame, markets: pd.DataFrame, settled: pd.DataFrame,
             day_starts: dict[str, pd.Timedelta]) -> None:
         rows = rows.sort_values(["city", "climate_day", "minute_ts", "bracket_index"])
-        n_br = rows.groupby(["city", "climate_day", "minute_ts"])["bracket_index"].transform("size")
+        n_br = _run_lengths(rows, ["city", "climate_day", "minute_ts"])  # brackets of each row's forecast
         if self.n_brackets is None and len(n_br):
             self.n_brackets = int(n_br.max())
         b = self.n_brackets or 0
@@ -50,16 +70,13 @@ class ScoreSums:
                 / pd.Timedelta(hours=1)).apply(np.floor).astype(int)
         mats = {name: rows[col].to_numpy(float).reshape(-1, b) for name, col in MODELS.items()}
         clim = np.full((len(keys), b), np.nan)  # climatology: one vector per event, repeated over its minutes
-        for (city, day), idx in keys.groupby(["city", "climate_day"]).indices.items():
-            m = markets[(markets["city"] == city) & (markets["climate_day"] == day)].sort_values("bracket_index")
-            if len(m) == b:
-                p = climatology_pmf(settled, city, day, m["bracket_low_f"].to_numpy(float), m["bracket_high_f"].to_numpy(float))
-                if p is not None:
-                    clim[idx] = p
+        events = keys.groupby(["city", "climate_day"]).indices
+        for idx, p in zip(events.values(), event_climatologies(list(events), markets, settled, b)):
+            clim[idx] = p
         mats["climatology"] = clim
         winner = keys["winner"].to_numpy(int)
-        groups = [("all", np.full(len(keys), "all", dtype=object)), ("city", keys["city"].to_numpy(object)),
-                  ("hour_lst", hour.astype(str).to_numpy(object))]
+        groups = [("all", np.zeros(len(keys), dtype=np.intp), np.array(["all"], dtype=object)),
+                  ("city", *pd.factorize(keys["city"])), ("hour_lst", *pd.factorize(hour.astype(str)))]
         for name, p in mats.items():
             ok = ~np.isnan(p).any(axis=1)
             if name == "market":
@@ -67,9 +84,9 @@ class ScoreSums:
             if not ok.any():
                 continue
             per_row = row_statistics(p[ok], winner[ok])
-            for group_by, labels in groups:
-                for value, idx in pd.Series(np.arange(int(ok.sum()))).groupby(labels[ok]).indices.items():
-                    key = (name, group_by, str(value))
+            for group_by, codes, values in groups:
+                for code, idx in pd.Series(np.arange(int(ok.sum()))).groupby(codes[ok]).indices.items():
+                    key = (name, group_by, str(values[code]))
                     self.sums[key] = self.sums.get(key, 0) + per_row[idx].sum(axis=0)
 
     def tables(self) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
@@ -84,3 +101,17 @@ class ScoreSums:
             out.append({"model": name, "group_by": group_by, "group_value": value, "n": int(n),
                         "brier": s[1] / n, "log_loss": s[2] / n, "rps": s[3] / n, "ece": ece_from_reliability(table)})
         return pd.DataFrame(out), rel
+
+
+def _run_lengths(rows: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """For rows sorted on ``keys``, the number of rows sharing each row's keys."""
+    if rows.empty:
+        return np.zeros(0, dtype=np.intp)
+    change = np.zeros(len(rows), dtype=bool)
+    change[0] = True
+    for k in keys:
+        v = pd.factorize(rows[k])[0]
+        change[1:] |= v[1:] != v[:-1]
+    starts = np.flatnonzero(change)
+    sizes = np.diff(np.append(starts, len(rows)))
+    return np.repeat(sizes, sizes)

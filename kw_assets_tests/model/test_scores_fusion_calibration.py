@@ -154,3 +154,28 @@ def test_scores_summed_a_chunk_at_a_time_equal_the_scores_of_everything_at_once(
     ny = scores[(scores["group_by"] == "city") & (scores["group_value"] == "ny") & (scores["model"] == "fused")].iloc[0]
     mask = np.repeat(np.arange(n_days) % 2 == 1, minutes)
     assert ny["brier"] == pytest.approx(brier(p[mask], winner[mask]), rel=1e-12)
+
+
+def test_the_climatology_baseline_fits_only_the_highs_public_when_the_market_opened():
+    """A Normal fit to the city's settled highs up to D-3 (the embargo), on the event's brackets; none where fewer
+    than five highs are known or the event has another number of brackets."""
+    from scipy.stats import norm
+
+    from kw_assets.model.evaluation import event_climatologies
+    days = pd.date_range("2025-05-01", periods=10)
+    settled = pd.DataFrame({"city": ["ny"] * 10 + ["chi"] * 10, "climate_day": list(days) * 2,
+                            "official_high_f": [70, 72, np.nan, 74, 77, 78, 81, 82, 84, 90] + [60] * 10})
+    brackets = {"low": [-np.inf, 74, 76], "high": [73, 75, np.inf]}
+    markets = pd.DataFrame({"city": "ny", "climate_day": np.repeat(pd.to_datetime(["2025-05-08", "2025-05-12", "2025-05-13"]), 3),
+                            "bracket_index": [2, 1, 0] * 3, "bracket_low_f": brackets["low"][::-1] * 3,
+                            "bracket_high_f": brackets["high"][::-1] * 3}).iloc[:-1]  # the 13th lists two brackets only
+    events = [("ny", pd.Timestamp("2025-05-12")), ("ny", pd.Timestamp("2025-05-08")), ("ny", pd.Timestamp("2025-05-13")),
+              ("chi", pd.Timestamp("2025-05-12"))]
+    got = event_climatologies(events, markets, settled, 3)
+    known = pd.Series([70, 72, 74, 77, 78, 81, 82, 84])  # D-3 is 05-09: 05-01 .. 05-09, the blank 05-03 left out
+    mu, sd = known.mean(), known.std(ddof=1)
+    p = norm.cdf((np.array(brackets["high"]) + 0.5 - mu) / sd) - norm.cdf((np.array(brackets["low"]) - 0.5 - mu) / sd)
+    assert np.array_equal(got[0], p / p.sum())  # brackets in their index order, the same numbers to the bit
+    assert got[0] == pytest.approx([0.2257, 0.1369, 0.6374], abs=1e-4)  # mean 77.25 F, SD 4.98 F
+    assert np.isnan(got[1]).all()  # 05-08 knows 05-01 .. 05-05: four highs
+    assert np.isnan(got[2]).all() and np.isnan(got[3]).all()  # two brackets; chi lists no market
