@@ -77,9 +77,26 @@ class PssSampler(threading.Thread):
             pass
         return 0
 
+    @staticmethod
+    def _rss_kib(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+        except (OSError, IndexError, ValueError):
+            return 0
+
     def run(self):
+        """Reading a process's PSS walks its page tables under its memory lock: in a year's run, every second, it
+        took 5-18% of a core from the run it measures. A process's PSS is at most its RSS (one number, read
+        cheaply), so the PSS is read only when the RSS summed could beat the peak so far."""
+        self.reads = self.skipped = 0
         while self.available and not self._done.wait(self.every_s):
-            pss = {p: self._pss_kib(p) for p in self._tree(os.getpid())}
+            tree = self._tree(os.getpid())
+            if sum(self._rss_kib(p) for p in tree) <= self.peak:
+                self.skipped += 1
+                continue
+            self.reads += 1
+            pss = {p: self._pss_kib(p) for p in tree}
             total = sum(pss.values())
             if total > self.peak:
                 self.peak, self.peak_at, self.peak_processes = total, time.time(), len(pss)
@@ -150,7 +167,9 @@ def main():
     if sampler.available:
         print(f"peak memory, all processes of the run summed (PSS, sampled every {sampler.every_s:g} s): "
               f"{sampler.peak / 1024:,.0f} MiB in {sampler.peak_processes} process(es) "
-              f"({', '.join(f'{k / 1024:,.0f}' for k in sampler.peak_split)} MiB), during {', '.join(at_peak) or 'no step'}")
+              f"({', '.join(f'{k / 1024:,.0f}' for k in sampler.peak_split)} MiB), during {', '.join(at_peak) or 'no step'}; "
+              f"PSS read at {sampler.reads} of {sampler.reads + sampler.skipped} samples (at the others the RSS summed "
+              f"was below the peak)")
     rest_total = 0.0
     for step, secs in sorted(steps.items(), key=lambda kv: -kv[1]):
         read, wait, write = parts.get(step, (0.0, 0.0, 0.0))
