@@ -142,3 +142,20 @@ def test_on_simulated_days_the_pmf_sharpens_hour_by_hour_and_settles_on_the_obse
     assert len(by_block) == 8 and np.all(np.diff(by_block) <= 1e-9), by_block.round(4)
     assert by_block[-1] < 0.5 * by_block[0]
     assert close_ok and all(close_ok)
+
+
+def test_the_residual_paths_are_scipys_ar1_filter_to_the_bit():
+    """The Monte Carlo's hourly-residual AR(1) is one vector step per 5 minutes; it must draw exactly what scipy's
+    ``lfilter`` drew before it (the same weather PMFs, the same backtest)."""
+    from scipy.signal import lfilter
+
+    from kw_assets.model.weather import ar1_paths
+    f32 = np.float32
+    rng = np.random.default_rng(5)
+    phi = np.exp(-5 / (60 * 2.0))
+    innov = rng.standard_normal((288, 700), dtype=f32) * f32(1.1 * np.sqrt(1 - phi**2))
+    start = phi * 1.1 * rng.standard_normal(700, dtype=f32)
+    want = lfilter(np.array([1.0], f32), np.array([1.0, -phi], f32), innov, axis=0, zi=start[None, :])[0]
+    got = ar1_paths(innov, float(f32(phi)), start)
+    assert np.array_equal(got, want) and np.array_equal(got.astype(f32), want.astype(f32))
+    assert got[0, 0] == float(innov[0, 0]) + start[0] and got[1, 0] == float(innov[1, 0]) + float(f32(phi)) * got[0, 0]
