@@ -19,6 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kw_assets.errors import DataError
 from kw_assets.schemas import PARTITION_COLUMNS, TABLES, conform, schema, sql_columns
@@ -50,17 +51,31 @@ def checked_writes(frames: dict[str, Rows], partitions: Iterable[Partition],
             if frame.column_names != names or (after and table in after):
                 raise ValueError(f"{table}: an Arrow table to write needs the columns {names} in order "
                                  f"(has {frame.column_names}), and no cut")
-            city, day = (frame.column(c).to_pandas() for c in PARTITION_COLUMNS)
+            stray = _stray_rows(frame, {(c, d.date()) for c, d in zip(keys["city"], keys["climate_day"])})
         else:
             frame = conform(table, frame)
-            city, day = frame["city"], frame["climate_day"]
-        stray = ~pd.MultiIndex.from_arrays([city, day]).isin(wanted)
-        if stray.any():
-            raise ValueError(f"{table}: {int(stray.sum())} row(s) belong to partitions not being replaced")
+            stray = int((~pd.MultiIndex.from_arrays([frame["city"], frame["climate_day"]]).isin(wanted)).sum())
+        if stray:
+            raise ValueError(f"{table}: {stray} row(s) belong to partitions not being replaced")
         if after and table in after and (frame[after[table][0]] <= after[table][1]).any():
             raise ValueError(f"{table}: rows at or before {after[table][1]} in a write of the rows after it")
         conformed[table] = frame
     return conformed, keys
+
+
+def _stray_rows(rows: pa.Table, wanted: set[tuple[str, dt.date]]) -> int:
+    """Rows of an Arrow table whose (city, climate_day) is not in ``wanted``. A step's rows come partition by
+    partition, so each run of equal keys is looked up once (a frame of every row's keys cost 8x more)."""
+    n = rows.num_rows
+    if n == 0:
+        return 0
+    city, day = (rows.column(c).combine_chunks() for c in PARTITION_COLUMNS)
+    change = pc.or_(pc.not_equal(city.slice(1), city.slice(0, n - 1)), pc.not_equal(day.slice(1), day.slice(0, n - 1)))
+    starts = np.concatenate([[0], np.flatnonzero(change.fill_null(True).to_numpy(zero_copy_only=False)) + 1])
+    sizes = np.diff(np.append(starts, n))
+    days = pd.DatetimeIndex(day.take(pa.array(starts)).to_numpy())
+    return int(sum(size for c, d, size in zip(city.take(pa.array(starts)).to_pylist(), days, sizes)
+                   if d is pd.NaT or (c, d.date()) not in wanted))
 
 
 def partition_filter(partitions: Iterable[Partition]) -> tuple[str, list]:

@@ -56,6 +56,25 @@ def test_rows_outside_the_replaced_partitions_are_refused(any_warehouse, handed)
     assert wh.read("weather_obs").empty
 
 
+def test_the_stray_rows_of_a_workers_table_are_counted_wherever_they_sit():
+    """A worker's rows come partition by partition; a stray run between two runs of wanted partitions, one at the
+    end and a partition split in two runs are each counted exactly."""
+    from kw_assets.partition_batch import arrow_rows
+    from kw_assets.schemas import conform
+    from kw_assets.warehouse import checked_writes
+    d1, d2, d3 = dt.date(2025, 6, 1), dt.date(2025, 6, 2), dt.date(2025, 6, 3)
+    parts = [obs("ny", d1, [70.0, 71.0]), obs("chi", d1, [60.0] * 3), obs("ny", d2, [72.0]), obs("ny", d1, [69.0]),
+             obs("ny", d3, [75.0] * 4)]
+    rows = arrow_rows([conform("weather_obs", f) for f in parts])
+    for wanted, stray in (([("ny", d1), ("ny", d2)], 7), ([("ny", d1), ("chi", d1), ("ny", d2), ("ny", d3)], 0),
+                          ([("chi", d1), ("ny", d3)], 4)):
+        if stray:
+            with pytest.raises(ValueError, match=f"weather_obs: {stray} row\\(s\\) belong to partitions not being replaced"):
+                checked_writes({"weather_obs": rows}, wanted)
+        else:
+            assert checked_writes({"weather_obs": rows}, wanted)[0]["weather_obs"] is rows
+
+
 def test_an_arrow_table_whose_columns_are_not_the_tables_in_order_is_refused_before_anything_is_written(any_warehouse):
     from kw_assets.partition_batch import arrow_rows
     from kw_assets.schemas import conform
