@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -21,15 +22,28 @@ def test_batches_equal_what_the_json_parses_to(city, day, now):
     batched = kalshi_client(SourceSettings(simulated_now=now))
     assert via_json.batches is None and batched.batches is not None
     markets = fetch_markets(via_json, get_city(city), day)
-    pd.testing.assert_frame_equal(fetch_markets(batched, get_city(city), day), markets)
+    pd.testing.assert_frame_equal(fetch_markets(batched, get_city(city), day), markets, check_exact=True)
     candles = fetch_candles(batched, markets)
     trades = fetch_trades(batched, markets)
     assert len(candles) > 100 and len(trades) > 100
-    pd.testing.assert_frame_equal(candles, fetch_candles(via_json, markets))
-    pd.testing.assert_frame_equal(trades, fetch_trades(via_json, markets))
+    pd.testing.assert_frame_equal(candles, fetch_candles(via_json, markets), check_exact=True)  # to the bit
+    pd.testing.assert_frame_equal(trades, fetch_trades(via_json, markets), check_exact=True)
     assert batched.http.stats["requests"] < via_json.http.stats["requests"]
 
 
 def test_faults_or_a_rate_limit_keep_the_http_path():
     assert kalshi_client(SourceSettings(fault_rate_429=0.1)).batches is None
     assert kalshi_client(SourceSettings(simulated_rate_limit=20)).batches is None
+
+
+def test_the_batches_numbers_are_what_parsing_the_exchanges_text_gives():
+    """Prices as the exchange writes them (4 places), counts as "%.2f": the parsed double of each, halves and
+    values too large to scale exactly included."""
+    from kw_assets.sources.simulator.exchange import _as_parsed
+    rng = np.random.default_rng(2)
+    values = np.concatenate([rng.uniform(0, 1, 20_000), rng.lognormal(2, 1.5, 20_000), np.arange(0, 50, 0.005),
+                             [0.125, 2.675, 1.005, 0.00005, 0.99995, 3e16, 0.0, np.nan, np.inf]])
+    for places in (2, 4):
+        want = [float(f"{x:.{places}f}") if np.isfinite(x) else np.nan for x in values]
+        assert np.array_equal(_as_parsed(values, places), np.array(want), equal_nan=True)
+    assert _as_parsed(np.array([2.675, 0.125]), 2).tolist() == [2.67, 0.12]  # 2.675 is 2.67499..., 0.125 rounds to even
