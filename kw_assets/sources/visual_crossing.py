@@ -67,10 +67,15 @@ class VisualCrossingClient:
         body = self.http.get(f"/rest/api/v1/historicalforecast/stn:{station}/byrun/{run_date1}/{run_date2}", params)
         rows: list[dict] = []
         issued: list[pd.Timestamp] = []
+        runs: dict[Any, pd.Timestamp] = {}  # a run's hours share its time: each distinct text parsed once
         for day in _days(body, "weather_forecasts"):
             for hr in day.get("hours") or []:
                 rows.append(hr)
-                issued.append(_run_time(hr.get("rundatetime") or day.get("rundatetime")))
+                text = hr.get("rundatetime") or day.get("rundatetime")
+                key = text if isinstance(text, str) else repr(text)
+                if key not in runs:
+                    runs[key] = _run_time(text)
+                issued.append(runs[key])
         frame = _rows_frame(rows, "weather_forecasts")
         frame["issued_at"] = pd.to_datetime(pd.Series(issued, dtype="datetime64[ns, UTC]"))
         return frame.dropna(subset=["temp_f"])[FORECAST_COLUMNS].sort_values(["issued_at", "valid_time"]).reset_index(drop=True)

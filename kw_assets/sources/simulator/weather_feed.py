@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
+from functools import lru_cache
 from typing import Callable
 
 import httpx
@@ -123,9 +125,16 @@ class SimulatedWeatherFeed:
 
 
 def _clock(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%H:%M:%S")
+    return _time_of_day(math.floor(ts) % 86400)  # UTC: every day has 86,400 seconds
 
 
+@lru_cache(maxsize=None)
+def _time_of_day(second: int) -> str:
+    """HH:MM:SS of a second of the day: a feed of thousands of rows formats each once (~5-minute steps)."""
+    return f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+
+
+@lru_cache(maxsize=4096)
 def _date(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d")
 
