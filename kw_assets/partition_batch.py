@@ -80,7 +80,8 @@ def produced(warehouse: Warehouse, table: str, pairs: list[tuple[City, dt.date, 
             work = None
             if these:  # read while the workers compute the chunk before
                 t0 = time.perf_counter()
-                loaded = {t: warehouse.read(t, [(c.key, d) for c, d, _ in these], cols) for t, cols in needs.items()}
+                loaded = {t: warehouse.read(t, [(c.key, d) for c, d, _ in these], cols, text_codes=True)
+                          for t, cols in needs.items()}
                 split = {t: split_by_partition(f) for t, f in loaded.items()}
                 spent["read"] = spent.get("read", 0.0) + time.perf_counter() - t0
                 work = [(city, day, key, {t: split[t].get((city.key, day), loaded[t].iloc[:0]) for t in needs})
@@ -98,11 +99,25 @@ def produced(warehouse: Warehouse, table: str, pairs: list[tuple[City, dt.date, 
 
 def _checked_slice(table, source, produce, required, counters, time_column, work
                    ) -> tuple[list[Outcome], dict[str, int], pa.Table | None]:
+    work = [(city, day, key, {t: object_text(f) for t, f in data.items()}) for city, day, key, data in work]
     before = counters() if counters else {}
     outcomes = check_partitions(table, source, produce, required, work)
     after = counters() if counters else {}
     outcomes, rows = handed_over(outcomes, time_column)
     return outcomes, {k: after[k] - before.get(k, 0) for k in after}, rows
+
+
+def object_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """A read's categorical text columns (``Warehouse.read(text_codes=True)``) as the strings (None for NULL) a
+    plain read gives: what the produce functions and the schemas expect."""
+    coded = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if not coded:
+        return frame
+    out = frame.copy(deep=False)
+    for c in coded:
+        values = frame[c].array
+        out[c] = np.array([*values.categories, None], dtype=object)[values.codes]  # code -1 (NULL): the last
+    return out
 
 
 def handed_over(outcomes: list[Outcome], time_column: str | None) -> tuple[list[Outcome], pa.Table | None]:

@@ -263,9 +263,12 @@ class Warehouse(HeldConnection):
         return {t: len(f) for t, f in frames.items()}
 
     def read(self, table: str, partitions: Iterable[Partition] | None = None,
-             columns: Iterable[str] | None = None) -> pd.DataFrame:
+             columns: Iterable[str] | None = None, text_codes: bool = False) -> pd.DataFrame:
         """Rows of ``table`` (for ``partitions`` if given), in the schema's dtypes; empty if never written.
-        ``columns`` picks a subset (the partition columns always come along)."""
+        ``columns`` picks a subset (the partition columns always come along). ``text_codes``: repetitive text
+        columns of a large read come as pandas categoricals (what a step sends its workers: pickling a column
+        of strings costs a Python call per row, its codes one copy); ``partition_batch.object_text`` turns
+        them back."""
         only = None if columns is None else [*PARTITION_COLUMNS, *(c for c in columns if c not in PARTITION_COLUMNS)]
         if table not in TABLES:
             raise KeyError(f"unknown table {table!r}")
@@ -277,12 +280,12 @@ class Warehouse(HeldConnection):
             if partitions is not None:
                 where, params = partition_filter(partitions)
                 source += f" WHERE {where}"
-            out = self._select(con, table, source, only, params, have)
+            out = self._select(con, table, source, only, params, have, text_codes)
         return conform(table, out, only)
 
     @staticmethod
     def _select(con: duckdb.DuckDBPyConnection, table: str, source: str, only: list[str] | None = None,
-                params: list | None = None, have: set[str] | None = None) -> pd.DataFrame:
+                params: list | None = None, have: set[str] | None = None, text_codes: bool = False) -> pd.DataFrame:
         """SELECT every column in insertion order: ``source`` is one table and a WHERE at most, which DuckDB
         guarantees to keep in the table's order (a join would not, and sorting on rowid afterwards was half
         of a minute table's read). Repetitive text columns (city, ticker, side, ...) come back as codes into
@@ -312,8 +315,15 @@ class Warehouse(HeldConnection):
                 f"t.{n}" for n in names]
         out = con.execute(f"SELECT {', '.join(cols)} {source}", [*values, *params]).df()
         for n, vals in zip(coded, values):
-            lookup = np.array([None, *vals], dtype=object)
-            out[n] = lookup[out[n].fillna(0).to_numpy("int64")]
+            lookup = np.array([None, *vals], dtype=object)  # position 0: not found, i.e. NULL
+            codes = out[n].fillna(0).to_numpy("int64")
+            if text_codes:  # the distinct values may include NULL, which a categorical codes as -1
+                known = np.flatnonzero(pd.notna(lookup))
+                remap = np.full(len(lookup), -1)
+                remap[known] = np.arange(len(known))
+                out[n] = pd.Categorical.from_codes(remap[codes], categories=pd.Index(lookup[known], dtype=object))
+            else:
+                out[n] = lookup[codes]
         for n, t in stamps.items():
             ns = pd.Series(out[n].to_numpy("int64").view("datetime64[ns]"), index=out.index)
             out[n] = ns.dt.tz_localize("UTC") if t == "TIMESTAMPTZ" else ns

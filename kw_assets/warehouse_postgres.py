@@ -114,8 +114,9 @@ class PostgresWarehouse(HeldConnection):
 
     # --- reads -------------------------------------------------------------------------------------
     def read(self, table: str, partitions: Iterable[Partition] | None = None,
-             columns: Iterable[str] | None = None) -> pd.DataFrame:
-        """As ``Warehouse.read``: rows in the order written, in the schema's dtypes; empty if never written."""
+             columns: Iterable[str] | None = None, text_codes: bool = False) -> pd.DataFrame:
+        """As ``Warehouse.read``: rows in the order written, in the schema's dtypes; empty if never written.
+        Text comes as strings whatever ``text_codes`` says (COPY sends it as text)."""
         if table not in TABLES:
             raise KeyError(f"unknown table {table!r}")
         only = None if columns is None else [*PARTITION_COLUMNS, *(c for c in columns if c not in PARTITION_COLUMNS)]

@@ -56,6 +56,30 @@ def test_rows_outside_the_replaced_partitions_are_refused(any_warehouse, handed)
     assert wh.read("weather_obs").empty
 
 
+def test_a_steps_read_sends_text_as_codes_that_its_workers_turn_back_into_the_same_strings_and_nulls(
+        any_warehouse, monkeypatch):
+    """A step pickles its reads to its workers: text as categorical codes (a copy, not a Python call per row),
+    turned back in the worker into exactly what a plain read gives, NULL as None."""
+    import kw_assets.warehouse as warehouse
+    from kw_assets.partition_batch import object_text
+    monkeypatch.setattr(warehouse, "SMALL_READ_ROWS", 0)  # code even these few rows
+    wh, day = any_warehouse, pd.Timestamp("2025-06-01")
+    s = pd.DataFrame({"city": ["ny", "chi", "mia"], "climate_day": day, "source": "simulated",
+                      "event_ticker": ["KXHIGHNY-25JUN01", "KXHIGHCHI-25JUN01", "KXHIGHMIA-25JUN01"],
+                      "official_high_f": [81.0, None, 90.0], "winning_market_ticker": ["KXHIGHNY-25JUN01-B80.5", None, None],
+                      "winning_bracket_index": [3, -1, -1], "settlement_source": "simulated (CLI semantics)",
+                      "obs_max_f": [80.6, None, 89.0]})
+    wh.replace_partitions("settlement", s, [(c, day.date()) for c in s["city"]])
+    plain, coded = wh.read("settlement"), wh.read("settlement", text_codes=True)
+    if isinstance(wh, warehouse.Warehouse):
+        assert isinstance(coded["winning_market_ticker"].dtype, pd.CategoricalDtype)
+        assert coded["winning_market_ticker"].array.codes.tolist() == [0, -1, -1]
+    back = object_text(coded)
+    pd.testing.assert_frame_equal(back, plain, check_exact=True)
+    assert back["winning_market_ticker"].tolist() == ["KXHIGHNY-25JUN01-B80.5", None, None]
+    assert object_text(plain) is plain
+
+
 def test_the_stray_rows_of_a_workers_table_are_counted_wherever_they_sit():
     """A worker's rows come partition by partition; a stray run between two runs of wanted partitions, one at the
     end and a partition split in two runs are each counted exactly."""
