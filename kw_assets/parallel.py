@@ -177,7 +177,8 @@ def _forkable(workers: int) -> bool:
     return workers > 1 and "fork" in mp.get_all_start_methods() and not mp.current_process().daemon
 
 
-def _bounds(n_items: int, workers: int) -> list[tuple[int, int]]:
+def slice_bounds(n_items: int, workers: int) -> list[tuple[int, int]]:
+    """[start, end) of up to ``workers`` consecutive slices of ``n_items``, as even as they come."""
     n = min(workers, n_items)
     cuts = [round(i * n_items / n) for i in range(n + 1)]
     return list(zip(cuts[:-1], cuts[1:]))
@@ -212,7 +213,7 @@ class Pool:
         if not self.handles or len(items) < 2:
             return Pending(inline=[self.job(items)])
         pending = Pending()
-        for (a, b), (_, conn) in zip(_bounds(len(items), len(self.handles)), self.handles):
+        for (a, b), (_, conn) in zip(slice_bounds(len(items), len(self.handles)), self.handles):
             conn.send(list(items[a:b]))
             pending.handles.append((None, conn))
         return pending
@@ -244,7 +245,7 @@ def start(job: Callable[[Sequence[Any]], list], items: Sequence[Any], workers: i
         return Pending(inline=[job(items)])
     ctx = mp.get_context("fork")
     pending = Pending()
-    for a, b in _bounds(len(items), workers):
+    for a, b in slice_bounds(len(items), workers):
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, args=(job, items[a:b], send), daemon=True)
         proc.start()

@@ -82,10 +82,8 @@ def produced(warehouse: Warehouse, table: str, pairs: list[tuple[City, dt.date, 
                 t0 = time.perf_counter()
                 loaded = {t: warehouse.read(t, [(c.key, d) for c, d, _ in these], cols, text_codes=True)
                           for t, cols in needs.items()}
-                split = {t: split_by_partition(f) for t, f in loaded.items()}
+                work = worker_shares(these, loaded, max(1, len(pool.handles)))
                 spent["read"] = spent.get("read", 0.0) + time.perf_counter() - t0
-                work = [(city, day, key, {t: split[t].get((city.key, day), loaded[t].iloc[:0]) for t in needs})
-                        for city, day, key in these]
             results = None
             if pending is not None:
                 t0 = time.perf_counter()
@@ -97,9 +95,40 @@ def produced(warehouse: Warehouse, table: str, pairs: list[tuple[City, dt.date, 
                 yield _sliced(outcomes, rows), counted
 
 
-def _checked_slice(table, source, produce, required, counters, time_column, work
+Share = tuple[list[tuple[City, dt.date, str]], dict[str, pd.DataFrame]]  # a worker's partitions and their rows
+
+
+def worker_shares(these: list[tuple[City, dt.date, str]], loaded: dict[str, pd.DataFrame], workers: int) -> list[Share]:
+    """A chunk's partitions in ``workers`` consecutive shares, each with its partitions' rows of every input table
+    (one frame a table, not one a partition: a frame's fixed costs, pickled and turned back into strings, were
+    most of what sending a partition cost)."""
+    positions = {t: partition_positions(f) for t, f in loaded.items()}
+    shares = []
+    for a, b in parallel.slice_bounds(len(these), workers):
+        keys = [(city.key, day) for city, day, _ in these[a:b]]
+        shares.append((these[a:b], {t: _rows_of(f, positions[t], keys) for t, f in loaded.items()}))
+    return shares
+
+
+def _rows_of(frame: pd.DataFrame, positions: dict[tuple[str, dt.date], slice | np.ndarray],
+             keys: list[tuple[str, dt.date]]) -> pd.DataFrame:
+    """The rows of the partitions ``keys``, in their order: a view when they follow one another in ``frame``."""
+    found = [positions[k] for k in keys if k in positions]
+    if not found:
+        return frame.iloc[:0]
+    if all(isinstance(p, slice) for p in found) and all(x.stop == y.start for x, y in zip(found, found[1:])):
+        return frame.iloc[found[0].start:found[-1].stop]
+    return frame.iloc[np.concatenate([np.arange(p.start, p.stop) if isinstance(p, slice) else p for p in found])]
+
+
+def _checked_slice(table, source, produce, required, counters, time_column, shares: list[Share]
                    ) -> tuple[list[Outcome], dict[str, int], pa.Table | None]:
-    work = [(city, day, key, {t: object_text(f) for t, f in data.items()}) for city, day, key, data in work]
+    work = []
+    for pairs, rows in shares:
+        rows = {t: object_text(f) for t, f in rows.items()}
+        split = {t: split_by_partition(f) for t, f in rows.items()}
+        work += [(city, day, key, {t: split[t].get((city.key, day), rows[t].iloc[:0]) for t in rows})
+                 for city, day, key in pairs]
     before = counters() if counters else {}
     outcomes = check_partitions(table, source, produce, required, work)
     after = counters() if counters else {}
@@ -192,9 +221,14 @@ def check_partitions(table: str, source: str | None, produce: Produce, required:
 
 
 def split_by_partition(frame: pd.DataFrame) -> dict[tuple[str, dt.date], pd.DataFrame]:
-    """Rows of each (city, climate_day), in their order, grouped on one integer key. A warehouse read keeps
-    each partition's rows together (they were written together), so the usual case is one slice each: a
-    view of the read, not a copy (copying was a third of the sweep's reading). No caller reuses the read."""
+    """Rows of each (city, climate_day), in their order: usually a view of the read, not a copy (copying was a
+    third of the sweep's reading). No caller reuses the read."""
+    return {k: frame.iloc[p] for k, p in partition_positions(frame).items()}
+
+
+def partition_positions(frame: pd.DataFrame) -> dict[tuple[str, dt.date], slice | np.ndarray]:
+    """Where each (city, climate_day)'s rows are, grouped on one integer key. A warehouse read keeps each
+    partition's rows together (they were written together), so the usual case is one slice each."""
     if frame.empty:
         return {}
     city_code, cities = pd.factorize(frame["city"])
@@ -203,7 +237,7 @@ def split_by_partition(frame: pd.DataFrame) -> dict[tuple[str, dt.date], pd.Data
     starts = np.flatnonzero(np.diff(key, prepend=key[0] - 1))
     if len(np.unique(key[starts])) == len(starts):  # one contiguous run per partition
         ranges = zip(key[starts], starts, np.append(starts[1:], len(key)))
-        parts = ((k, frame.iloc[a:b]) for k, a, b in ranges)
+        parts = ((k, slice(int(a), int(b))) for k, a, b in ranges)
     else:  # e.g. a partition whose later minutes were rewritten (the live tail) after other partitions
-        parts = ((k, frame.iloc[idx]) for k, idx in pd.Series(key).groupby(key).indices.items())
-    return {(cities[k // 1_000_000], dt.date(1970, 1, 1) + dt.timedelta(days=int(k % 1_000_000))): part for k, part in parts}
+        parts = pd.Series(key).groupby(key).indices.items()
+    return {(cities[k // 1_000_000], dt.date(1970, 1, 1) + dt.timedelta(days=int(k % 1_000_000))): p for k, p in parts}
