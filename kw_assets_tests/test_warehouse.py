@@ -372,6 +372,28 @@ def test_splitting_a_read_by_partition_keeps_each_partitions_rows_in_order_wheth
     assert [p.index.tolist() for p in parts.values()] == [[0, 1], [2], [3, 4]]
 
 
+def test_a_chunk_goes_to_its_workers_as_consecutive_shares_each_with_exactly_its_partitions_rows():
+    """Each worker gets its partitions and one frame per input table holding their rows, in order: a view of the
+    read when they follow one another, gathered when a partition's rows were rewritten later; a partition with
+    no rows in a table gets none."""
+    from kw_assets.cities import get_city
+    from kw_assets.partition_batch import worker_shares
+    ny, chi = get_city("ny"), get_city("chi")
+    d1, d2 = dt.date(2025, 6, 1), dt.date(2025, 6, 2)
+    together = pd.concat([obs("chi", d1, [4.0, 5.0]), obs("ny", d1, [1.0, 2.0]), obs("ny", d2, [3.0])], ignore_index=True)
+    rewritten = pd.concat([together.iloc[:3], together.iloc[4:], together.iloc[[3]]])  # ny d1's later row at the end
+    these = [(chi, d1, "chi|2025-06-01"), (ny, d1, "ny|2025-06-01"), (ny, d2, "ny|2025-06-02"), (chi, d2, "chi|2025-06-02")]
+    for frame in (together, rewritten):
+        shares = worker_shares(these, {"weather_obs": frame}, 2)
+        assert [[k for _, _, k in pairs] for pairs, _ in shares] == [["chi|2025-06-01", "ny|2025-06-01"],
+                                                                     ["ny|2025-06-02", "chi|2025-06-02"]]
+        first, second = (rows["weather_obs"] for _, rows in shares)
+        assert first["temp_f"].tolist() == [4.0, 5.0, 1.0, 2.0] and second["temp_f"].tolist() == [3.0]
+    shares = worker_shares(these, {"weather_obs": together}, 2)
+    assert np.shares_memory(shares[0][1]["weather_obs"]["temp_f"].to_numpy(), together["temp_f"].to_numpy())
+    assert [len(pairs) for pairs, _ in worker_shares(these, {"weather_obs": together}, 1)] == [4]
+
+
 def test_a_workers_partitions_cross_as_one_arrow_table_and_come_back_as_their_own_rows_with_their_summaries():
     """What a step's worker sends back: one Arrow table for its valid partitions, each outcome its slice and a
     summary (rows, time span, preview, sources) for its event; a rejected partition keeps its error."""
