@@ -42,7 +42,8 @@ def test_the_batches_numbers_are_what_parsing_the_exchanges_text_gives():
     from kw_assets.sources.simulator.exchange import _as_parsed
     rng = np.random.default_rng(2)
     values = np.concatenate([rng.uniform(0, 1, 20_000), rng.lognormal(2, 1.5, 20_000), np.arange(0, 50, 0.005),
-                             [0.125, 2.675, 1.005, 0.00005, 0.99995, 3e16, 0.0, np.nan, np.inf]])
+                             [0.125, 2.675, 1.005, 0.00005, 0.99995, 3e16, 0.0, np.nan, np.inf],
+                             rng.uniform(8.5e7, 9e12, 20_000)])  # products past 2**33: formatted and parsed
     for places in (2, 4):
         want = [float(f"{x:.{places}f}") if np.isfinite(x) else np.nan for x in values]
         assert np.array_equal(_as_parsed(values, places), np.array(want), equal_nan=True)

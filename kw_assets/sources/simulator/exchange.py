@@ -74,12 +74,12 @@ def _as_parsed(values: np.ndarray, decimals: int = 4) -> np.ndarray:
         out[on_cent] = _CENT_VALUE[cents[on_cent].astype(int)]
         finite &= ~on_cent
     # x rounded to ``decimals`` places is k / 10**decimals, and dividing the two exact numbers gives the double
-    # nearest it, which is what parsing the text gives; only a product within rounding of a half (or too large
-    # to be exact) is formatted and parsed, as the client would
+    # nearest it, which is what parsing the text gives. The product x * 10**decimals is off by at most half its
+    # ulp, under 1e-6 below 2**33: only a product that close to a half (or larger) is formatted and parsed
     scale = 10.0 ** decimals
     scaled = np.where(finite, v, 0) * scale
     k = np.rint(scaled)
-    exact = finite & (np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) > 1e-6) & (np.abs(scaled) < 2.0**52)
+    exact = finite & (np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6) & (np.abs(scaled) < 2.0**33)
     out[exact] = k[exact] / scale
     rest = finite & ~exact
     out[rest] = [float(f"{x:.{decimals}f}") for x in v[rest]]
