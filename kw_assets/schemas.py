@@ -7,6 +7,7 @@ the assets attach to a failed blocking asset check before anything is written.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from functools import lru_cache, partial
 from typing import Annotated, Iterable
 
@@ -314,15 +315,51 @@ class OrderbookSpreads(pa.DataFrameModel):
 
 
 def group_codes(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """One int64 code per row for its combination of ``columns`` (-1 where any is missing): the rules below
-    group on it with numpy, which is several times cheaper than a pandas groupby over text and times."""
+    """One int64 code per row for its combination of ``columns`` (-1 where any is missing), equal exactly where
+    the combinations are: the rules below group with numpy on them, several times cheaper than a pandas groupby
+    over text and times. The codes are mixed-radix numbers over each column's factorization, made dense again
+    only where they would pass ``_code_bound`` (a ``np.bincount`` over them stays that small). Within one
+    ``validate`` each combination is worked out once, however many rules group on it."""
+    cache = _GROUPS.get()
+    key = (id(df), tuple(columns))
+    if cache is not None and key in cache and cache[key][0] is df:
+        return cache[key][1]
+    bound = _code_bound(len(df))
     codes = np.zeros(len(df), dtype=np.int64)
     missing = np.zeros(len(df), dtype=bool)
+    span = 1
     for name in columns:
-        own, uniques = pd.factorize(df[name])  # -1: missing
+        own, width = _column_codes(df, name, cache)
         missing |= own < 0
-        codes, _ = pd.factorize(codes * (len(uniques) + 1) + (own + 1))
-    return np.where(missing, -1, codes)
+        if span * width > bound:
+            codes, dense = pd.factorize(codes)
+            span = len(dense)
+        codes = codes * width + (own + 1)
+        span *= width
+    if span > bound:
+        codes, _ = pd.factorize(codes)
+    out = np.where(missing, -1, codes)
+    if cache is not None:
+        cache[key] = (df, out)  # the frame is kept with its codes, so its id cannot be reused meanwhile
+    return out
+
+
+def _column_codes(df: pd.DataFrame, name: str, cache: dict | None) -> tuple[np.ndarray, int]:
+    """A column's factorization (-1: missing) and its radix (distinct values + 1), once per ``validate``."""
+    key = (id(df), name)
+    if cache is not None and key in cache and cache[key][0] is df:
+        return cache[key][1]
+    own, uniques = pd.factorize(df[name])
+    if cache is not None:
+        cache[key] = (df, (own, len(uniques) + 1))
+    return own, len(uniques) + 1
+
+
+def _code_bound(rows: int) -> int:
+    return max(4 * rows, 1 << 16)
+
+
+_GROUPS: ContextVar[dict | None] = ContextVar("kw_group_codes", default=None)
 
 
 def _regular(df: pd.DataFrame, time_column: str, step: pd.Timedelta | None = None) -> pd.Series:
@@ -629,7 +666,15 @@ class TableInvalid(ValueError):
 
 @lru_cache(maxsize=None)
 def schema(table: str) -> pa.DataFrameSchema:
-    return TABLES[table].to_schema()
+    """The table's Pandera schema. A non-nullable column's value checks see its missing values too (Pandera's
+    default drops them first, a pass over the column, a copy where there are any, per check); its not-null
+    check fails them either way."""
+    out = TABLES[table].to_schema()
+    for col in out.columns.values():
+        if not col.nullable:
+            for check in col.checks:
+                check.ignore_na = False
+    return out
 
 
 def conform(table: str, df: pd.DataFrame, only: Iterable[str] | None = None) -> pd.DataFrame:
@@ -667,6 +712,7 @@ def conform(table: str, df: pd.DataFrame, only: Iterable[str] | None = None) -> 
 
 
 def validate(table: str, df: pd.DataFrame, partition: str | None = None) -> pd.DataFrame:
+    token = _GROUPS.set({})  # the rules' row groupings, shared by the rules of this one pass
     try:
         return schema(table).validate(df, lazy=True, inplace=True)  # nothing is coerced: no copy needed
     except pa.errors.SchemaErrors as exc:
@@ -681,6 +727,8 @@ def validate(table: str, df: pd.DataFrame, partition: str | None = None) -> pd.D
     except pa.errors.SchemaError as exc:
         failures = pd.DataFrame({"column": [getattr(exc, "column_name", None)], "check": [str(exc)], "failure_case": [None]})
         raise TableInvalid(table, failures, partition) from exc
+    finally:
+        _GROUPS.reset(token)
 
 
 _SQL = {"float64": "DOUBLE", "int64": "BIGINT", "bool": "BOOLEAN", "str": "VARCHAR", "object": "VARCHAR",

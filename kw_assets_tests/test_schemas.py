@@ -95,3 +95,45 @@ def test_the_panel_grid_is_one_minute_per_bracket_and_a_minute_with_no_price_is_
     total, known = minute_totals(unknown, "p_norm", "minute_ts")
     assert known[first & (unknown["city"] == "ny")].tolist() == [0, 0, 0]  # no price that minute: nothing to sum
     assert total[first & (unknown["city"] == "chi")].round(12).tolist() == [0.8, 0.8, 0.8]  # the known ones: 0.3 + 0.5
+
+
+def test_group_codes_are_equal_exactly_where_the_combinations_are_and_stay_small():
+    import numpy as np
+
+    from kw_assets.schemas import _code_bound, group_codes
+    rng = np.random.default_rng(3)
+    n = 5000
+    frame = pd.DataFrame({"a": rng.choice(["x", "y", None], n), "b": rng.integers(0, 40, n),
+                          "c": pd.Timestamp("2025-06-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 3000, n), "min")})
+    codes = group_codes(frame, ["a", "b", "c"])
+    expected = frame.groupby(["a", "b", "c"], dropna=False, sort=False).ngroup().to_numpy()
+    missing = frame["a"].isna().to_numpy()
+    assert (codes[missing] == -1).all() and (codes[~missing] >= 0).all()
+    same = codes[~missing][:, None] == codes[~missing][None, :]  # equal codes <=> equal combinations
+    assert (same == (expected[~missing][:, None] == expected[~missing][None, :])).all()
+    assert codes.max() < _code_bound(n)  # 3 x 41 x ~2,300 radix product re-densified: a bincount stays small
+    few = group_codes(frame, ["a", "b"])  # a small product: mixed radix, no second factorization
+    assert few.max() < 3 * 41
+
+
+def test_one_validation_pass_shares_its_groupings_and_the_next_frame_gets_its_own():
+    good = fused()
+    assert len(validate("fused_pmf", good)) == 24
+    bad = good.copy()
+    row = bad.index[(bad["city"] == "ny") & (bad["bracket_index"] == 0)][1]
+    bad.loc[row, "p_fused"] = 0.25
+    cases = failing("fused_pmf", bad)  # a new frame, not the groupings of the one before
+    summed = cases[cases["check"].str.startswith("p_fused: fused PMF must sum to 1")]
+    assert sorted(summed["index"].unique()) == bad.index[(bad["city"] == "ny")
+                                                         & (bad["minute_ts"] == bad.loc[row, "minute_ts"])].tolist()
+    assert len(validate("fused_pmf", good)) == 24
+
+
+def test_a_missing_value_in_a_required_column_fails_its_not_null_and_value_checks_by_field():
+    frame = fused()
+    frame.loc[5, "w_market"] = float("nan")
+    cases = failing("fused_pmf", frame)
+    assert set(cases.loc[cases["column"] == "w_market", "check"]) >= {"not_nullable", "greater_than_or_equal_to(0)"}
+    ok = fused()
+    ok.loc[5, "hazard"] = float("nan")  # a nullable column's checks still pass its missing values
+    assert len(validate("fused_pmf", ok)) == 24
