@@ -417,3 +417,32 @@ def test_a_workers_partitions_cross_as_one_arrow_table_and_come_back_as_their_ow
     for got, want in ((back[0].frame, f1), (back[2].frame, f3)):
         pd.testing.assert_frame_equal(got.to_pandas(), want.reset_index(drop=True), check_exact=True)
     assert back[1].frame is None and back[1].error is not None
+
+
+def test_an_arrow_column_of_several_chunks_becomes_what_pandas_holds_for_each_type_with_its_nulls():
+    """How a read turns DuckDB's Arrow chunks into pandas, type by type: NULL as NaN, None, NaT or pandas' NA
+    (integers and booleans, as DuckDB's own conversion gave), text as one Python string per distinct value."""
+    import pyarrow as pa
+    from kw_assets.warehouse import _pandas_column
+    utc = pa.timestamp("us", tz="UTC")
+    stamps = pa.chunked_array([pa.array([1_700_000_000_000_001, None], utc), pa.array([-5], utc)])
+    got = _pandas_column(stamps, "TIMESTAMPTZ", False, False)
+    assert str(got.dtype) == "datetime64[ns, UTC]" and got.isna().tolist() == [False, True, False]
+    assert got[0].value == 1_700_000_000_000_001_000 and got[2].value == -5_000
+    days = _pandas_column(pa.chunked_array([pa.array([dt.date(2025, 6, 1)]), pa.array([None, dt.date(1969, 12, 31)], pa.date32())]),
+                          "DATE", False, False)
+    assert str(days.dtype) == "datetime64[ns]" and list(days) == [pd.Timestamp("2025-06-01"), pd.NaT, pd.Timestamp("1969-12-31")]
+    ints = _pandas_column(pa.chunked_array([pa.array([2**62 + 1, None]), pa.array([3])]), "BIGINT", False, False)
+    assert str(ints.dtype) == "Int64" and ints[0] == 2**62 + 1 and ints[1] is pd.NA  # exact, not through a float
+    assert _pandas_column(pa.chunked_array([pa.array([7, 8])]), "BIGINT", False, False).dtype == np.int64
+    flags = _pandas_column(pa.chunked_array([pa.array([True, None]), pa.array([False])]), "BOOLEAN", False, False)
+    assert str(flags.dtype) == "boolean" and flags[1] is pd.NA and not flags[2]
+    floats = _pandas_column(pa.chunked_array([pa.array([0.1, None]), pa.array([2.5])]), "DOUBLE", False, False)
+    assert floats.dtype == np.float64 and np.isnan(floats[1]) and floats[0] == 0.1
+    text = pa.chunked_array([pa.array(["KX-B1", None, "KX-B1"]), pa.array(["KX-B2"])])
+    plain, coded = _pandas_column(text, "VARCHAR", False, False), _pandas_column(text, "VARCHAR", True, False)
+    assert plain.tolist() == coded.tolist() == ["KX-B1", None, "KX-B1", "KX-B2"]
+    assert coded[0] is coded[2]  # one Python string per distinct value
+    cat = _pandas_column(text, "VARCHAR", True, True)
+    assert isinstance(cat, pd.Categorical) and cat.codes.tolist() == [0, -1, 0, 1]
+    assert len(_pandas_column(pa.chunked_array([], pa.string()), "VARCHAR", True, True)) == 0
