@@ -124,15 +124,16 @@ def _rows_of(frame: pd.DataFrame, positions: dict[tuple[str, dt.date], slice | n
 def _checked_slice(table, source, produce, required, counters, time_column, shares: list[Share]
                    ) -> tuple[list[Outcome], dict[str, int], pa.Table | None]:
     work = []
-    for pairs, rows in shares:
-        rows = {t: object_text(f) for t, f in rows.items()}
-        split = {t: split_by_partition(f) for t, f in rows.items()}
+    for pairs, coded in shares:
+        positions = {t: partition_positions(f) for t, f in coded.items()}  # grouped on the codes, not the strings
+        rows = {t: object_text(f) for t, f in coded.items()}
+        split = {t: {k: rows[t].iloc[p] for k, p in positions[t].items()} for t in rows}
         work += [(city, day, key, {t: split[t].get((city.key, day), rows[t].iloc[:0]) for t in rows})
                  for city, day, key in pairs]
     before = counters() if counters else {}
-    outcomes = check_partitions(table, source, produce, required, work)
+    outcomes, together = _checked(table, source, produce, required, work)
     after = counters() if counters else {}
-    outcomes, rows = handed_over(outcomes, time_column)
+    outcomes, rows = handed_over(outcomes, time_column, together)
     return outcomes, {k: after[k] - before.get(k, 0) for k in after}, rows
 
 
@@ -149,21 +150,24 @@ def object_text(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def handed_over(outcomes: list[Outcome], time_column: str | None) -> tuple[list[Outcome], pa.Table | None]:
+def handed_over(outcomes: list[Outcome], time_column: str | None, together: pd.DataFrame | None = None
+                ) -> tuple[list[Outcome], pa.Table | None]:
     """A worker's valid partitions as one Arrow table, in order, each outcome with its summary instead of its
     frame. The table crosses to the step's process as its buffers, where pickled frames were rebuilt object by
-    object, and DuckDB inserts from it without reading a Python string per row."""
+    object, and DuckDB inserts from it without reading a Python string per row. ``together``: the valid
+    frames already concatenated (as validated), if they were."""
     frames = [o.frame for o in outcomes if o.frame is not None]
     if not frames:
         return outcomes, None
     return [o if o.frame is None else o._replace(frame=None, summary=summarize(o.frame, time_column))
-            for o in outcomes], arrow_rows(frames)
+            for o in outcomes], arrow_rows(frames if together is None else [together])
 
 
 def arrow_rows(frames: list[pd.DataFrame]) -> pa.Table:
     """Conformed frames of one table as one Arrow table, in order (missing floats become nulls, as DuckDB reads
     a frame's NaN)."""
-    return pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False).replace_schema_metadata(None)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
 
 
 def _sliced(outcomes: list[Outcome], rows: pa.Table | None) -> list[Outcome]:
@@ -181,7 +185,7 @@ def summarize(frame: pd.DataFrame, time_column: str | None) -> Summary:
     span = None
     if time_column and len(frame):
         span = (str(frame[time_column].min()), str(frame[time_column].max()))
-    sources = tuple(sorted(frame["source"].dropna().unique().tolist())) if "source" in frame.columns else ()
+    sources = tuple(sorted(v for v in frame["source"].unique().tolist() if isinstance(v, str))) if "source" in frame.columns else ()
     return Summary(len(frame), span, markdown_table(frame.head(PREVIEW_ROWS)) if len(frame) else "(no rows)", sources)
 
 
@@ -190,6 +194,13 @@ def check_partitions(table: str, source: str | None, produce: Produce, required:
     """Produce, conform and validate partitions: the pure part of a write, safe to run in a worker.
     The batch is validated in one Pandera pass; only when it fails is each partition validated alone,
     so the failures name their partitions."""
+    return _checked(table, source, produce, required, work)[0]
+
+
+def _checked(table: str, source: str | None, produce: Produce, required: tuple[str, ...],
+             work: list[tuple[City, dt.date, str, dict[str, pd.DataFrame]]]) -> tuple[list[Outcome], pd.DataFrame | None]:
+    """``check_partitions``, with the valid frames concatenated as they were validated (None unless all of the
+    produced ones passed together)."""
     out = []
     for city, day, key, data in work:
         try:
@@ -197,18 +208,24 @@ def check_partitions(table: str, source: str | None, produce: Produce, required:
                 if data[t].empty:
                     raise DataError(t, "<rows>", f"no {t} stored for {city.key} {day}: materialize {t} first")
             frame = produce(city, day, data).copy(deep=False)  # new columns only: no copy of the produced ones
-            frame["city"], frame["climate_day"] = city.key, pd.Timestamp(day).as_unit("ns")
+            keys = {"city": city.key, "climate_day": pd.Timestamp(day).as_unit("ns")}
             if "source" not in frame.columns:
                 inherited = [f["source"].iloc[0] for f in data.values() if len(f) and "source" in f.columns]
-                frame["source"] = source or (inherited[0] if inherited else None)
+                keys["source"] = source or (inherited[0] if inherited else None)
+            for at, (name, value) in enumerate(keys.items()):  # first, as in every partitioned table: no reordering copy
+                if name in frame.columns:
+                    frame[name] = value
+                else:
+                    frame.insert(at, name, value)
             out.append(Outcome(city, day, key, conform(table, frame), None))
         except BAD_INPUT as exc:
             out.append(Outcome(city, day, key, None, exc))
     frames = [o.frame for o in out if o.frame is not None]
     try:
+        together = pd.concat(frames, ignore_index=True) if frames else None
         if frames:
-            validate(table, pd.concat(frames, ignore_index=True))
-        return out
+            validate(table, together)
+        return out, together
     except TableInvalid:
         pass
     for i, o in enumerate(out):
@@ -217,7 +234,7 @@ def check_partitions(table: str, source: str | None, produce: Produce, required:
                 validate(table, o.frame, partition=o.key)
             except TableInvalid as exc:
                 out[i] = o._replace(frame=None, error=exc)
-    return out
+    return out, None
 
 
 def split_by_partition(frame: pd.DataFrame) -> dict[tuple[str, dt.date], pd.DataFrame]:

@@ -690,8 +690,9 @@ def conform(table: str, df: pd.DataFrame, only: Iterable[str] | None = None) -> 
     # of a step's own time when it writes what its workers conformed); a changed column is set on a shallow
     # copy, never on the caller's frame
     out = df.copy(deep=False) if list(df.columns) == names else df.reindex(columns=names)
+    types = dict(zip(out.columns, out.dtypes))  # one pass: a column's own Series costs more than its dtype
     for name, col in cols.items():
-        dtype, have = str(col.dtype), str(out[name].dtype)
+        dtype, have = str(col.dtype), str(types[name])
         if have == dtype:
             continue
         is_dt = pd.api.types.is_datetime64_any_dtype(out[name])
