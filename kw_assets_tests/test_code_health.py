@@ -22,6 +22,7 @@ USED_OUTSIDE_VULTURES_SIGHT = {
     "config_type": "Dagster reads a ConfigurableClass's config schema (the instance's event log storage)",
     "from_config_value": "Dagster builds a ConfigurableClass from dagster.yaml with it",
     "strict": "Pandera model Config", "coerce": "Pandera model Config", "unique": "Pandera model Config",
+    "ignore_na": "a Pandera Check's setting, read by Pandera when it runs the check",
 }
 
 
