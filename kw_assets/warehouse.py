@@ -96,7 +96,7 @@ def partition_filter(partitions: Iterable[Partition]) -> tuple[str, list]:
 
 
 def _arrow_table(relation: duckdb.DuckDBPyRelation) -> pa.Table:
-    fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table  # the name before DuckDB 1.4
+    fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table  # older DuckDB releases' name
     return fetch()
 
 
@@ -113,7 +113,7 @@ def _pandas_column(column: pa.ChunkedArray, sql_type: str, coded: bool, text_cod
             return pd.Categorical.from_codes(codes, categories=pd.Index(values, dtype=object))
         return np.append(values, None)[codes]  # code -1 (NULL): the last
     if sql_type in ("TIMESTAMPTZ", "DATE"):
-        if sql_type == "DATE":  # days, or microseconds, since the epoch
+        if sql_type == "DATE":  # Arrow's date32: days since the epoch; its timestamps: microseconds
             ns = column.view(pa.int32()).fill_null(0).to_numpy().astype(np.int64) * 86_400_000_000_000
         else:
             ns = column.cast(pa.timestamp("us", tz="UTC")).view(pa.int64()).fill_null(0).to_numpy() * 1000
@@ -323,7 +323,7 @@ class Warehouse(HeldConnection):
         Python call per row: repetitive text (city, ticker, side, ...) as one Python string per distinct value,
         timestamps and dates as nanoseconds (NULL: NaT) localized at once; integers and booleans with NULLs as
         pandas' nullable arrays. One query, where DuckDB's own pandas conversion (with a count and a query for the
-        distinct values) cost 1.7x as much."""
+        distinct values) cost up to 1.7x as much (a minute table's read; 1.2x a fills chunk's reads)."""
         wanted = [(n, t) for n, t in sql_columns(table) if only is None or n in only]
         unknown = set(only or ()) - {n for n, _ in wanted}
         if unknown:
