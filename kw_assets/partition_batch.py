@@ -125,9 +125,8 @@ def _checked_slice(table, source, produce, required, counters, time_column, shar
                    ) -> tuple[list[Outcome], dict[str, int], pa.Table | None]:
     work = []
     for pairs, coded in shares:
-        positions = {t: partition_positions(f) for t, f in coded.items()}  # grouped on the codes, not the strings
         rows = {t: object_text(f) for t, f in coded.items()}
-        split = {t: {k: rows[t].iloc[p] for k, p in positions[t].items()} for t in rows}
+        split = {t: split_by_partition(rows[t], partition_positions(f)) for t, f in coded.items()}  # grouped on the codes
         work += [(city, day, key, {t: split[t].get((city.key, day), rows[t].iloc[:0]) for t in rows})
                  for city, day, key in pairs]
     before = counters() if counters else {}
@@ -237,10 +236,12 @@ def _checked(table: str, source: str | None, produce: Produce, required: tuple[s
     return out, None
 
 
-def split_by_partition(frame: pd.DataFrame) -> dict[tuple[str, dt.date], pd.DataFrame]:
+def split_by_partition(frame: pd.DataFrame, positions: dict[tuple[str, dt.date], slice | np.ndarray] | None = None
+                       ) -> dict[tuple[str, dt.date], pd.DataFrame]:
     """Rows of each (city, climate_day), in their order: usually a view of the read, not a copy (copying was a
-    third of the sweep's reading). No caller reuses the read."""
-    return {k: frame.iloc[p] for k, p in partition_positions(frame).items()}
+    third of the sweep's reading). No caller reuses the read. ``positions``: ``partition_positions`` of the same
+    rows, if already found (e.g. on a coded copy of them, cheaper to group than strings)."""
+    return {k: frame.iloc[p] for k, p in (partition_positions(frame) if positions is None else positions).items()}
 
 
 def partition_positions(frame: pd.DataFrame) -> dict[tuple[str, dt.date], slice | np.ndarray]:
