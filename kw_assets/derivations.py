@@ -20,7 +20,7 @@ from kw_assets import parallel
 from kw_assets.model import emos
 from kw_assets.model.calibration import CalibrationConfig, History, walk_forward_fit
 from kw_assets.model.fusion import FusionConfig, fuse_panel
-from kw_assets.model.panel import PanelConfig, build_panel
+from kw_assets.model.panel import PanelConfig, build_panel, by_minute_and_bracket
 from kw_assets.model.settlement import settlement_row
 from kw_assets.model.weather import WeatherModelConfig, weather_pmf_frame
 from kw_assets.partition_batch import Inputs, Produce
@@ -89,7 +89,7 @@ def _calibrated_pmf(wh: Warehouse, days: list[dt.date], cfg: CalibrationConfig =
         fused = data["fused_pmf"]
         if fused.empty:
             return fused
-        fused = fused.sort_values(["minute_ts", "bracket_index"]).reset_index(drop=True)
+        fused = by_minute_and_bracket(fused).reset_index(drop=True)
         n_br = fused["bracket_index"].nunique()
         p = fused["p_fused"].to_numpy(float).reshape(-1, n_br)
         return fused.assign(p_calibrated=fits[day].apply(p).ravel(), **fits[day].describe())

@@ -22,6 +22,7 @@ import pandas as pd
 
 from kw_assets.model.fees import fee_cents
 from kw_assets.model.fills import FillConfig, Tape, maker_fill, taker_fill
+from kw_assets.model.stamps import utc_stamps
 
 FILL_COLUMNS = ["order_id", "decided_ts", "fill_ts", "market_ticker", "bracket_index", "side", "action", "liquidity",
                 "price", "contracts", "fee", "cash_flow", "edge", "reason"]
@@ -127,7 +128,7 @@ def run_backtest(tape: Tape, intents: pd.DataFrame, winner: int, opposite: np.nd
                           "done": entry_row, "exit_row": exit_row, "pnl": pnl})
     out = pd.DataFrame(fills, columns=FILL_COLUMNS)
     for column in ("fill_ts", "decided_ts"):
-        out[column] = pd.to_datetime(tape.minutes[out[column].to_numpy(int)], utc=True) if len(out) else \
+        out[column] = utc_stamps(tape.minutes.asi8[out[column].to_numpy(int)]) if len(out) else \
             pd.Series(dtype="datetime64[ns, UTC]")
     return out
 

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from kw_assets.model.panel import by_minute_and_bracket
+from kw_assets.model.stamps import utc_stamps
+
 
 @dataclass(frozen=True)
 class FusionConfig:
@@ -55,7 +58,7 @@ def market_weight(volume: np.ndarray, accel: np.ndarray, cfg: FusionConfig) -> n
 
 def fuse_panel(panel: pd.DataFrame, weather: pd.DataFrame, cfg: FusionConfig = FusionConfig()) -> pd.DataFrame:
     """Minute x bracket fused PMF from ``minute_panel`` rows and the latest ``weather_pmf`` at or before each minute."""
-    panel = panel.sort_values(["minute_ts", "bracket_index"])
+    panel = by_minute_and_bracket(panel)
     tickers = panel["market_ticker"].drop_duplicates().to_numpy()
     n_br = panel["bracket_index"].nunique()
     minutes = panel["minute_ts"].drop_duplicates()
@@ -68,7 +71,7 @@ def fuse_panel(panel: pd.DataFrame, weather: pd.DataFrame, cfg: FusionConfig = F
     p_wx = np.full(shape, np.nan)
     hazard = np.full(n_min, np.nan)
     if not weather.empty:
-        wx = weather.sort_values(["decision_ts", "bracket_index"])
+        wx = by_minute_and_bracket(weather, "decision_ts")
         dec = wx["decision_ts"].drop_duplicates()
         wx_p = wx["p_weather"].to_numpy(float).reshape(len(dec), n_br)
         wx_h = wx["hazard"].to_numpy(float).reshape(len(dec), n_br)[:, 0]
@@ -82,7 +85,7 @@ def fuse_panel(panel: pd.DataFrame, weather: pd.DataFrame, cfg: FusionConfig = F
     fused = log_pool(np.where(market_ok[:, None], p_mkt, 0.5), np.where(weather_ok[:, None], p_wx, 0.5), w, cfg.eps)
     keep = np.repeat(usable, n_br)
     out = pd.DataFrame({
-        "minute_ts": pd.to_datetime(np.repeat(minutes.to_numpy("datetime64[ns]"), n_br), utc=True),
+        "minute_ts": utc_stamps(np.repeat(minutes.to_numpy("datetime64[ns]"), n_br)),
         "market_ticker": np.tile(tickers, n_min),
         "bracket_index": np.tile(np.arange(n_br), n_min),
         "p_market": p_mkt.ravel(), "p_weather": p_wx.ravel(), "w_market": np.repeat(w, n_br),

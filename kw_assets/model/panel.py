@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from kw_assets.model.stamps import utc_stamps
+
 PANEL_COLUMNS = ["minute_ts", "market_ticker", "bracket_index", "yes_bid", "yes_ask", "last_price", "mid", "spread",
                  "volume", "velocity", "acceleration", "clv", "p_norm", "mid_sum", "ras", "vwap", "signed_volume",
                  "trade_count", "ofi", "queue_imbalance"]
@@ -132,7 +134,7 @@ def build_panel(markets: pd.DataFrame, candles: pd.DataFrame, trades: pd.DataFra
     ofi, imbalance = _book_features(book, col_of, t0, n_min, n_br)
 
     return pd.DataFrame({
-        "minute_ts": pd.to_datetime(np.repeat(grid.asi8, n_br), utc=True),
+        "minute_ts": utc_stamps(np.repeat(grid.asi8, n_br)),
         "market_ticker": np.tile(tickers, n_min),
         "bracket_index": np.tile(markets["bracket_index"].to_numpy(), n_min),
         "yes_bid": bid.ravel(), "yes_ask": ask.ravel(), "last_price": last.ravel(), "mid": mid.ravel(),

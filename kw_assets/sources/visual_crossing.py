@@ -20,6 +20,7 @@ import pandas as pd
 from kw_assets.errors import DataError
 from kw_assets.sources.http import JsonHttp, RetryPolicy, TokenBucket
 from kw_assets.convert import numbers
+from kw_assets.model.stamps import utc_stamps
 
 BASE_URL = "https://weather.visualcrossing.com/VisualCrossingWebServices"
 OBS_COLUMNS = ["valid_time", "temp_f", "source_kind"]
@@ -95,7 +96,7 @@ def _rows_frame(rows: list[dict], table: str) -> pd.DataFrame:
     if np.isnan(epochs).any():
         raise DataError(table, "datetimeEpoch", "null epoch")
     return pd.DataFrame({
-        "valid_time": pd.to_datetime(epochs.astype("int64"), unit="s", utc=True),
+        "valid_time": utc_stamps(epochs.astype("int64"), "s"),
         "temp_f": numbers([r.get("temp") for r in rows], table, "temp"),
     })
 

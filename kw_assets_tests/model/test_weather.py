@@ -159,3 +159,22 @@ def test_the_residual_paths_are_scipys_ar1_filter_to_the_bit():
     got = ar1_paths(innov, float(f32(phi)), start)
     assert np.array_equal(got, want) and np.array_equal(got.astype(f32), want.astype(f32))
     assert got[0, 0] == float(innov[0, 0]) + start[0] and got[1, 0] == float(innov[1, 0]) + float(f32(phi)) * got[0, 0]
+
+
+def test_the_suffix_max_is_the_reversed_running_max_to_the_bit():
+    """Each decision sees the max of the path over the steps still ahead of it: computed row by row from the last
+    step, it must equal the reversed ``np.maximum.accumulate`` it replaced, NaNs and the steps beyond included."""
+    from kw_assets.model.weather import _suffix_max
+    f32 = np.float32
+    y = np.random.default_rng(3).standard_normal((40, 300)).astype(f32)
+    y[7, 5], y[30, 9] = np.nan, np.nan  # a NaN carries to the rows before it, not after
+    beyond = np.random.default_rng(4).standard_normal(300).astype(f32) + f32(1.5)
+    want = np.fmax(np.maximum.accumulate(y[::-1], axis=0)[::-1], beyond)
+    got = _suffix_max(y, beyond)
+    assert got.dtype == f32 and got.shape == (41, 300)
+    assert np.array_equal(got[:-1], want, equal_nan=True) and np.array_equal(got[-1], beyond)
+    assert (got[:31, 9] == beyond[9]).all()  # rows up to the NaN: their running max is NaN, fmax keeps the steps beyond
+    assert got[31, 9] == max(y[31:, 9].max(), beyond[9])  # rows after it never saw it
+    alone = _suffix_max(y[:3, :2].copy(), None)
+    assert alone[-1].tolist() == [-np.inf, -np.inf] and np.array_equal(alone[0], np.nanmax(y[:3, :2], axis=0))
+    assert _suffix_max(np.zeros((0, 4), f32), beyond[:4]).tolist() == [beyond[:4].tolist()]

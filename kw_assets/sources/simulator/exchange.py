@@ -25,6 +25,7 @@ from kw_assets.sources.simulator.faults import FaultConfig, FaultInjector, Serve
 from kw_assets.sources.simulator.order_book import SimulatedBook
 from kw_assets.sources.simulator.world import LEGACY_SERIES_BEFORE, SUBSTEP_S, SUBSTEPS_PER_MIN, Agents, World, build_world
 from kw_assets.sources.simulator.world_store import WorldStore
+from kw_assets.model.stamps import utc_stamps
 
 PREFIX = "/trade-api/v2"
 TOO_MANY = json.dumps({"error": {"code": "too_many_requests", "message": "too many requests"}}).encode()
@@ -498,7 +499,7 @@ class SimulatedExchange:
             names |= dict(zip(("ao", "al", "ah", "ac"), (f"yes_ask_{k}" for k in ("open", "low", "high", "close"))))
             names |= dict(zip(("po", "pl", "ph", "pc", "pm", "pp"), (f"price_{k}" for k in ("open", "low", "high", "close",
                                                                                           "mean", "previous"))))
-            frame = {"market_ticker": [b.ticker] * len(end_ts), "end_period_ts": pd.to_datetime(end_ts, unit="s", utc=True)}
+            frame = {"market_ticker": [b.ticker] * len(end_ts), "end_period_ts": utc_stamps(end_ts, "s")}
             frame |= {names[k]: _as_parsed(v) for k, v in cols.items()}
             frames.append(pd.DataFrame(frame | {"volume": _as_parsed(vol, 2), "open_interest": _as_parsed(oi, 2)},
                                        columns=CANDLE_COLUMNS))
@@ -523,7 +524,7 @@ class SimulatedExchange:
         names = np.array([b.ticker for b in w.brackets], dtype=object)
         return pd.DataFrame({
             "trade_id": [w.trade_id[k] for k in idx], "market_ticker": names[w.trade_bracket[idx]],
-            "created_time": pd.to_datetime(w.trade_ts[idx], unit="us", utc=True),
+            "created_time": utc_stamps(w.trade_ts[idx], "us"),
             "count": _as_parsed(w.trade_count[idx], 2), "yes_price": _as_parsed(w.trade_price[idx]),
             "no_price": _as_parsed(1 - w.trade_price[idx]),
             "taker_outcome_side": np.where(w.trade_yes[idx], "yes", "no").astype(object),

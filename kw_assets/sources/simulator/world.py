@@ -24,6 +24,7 @@ from scipy.special import expit, logit
 from kw_assets.cities import City, event_ticker
 from kw_assets.model import emos
 from kw_assets.model.weather import WeatherModelConfig, decision_times, simulate_weather_pmf
+from kw_assets.model.stamps import utc_stamps
 
 SUBSTEP_S = 15
 SUBSTEPS_PER_MIN = 60 // SUBSTEP_S
@@ -165,7 +166,7 @@ def yesterday_runs(city: City, day: dt.date, seed: int = 7, insight: float = 0.0
     """The previous day's runs (issued_at, forecast_high_f) and its 5-minute obs max through 18:00 LST
     (obs_max_f): the ``yesterday`` input of the weather model, as the pipeline reads it from the warehouse."""
     run_ids, high, obs_max = _yesterday(city, day, seed, insight)
-    return pd.DataFrame({"issued_at": pd.to_datetime(run_ids, unit="s", utc=True), "forecast_high_f": high,
+    return pd.DataFrame({"issued_at": utc_stamps(run_ids, "s"), "forecast_high_f": high,
                          "obs_max_f": obs_max})
 
 
@@ -371,12 +372,12 @@ def _fundamental(w: WeatherDay, t: np.ndarray, agents: Agents, params: np.ndarra
     if agents.ignore_forecast_drift:
         keep = issued <= w.run_times[w.listing_run]
         issued, valid, temp = issued[keep], valid[keep], temp[keep]
-    forecasts = pd.DataFrame({"issued_at": pd.to_datetime(issued, unit="s", utc=True),
-                              "valid_time": pd.to_datetime(valid, unit="s", utc=True), "temp_f": temp})
+    forecasts = pd.DataFrame({"issued_at": utc_stamps(issued, "s"),
+                              "valid_time": utc_stamps(valid, "s"), "temp_f": temp})
     # the traders watch the station's 1-minute feed: each 2-minute mean (minutes i and i+1), to 0.1 F,
     # stamped when it completes, at the end of minute i+1
     done = w.day_start + 60 * (np.arange(w.two_min.size) + 2)
-    obs = pd.DataFrame({"valid_time": pd.to_datetime(done, unit="s", utc=True), "temp_f": np.round(w.two_min, 1)})
+    obs = pd.DataFrame({"valid_time": utc_stamps(done, "s"), "temp_f": np.round(w.two_min, 1)})
     lows = np.array([b.low for b in w.brackets])
     highs = np.array([b.high for b in w.brackets])
     cfg = WeatherModelConfig(n_paths=agents.n_paths, gap_mean=0.0, gap_sd=0.05)  # they see the 2-minute means
