@@ -7,16 +7,19 @@ the scores and the report, the settled calibrated rows (sampled) and each entry'
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterator
+from typing import Callable, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from kw_assets import parallel
 from kw_assets.cities import get_city
 from kw_assets.model.report import NEXT_BAR_MINUTES
 from kw_assets.model import emos
 from kw_assets.model.weather import WeatherModelConfig
 from kw_assets.warehouse import Warehouse
+
+T = TypeVar("T")
 
 PEAK_HOUR_LST = WeatherModelConfig().peak_hour_lst
 
@@ -114,17 +117,26 @@ def settled_calibrated(wh: Warehouse, every_min: int, first: dt.date | None = No
     return rows
 
 
-def settled_calibrated_by_month(wh: Warehouse, every_min: int) -> tuple[int, Iterator[pd.DataFrame]]:
-    """``settled_calibrated`` a month at a time (a year at once does not fit in 2 GB), with the most brackets
-    of any of those events (the events the scores compare); (0, nothing) before any event settled."""
+def settled_months(wh: Warehouse) -> tuple[int, list[tuple[dt.date, dt.date]]]:
+    """The first and last day of each month with a settled event that has calibrated PMFs, in order, with the
+    most brackets of any of those events (the events the scores compare); (0, []) before any event settled."""
     events = wh.query("SELECT c.city, c.climate_day, count(DISTINCT c.bracket_index) AS n FROM calibrated_pmf c "
                       "JOIN settlement s ON c.city = s.city AND c.climate_day = s.climate_day "
                       "WHERE s.winning_bracket_index >= 0 GROUP BY c.city, c.climate_day", needs=("calibrated_pmf", "settlement"))
     if events.empty:
-        return 0, iter(())
+        return 0, []
     months = pd.to_datetime(events["climate_day"]).dt.to_period("M").drop_duplicates().sort_values()
-    return int(events["n"].max()), (settled_calibrated(wh, every_min, m.start_time.date(), m.end_time.date())
-                                     for m in months)
+    return int(events["n"].max()), [(m.start_time.date(), m.end_time.date()) for m in months]
+
+
+def over_settled_months(wh: Warehouse, every_min: int, months: list[tuple[dt.date, dt.date]],
+                        fn: Callable[[pd.DataFrame], T], workers: int | None = None) -> list[T]:
+    """``fn`` of each month's ``settled_calibrated`` rows, in month order, the months split over ``workers``
+    forked processes (default one per core), each reading with its own connection and its share of the
+    warehouse's threads: a year's scores were one process reading and summing month after month on two cores."""
+    workers = max(1, min(workers or parallel.default_workers(), len(months)))
+    reader = wh.for_workers(workers)
+    return parallel.map_items(lambda month: fn(settled_calibrated(reader, every_min, *month)), months, workers)
 
 
 def entry_mids(wh: Warehouse, entries: pd.DataFrame) -> pd.DataFrame:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import matplotlib
 
@@ -17,7 +16,7 @@ import pandas as pd  # noqa: E402
 from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 from markupsafe import Markup  # noqa: E402
 
-from kw_assets.model.report import daily_pnl, drawdown, pnl_by_entry_hour, report_contents  # noqa: E402
+from kw_assets.model.report import Chunks, daily_pnl, drawdown, pnl_by_entry_hour, report_contents  # noqa: E402
 from kw_assets.sources import SIMULATED_BANNER  # noqa: E402
 
 _TEMPLATES = Environment(loader=PackageLoader("kw_assets", "templates"), autoescape=select_autoescape(["j2", "html"]))
@@ -92,11 +91,12 @@ class Report:
         return markdown_report(self.source, self.warning, self.stats, self.tables)
 
 
-def write_report(folder: Path, fills: pd.DataFrame, scores: pd.DataFrame, sampled: tuple[int, Iterable[pd.DataFrame]],
+def write_report(folder: Path, fills: pd.DataFrame, scores: pd.DataFrame, sampled: tuple[int, Chunks],
                  markets: pd.DataFrame, settled: pd.DataFrame, mids: pd.DataFrame,
                  offsets: dict[str, pd.Timedelta], extra_tables: dict[str, pd.DataFrame] | None = None) -> Report:
     """The backtest report's plots and HTML page under ``folder``, from the frames ``report_contents`` takes
-    (``sampled``: the most brackets and the monthly chunks of ``queries.settled_calibrated_by_month``), plus
+    (``sampled``: the most brackets, and the chunks or a function that applies its argument to each month's
+    rows, e.g. ``queries.over_settled_months``), plus
     ``extra_tables`` (title -> table) after its own."""
     sources = sorted(fills["source"].unique())
     warning = SIMULATED_BANNER if "simulated" in sources else None

@@ -17,7 +17,7 @@ from kw_assets.model.fills import FillConfig, Tape
 from kw_assets.model.report import entry_orders
 from kw_assets.model.strategy import StrategyConfig, signal_intents
 from kw_assets import reporting
-from kw_assets.queries import entry_mids, settled_calibrated_by_month, spread_observations
+from kw_assets.queries import entry_mids, over_settled_months, settled_months, spread_observations
 from kw_assets.model.sweep import SWEPT, day_half_spreads, fill_model_comparison, grid_points, prepare_day, summary, walk_forward
 from kw_assets.defs.materialize import reject, schema_check, table_metadata
 from kw_assets.schemas import TableInvalid, validate
@@ -87,8 +87,10 @@ def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, war
     if fills.empty:
         raise dg.Failure("backtest_report: no backtest_fills in the warehouse for the selected range")
     fill_models = _fill_model_comparison(context, wh, fills)
-    report = reporting.write_report(
-        Path(config.folder), fills, wh.read("forecast_scores"), settled_calibrated_by_month(wh, config.sample_every_min),
+    n_brackets, months = settled_months(wh)
+    report = reporting.write_report(  # the months' scores and migration are worked out a month per worker
+        Path(config.folder), fills, wh.read("forecast_scores"),
+        (n_brackets, lambda fn: over_settled_months(wh, config.sample_every_min, months, fn)),
         wh.read("kalshi_markets"), wh.read("settlement"), entry_mids(wh, entry_orders(fills)),
         {c.key: pd.Timedelta(hours=c.lst_utc_offset_hours) for c in all_cities()},
         extra_tables={"Maker fills on recorded days: candle model vs queue model": fill_models} if len(fill_models) else None)

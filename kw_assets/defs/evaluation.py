@@ -11,7 +11,7 @@ from kw_assets.defs.resources import WAREHOUSE_KIND, WAREHOUSE_POOL, WarehouseRe
 from kw_assets.model.evaluation import ScoreSums
 from kw_assets.model.scores import ECE_BINS
 from kw_assets.sources import SIMULATED_BANNER
-from kw_assets.queries import settled_calibrated_by_month
+from kw_assets.queries import over_settled_months, settled_months
 from kw_assets.schemas import TableInvalid, validate
 
 
@@ -27,16 +27,21 @@ class ScoresConfig(dg.Config):
                       "hour of the climate day (LST), over every settled partition in the warehouse.")
 def forecast_scores(context: dg.AssetExecutionContext, config: ScoresConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
-    n_brackets, months = settled_calibrated_by_month(wh, config.sample_every_min)
+    n_brackets, months = settled_months(wh)
     if not n_brackets:
         raise dg.Failure("forecast_scores: no settled partitions with calibrated PMFs in the warehouse yet")
     markets, settled = wh.read("kalshi_markets"), wh.read("settlement")
     offsets = {c.key: pd.Timedelta(hours=-c.lst_utc_offset_hours) for c in all_cities()}
+
+    def month(rows: pd.DataFrame) -> tuple[dict, set[str], int]:
+        return (ScoreSums(n_brackets).chunk_sums(rows, markets, settled, offsets), set(rows["source"].unique()),
+                rows[["city", "climate_day"]].drop_duplicates().shape[0])
+
     sums, sources, partitions = ScoreSums(n_brackets), set(), 0
-    for rows in months:
-        sums.add(rows, markets, settled, offsets)
-        sources |= set(rows["source"].unique())
-        partitions += rows[["city", "climate_day"]].drop_duplicates().shape[0]
+    for month_sums, month_sources, month_partitions in over_settled_months(wh, config.sample_every_min, months, month):
+        sums.merge(month_sums)  # in month order: the sums of one process adding month after month, to the bit
+        sources |= month_sources
+        partitions += month_partitions
     scores, rel = sums.tables()
     scores.insert(0, "source", ", ".join(sorted(sources)))
     try:

@@ -48,14 +48,23 @@ def event_climatologies(events: list[tuple[str, pd.Timestamp]], markets: pd.Data
 class ScoreSums:
     """The scores as sums over forecasts (count, Brier, log loss, RPS, and per-bin counts, probabilities and
     hits for ECE and reliability) by model and group, so a year of rows can be scored a chunk at a time in
-    bounded memory. Only events with ``n_brackets`` brackets are scored (default: the most in the first chunk)."""
+    bounded memory. Only events with ``n_brackets`` brackets are scored (default: the most in the first chunk).
+    ``models``: the ones to score (default all; e.g. the report needs only the fused and calibrated PMFs')."""
 
-    def __init__(self, n_brackets: int | None = None):
+    def __init__(self, n_brackets: int | None = None, models: tuple[str, ...] = (*MODELS, "climatology")):
         self.n_brackets = n_brackets
+        self.models = models
         self.sums: dict[tuple[str, str, str], np.ndarray] = {}
 
     def add(self, rows: pd.DataFrame, markets: pd.DataFrame, settled: pd.DataFrame,
             day_starts: dict[str, pd.Timedelta]) -> None:
+        self.merge(self.chunk_sums(rows, markets, settled, day_starts))
+
+    def chunk_sums(self, rows: pd.DataFrame, markets: pd.DataFrame, settled: pd.DataFrame,
+                   day_starts: dict[str, pd.Timedelta]) -> dict[tuple[str, str, str], np.ndarray]:
+        """One chunk's sums by (model, group_by, group_value), without adding them: chunks summed apart (e.g. a
+        month each in its own process) and merged in chunk order give the same numbers to the bit as adding
+        them one after the other. Sets ``n_brackets`` from this chunk if it was not given."""
         rows = rows.sort_values(["city", "climate_day", "minute_ts", "bracket_index"])
         n_br = _run_lengths(rows, ["city", "climate_day", "minute_ts"])  # brackets of each row's forecast
         if self.n_brackets is None and len(n_br):
@@ -63,20 +72,22 @@ class ScoreSums:
         b = self.n_brackets or 0
         rows = rows[n_br == b]
         if rows.empty:
-            return
+            return {}
         keys = rows[["city", "climate_day", "minute_ts", "winner"]].iloc[::b].reset_index(drop=True)
         offset = keys["city"].map(day_starts)
         hour = ((keys["minute_ts"] - (pd.to_datetime(keys["climate_day"]).dt.tz_localize("UTC") + offset))
                 / pd.Timedelta(hours=1)).apply(np.floor).astype(int)
-        mats = {name: rows[col].to_numpy(float).reshape(-1, b) for name, col in MODELS.items()}
-        clim = np.full((len(keys), b), np.nan)  # climatology: one vector per event, repeated over its minutes
-        events = keys.groupby(["city", "climate_day"]).indices
-        for idx, p in zip(events.values(), event_climatologies(list(events), markets, settled, b)):
-            clim[idx] = p
-        mats["climatology"] = clim
+        mats = {name: rows[col].to_numpy(float).reshape(-1, b) for name, col in MODELS.items() if name in self.models}
+        if "climatology" in self.models:
+            clim = np.full((len(keys), b), np.nan)  # climatology: one vector per event, repeated over its minutes
+            events = keys.groupby(["city", "climate_day"]).indices
+            for idx, p in zip(events.values(), event_climatologies(list(events), markets, settled, b)):
+                clim[idx] = p
+            mats["climatology"] = clim
         winner = keys["winner"].to_numpy(int)
         groups = [("all", np.zeros(len(keys), dtype=np.intp), np.array(["all"], dtype=object)),
                   ("city", *pd.factorize(keys["city"])), ("hour_lst", *pd.factorize(hour.astype(str)))]
+        out = {}
         for name, p in mats.items():
             ok = ~np.isnan(p).any(axis=1)
             if name == "market":
@@ -86,8 +97,13 @@ class ScoreSums:
             per_row = row_statistics(p[ok], winner[ok])
             for group_by, codes, values in groups:
                 for code, idx in pd.Series(np.arange(int(ok.sum()))).groupby(codes[ok]).indices.items():
-                    key = (name, group_by, str(values[code]))
-                    self.sums[key] = self.sums.get(key, 0) + per_row[idx].sum(axis=0)
+                    out[(name, group_by, str(values[code]))] = per_row[idx].sum(axis=0)
+        return out
+
+    def merge(self, sums: dict[tuple[str, str, str], np.ndarray]) -> None:
+        """Add one chunk's ``chunk_sums``."""
+        for key, value in sums.items():
+            self.sums[key] = self.sums.get(key, 0) + value
 
     def tables(self) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
         """(scores by model and group, reliability by model) from everything added."""

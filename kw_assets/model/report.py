@@ -5,7 +5,7 @@ a bootstrap 95% interval of net P&L over city-days, orders sent and filled per c
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Callable, Iterable, Union
 
 import numpy as np
 import pandas as pd
@@ -183,26 +183,45 @@ def bracket_migration(pmf: pd.DataFrame, entries: pd.DataFrame, window_min: int 
     return out.reset_index()
 
 
-def report_contents(fills: pd.DataFrame, scores: pd.DataFrame, sampled: pd.DataFrame | Iterable[pd.DataFrame],
+Chunks = Union[pd.DataFrame, Iterable[pd.DataFrame], Callable[[Callable[[pd.DataFrame], Any]], list]]
+
+
+def over_chunks(sampled: Chunks, fn: Callable[[pd.DataFrame], Any]) -> list:
+    """``fn`` of each chunk of ``sampled``, in order: a frame (one chunk), frames, or a function that applies
+    ``fn`` to each chunk itself (where the chunks are read and worked on elsewhere, e.g. a month per process)."""
+    if callable(sampled):
+        return sampled(fn)
+    return [fn(chunk) for chunk in ([sampled] if isinstance(sampled, pd.DataFrame) else sampled)]
+
+
+def report_contents(fills: pd.DataFrame, scores: pd.DataFrame, sampled: Chunks,
                     markets: pd.DataFrame, settled: pd.DataFrame, mids: pd.DataFrame, offsets: dict[str, pd.Timedelta],
                     n_brackets: int | None = None) -> tuple[dict, dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """The report from stored frames: the summary (with next-bar hit rates and bracket migration), its tables
     by title, and the reliability of the fused and calibrated PMFs. ``sampled``: settled calibrated rows with
-    a ``winner``, whole or in chunks of whole city-days (their events scored if they have ``n_brackets``
-    brackets); ``mids``: each entry's mid at the fill and later (``next_bar_winners``); ``offsets``: each
-    city's LST offset from UTC."""
+    a ``winner``, in chunks of whole city-days (``over_chunks``; their events scored if they have ``n_brackets``
+    brackets, default the most in the first chunk); ``mids``: each entry's mid at the fill and later
+    (``next_bar_winners``); ``offsets``: each city's LST offset from UTC."""
     stats = summary(fills)
     before_after = scores[scores["group_by"].isin(["all", "city"]) & scores["model"].isin(["fused", "calibrated"])]
     entries = entry_orders(fills)
     next_bar = next_bar_winners(mids)
     traded = fills[["city", "climate_day"]].drop_duplicates().assign(climate_day=lambda d: pd.to_datetime(d["climate_day"]))
-    sums, parts = ScoreSums(n_brackets), []
-    for chunk in [sampled] if isinstance(sampled, pd.DataFrame) else sampled:
-        if len(chunk):
-            sums.add(chunk, markets, settled, {k: -v for k, v in offsets.items()})
-            parts.append(bracket_migration(chunk.rename(columns={"p_calibrated": "p"}).merge(traded), entries))
-    reliability = {k: v for k, v in sums.tables()[1].items() if k in ("fused", "calibrated")}
-    parts = [p for p in parts if len(p)]
+    sums = ScoreSums(n_brackets, models=("fused", "calibrated"))
+    day_starts = {k: -v for k, v in offsets.items()}
+
+    def chunk_parts(chunk: pd.DataFrame) -> tuple[dict, pd.DataFrame | None]:
+        if not len(chunk):
+            return {}, None
+        return (sums.chunk_sums(chunk, markets, settled, day_starts),  # sets n_brackets from the first chunk if not given
+                bracket_migration(chunk.rename(columns={"p_calibrated": "p"}).merge(traded), entries))
+
+    parts = []
+    for chunk_sums, migration_part in over_chunks(sampled, chunk_parts):
+        sums.merge(chunk_sums)  # in chunk order: the same sums as adding the chunks one after the other
+        if migration_part is not None and len(migration_part):
+            parts.append(migration_part)
+    reliability = sums.tables()[1]
     migration = (pd.concat(parts, ignore_index=True).sort_values(["city", "climate_day"], ignore_index=True) if parts
                  else bracket_migration(pd.DataFrame(), entries))
     in_move = int(migration["entries_in_move"].sum()) if len(migration) else 0
