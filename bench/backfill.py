@@ -15,6 +15,7 @@ Workers: ``KW_WORKERS`` (default one per core).
 """
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -40,7 +41,8 @@ warnings.filterwarnings("ignore")
 class PssSampler(threading.Thread):
     """Samples, every ``every_s``, the proportional set size of this process and all its descendants summed
     (the issue's "peak RSS, all processes of the run summed": a page shared by a forked worker counts once,
-    split between the processes that map it), from ``/proc/<pid>/smaps_rollup`` (Linux only)."""
+    split between the processes that map it), from ``/proc/<pid>/smaps_rollup`` (Linux only), plus the workers'
+    results waiting in shared memory for the step to map them (``parallel.shared``: memory no process maps yet)."""
 
     def __init__(self, every_s: float = 1.0):
         super().__init__(daemon=True)
@@ -78,6 +80,16 @@ class PssSampler(threading.Thread):
         return 0
 
     @staticmethod
+    def _unmapped_shared_kib() -> int:
+        from kw_assets.parallel import SHARED_DIR
+        total = 0
+        for entry in os.scandir(SHARED_DIR) if os.path.isdir(SHARED_DIR) else ():
+            if entry.name.startswith(f"kw_rows_{os.getpid()}_"):
+                with contextlib.suppress(OSError):
+                    total += entry.stat().st_size // 1024
+        return total
+
+    @staticmethod
     def _rss_kib(pid: int) -> int:
         try:
             with open(f"/proc/{pid}/statm") as f:
@@ -92,12 +104,13 @@ class PssSampler(threading.Thread):
         self.reads = self.skipped = 0
         while self.available and not self._done.wait(self.every_s):
             tree = self._tree(os.getpid())
-            if sum(self._rss_kib(p) for p in tree) <= self.peak:
+            waiting = self._unmapped_shared_kib()
+            if sum(self._rss_kib(p) for p in tree) + waiting <= self.peak:
                 self.skipped += 1
                 continue
             self.reads += 1
             pss = {p: self._pss_kib(p) for p in tree}
-            total = sum(pss.values())
+            total = sum(pss.values()) + waiting
             if total > self.peak:
                 self.peak, self.peak_at, self.peak_processes = total, time.time(), len(pss)
                 self.peak_split = sorted(pss.values(), reverse=True)

@@ -92,7 +92,7 @@ def produced(warehouse: Warehouse, table: str, pairs: list[tuple[City, dt.date, 
             # the next chunk goes out before this one is handed back, so the workers compute while it is written
             pending = pool.submit(work) if work else None
             for outcomes, counted, rows in results or ():
-                yield _sliced(outcomes, rows), counted
+                yield _sliced(outcomes, parallel.opened(rows)), counted
 
 
 Share = tuple[list[tuple[City, dt.date, str]], dict[str, pd.DataFrame]]  # a worker's partitions and their rows
@@ -122,7 +122,7 @@ def _rows_of(frame: pd.DataFrame, positions: dict[tuple[str, dt.date], slice | n
 
 
 def _checked_slice(table, source, produce, required, counters, time_column, shares: list[Share]
-                   ) -> tuple[list[Outcome], dict[str, int], pa.Table | None]:
+                   ) -> tuple[list[Outcome], dict[str, int], pa.Table | parallel.SharedTable | None]:
     work = []
     for pairs, coded in shares:
         rows = {t: object_text(f) for t, f in coded.items()}
@@ -133,7 +133,7 @@ def _checked_slice(table, source, produce, required, counters, time_column, shar
     outcomes, together = _checked(table, source, produce, required, work)
     after = counters() if counters else {}
     outcomes, rows = handed_over(outcomes, time_column, together)
-    return outcomes, {k: after[k] - before.get(k, 0) for k in after}, rows
+    return outcomes, {k: after[k] - before.get(k, 0) for k in after}, None if rows is None else parallel.shared(rows)
 
 
 def object_text(frame: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import pickle
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from kw_assets import parallel
@@ -183,6 +184,37 @@ def test_a_pool_forks_its_workers_once_and_gives_every_slice_back_in_order_with_
     assert not any(p.is_alive() for p in procs)  # closing the pool ends them
     with parallel.Pool(squares_with_pids, workers=1) as inline:
         assert not inline.handles and {pid for _, pid in inline.submit([1, 2]).result()[0]} == {os.getpid()}
+
+
+def table_of(items) -> pa.Table:
+    return pa.table({"x": pa.array([float(i) for i in items] + [None]),
+                     "at": pa.array([1_741_503_600_000_000_000 + i for i in items] + [None], pa.timestamp("ns", tz="UTC")),
+                     "ticker": pa.array([f"KXHIGHNY-25MAR09-B{i}" for i in items] + [None])})
+
+
+def arrow_rows(items):
+    return parallel.shared(table_of(items))
+
+
+@pytest.mark.skipif(not os.access(parallel.SHARED_DIR, os.W_OK), reason="needs a writable /dev/shm")
+def test_a_workers_arrow_rows_cross_in_shared_memory_the_same_and_leave_nothing_behind():
+    """A worker leaves its rows in shared memory; the step maps them (no pipe, no copy) and the file is gone; what a
+    failed step never opened is removed when its pool closes. Inline, the table stays a table."""
+    mine = lambda: [f for f in os.listdir(parallel.SHARED_DIR) if f.startswith(f"kw_rows_{os.getpid()}_")]  # noqa: E731
+    with parallel.Pool(arrow_rows, workers=2) as pool:
+        handles = pool.submit(list(range(6))).result()
+        assert all(isinstance(h, parallel.SharedTable) for h in handles) and len(mine()) == 2
+        tables = [parallel.opened(h) for h in handles]
+        assert mine() == []  # mapped and unlinked: the memory lives as long as the tables
+        assert tables[0].equals(table_of([0, 1, 2])) and tables[1].equals(table_of([3, 4, 5]))
+        assert tables[0].column("x").to_pylist() == [0.0, 1.0, 2.0, None]
+        assert tables[1].column("ticker").to_pylist() == ["KXHIGHNY-25MAR09-B3", "KXHIGHNY-25MAR09-B4", "KXHIGHNY-25MAR09-B5", None]
+        assert str(tables[1].column("at").type) == "timestamp[ns, tz=UTC]" and tables[1].column("at")[0].value == 1_741_503_600_000_000_003
+        pool.submit(list(range(4))).result()  # a step that fails before writing: never opened
+        assert len(mine()) == 2
+    assert mine() == []
+    with parallel.Pool(arrow_rows, workers=1) as inline:
+        assert isinstance(inline.submit([1, 2]).result()[0], pa.Table)
 
 
 def blas_threads(items):
