@@ -37,6 +37,26 @@ def test_replace_touches_only_the_named_partitions(any_warehouse):
     assert str(got["valid_time"].dtype) == "datetime64[ns, UTC]"
 
 
+def test_a_held_connection_asks_the_catalog_once_per_table_and_again_after_its_own_write(tmp_path, monkeypatch):
+    """A step reads a table ~50 times on one held connection: its columns are looked up once, and a write (which may
+    create the table or add columns) makes the next read look again."""
+    wh, asked = Warehouse(tmp_path / "w.duckdb"), []
+    real = Warehouse._columns
+    monkeypatch.setattr(Warehouse, "_columns", staticmethod(lambda con, table: asked.append(table) or real(con, table)))
+    d1, d2 = dt.date(2025, 6, 1), dt.date(2025, 6, 2)
+    with wh.held():
+        assert wh.read("weather_obs").empty  # not written yet
+        wh.replace_partitions("weather_obs", obs("ny", d1, [70.0, 71.6]), [("ny", d1)])
+        for _ in range(3):
+            assert wh.read("weather_obs", [("ny", d1)])["temp_f"].tolist() == [70.0, 71.6]
+        reads_then = asked.count("weather_obs")
+        wh.replace_partitions("weather_obs", obs("ny", d2, [60.0]), [("ny", d2)])
+        assert wh.read("weather_obs")["temp_f"].tolist() == [70.0, 71.6, 60.0]
+    assert wh.read("weather_obs", [("ny", d2)])["temp_f"].tolist() == [60.0]  # not held: asked each time
+    # while held: the empty read, the write's own check, one read for three; then the write's and one read
+    assert reads_then == 3 and asked.count("weather_obs") == 6
+
+
 def test_a_forked_duckdb_worker_opens_its_own_connection_not_the_one_its_parent_holds(tmp_path):
     from kw_assets import parallel
     wh = Warehouse(tmp_path / "w.duckdb")
