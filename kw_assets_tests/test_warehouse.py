@@ -466,3 +466,17 @@ def test_an_arrow_column_of_several_chunks_becomes_what_pandas_holds_for_each_ty
     cat = _pandas_column(text, "VARCHAR", True, True)
     assert isinstance(cat, pd.Categorical) and cat.codes.tolist() == [0, -1, 0, 1]
     assert len(_pandas_column(pa.chunked_array([], pa.string()), "VARCHAR", True, True)) == 0
+
+
+def test_a_written_partitions_summary_names_its_sources_however_its_rows_hold_them():
+    """A step's event says where a partition's rows came from: one source on every row (the usual case), several,
+    or none known."""
+    from kw_assets.partition_batch import summarize
+    day = dt.date(2025, 6, 1)
+    one = obs("ny", day, [70.0, 71.0, 72.0])
+    assert summarize(one, "valid_time").sources == ("simulated",)
+    assert summarize(one, "valid_time").span == ("2025-06-01 05:00:00+00:00", "2025-06-01 05:10:00+00:00")
+    mixed = one.assign(source=["simulated", None, "kalshi"])
+    assert summarize(mixed, "valid_time").sources == ("kalshi", "simulated")
+    assert summarize(one.assign(source=None), "valid_time").sources == ()
+    assert summarize(one.iloc[:0], "valid_time") == (0, None, "(no rows)", ())
