@@ -170,9 +170,12 @@ def _shared_prefix(parent_pid: int) -> str:
 
 
 def shared(table: pa.Table) -> pa.Table | SharedTable:
-    """``table`` as a ``SharedTable`` when this is a forked worker and shared memory is writable; else itself
-    (inline work, or no /dev/shm: it is pickled through the pipe as before)."""
+    """``table`` as a ``SharedTable`` when this is a forked worker and shared memory is writable with room for it
+    twice over; else itself (inline work, no /dev/shm, or a small one: it is pickled through the pipe as before)."""
     if not _in_worker or not os.access(SHARED_DIR, os.W_OK):
+        return table
+    room = os.statvfs(SHARED_DIR)
+    if room.f_bavail * room.f_frsize < 2 * table.nbytes:  # e.g. a container's 64 MB /dev/shm: leave it to others
         return table
     path = f"{_shared_prefix(os.getppid())}{os.getpid()}_{next(_shared_count)}.arrow"
     try:

@@ -217,6 +217,17 @@ def test_a_workers_arrow_rows_cross_in_shared_memory_the_same_and_leave_nothing_
         assert isinstance(inline.submit([1, 2]).result()[0], pa.Table)
 
 
+@pytest.mark.skipif(not os.access(parallel.SHARED_DIR, os.W_OK), reason="needs a writable /dev/shm")
+def test_a_worker_sends_its_rows_through_the_pipe_when_shared_memory_has_no_room_for_them(monkeypatch):
+    """A container's /dev/shm may be 64 MB: a table that would not fit twice over goes through the pipe, whole."""
+    real = os.statvfs
+    monkeypatch.setattr(parallel.os, "statvfs", lambda path: os.statvfs_result(
+        (*real(path)[:4], 0, *real(path)[5:])) if path == parallel.SHARED_DIR else real(path))  # full
+    with parallel.Pool(arrow_rows, workers=2) as pool:
+        tables = pool.submit(list(range(6))).result()
+    assert all(isinstance(t, pa.Table) for t in tables) and tables[1].equals(table_of([3, 4, 5]))
+
+
 def blas_threads(items):
     from threadpoolctl import threadpool_info
     return [max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1)
