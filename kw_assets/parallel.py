@@ -178,6 +178,10 @@ def shared(table: pa.Table) -> pa.Table | SharedTable:
     if room.f_bavail * room.f_frsize < 2 * table.nbytes:  # e.g. a container's 64 MB /dev/shm: leave it to others
         return table
     path = f"{_shared_prefix(os.getppid())}{os.getpid()}_{next(_shared_count)}.arrow"
+    try:  # a new file of this user's alone: /dev/shm is everyone's, and a name found there is nobody's to trust
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError:
+        return table
     try:
         with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)

@@ -204,6 +204,7 @@ def test_a_workers_arrow_rows_cross_in_shared_memory_the_same_and_leave_nothing_
     with parallel.Pool(arrow_rows, workers=2) as pool:
         handles = pool.submit(list(range(6))).result()
         assert all(isinstance(h, parallel.SharedTable) for h in handles) and len(mine()) == 2
+        assert all(os.stat(h.path).st_mode & 0o777 == 0o600 for h in handles)  # this user's alone
         tables = [parallel.opened(h) for h in handles]
         assert mine() == []  # mapped and unlinked: the memory lives as long as the tables
         assert tables[0].equals(table_of([0, 1, 2])) and tables[1].equals(table_of([3, 4, 5]))
