@@ -192,7 +192,11 @@ def _sources(values: np.ndarray) -> tuple[str, ...]:
     """The distinct text values, sorted. A partition's source is nearly always one value set on every row: comparing
     to the first (the same object: identity short-cuts the comparison) costs half of hashing every row."""
     first = values[0]
-    if isinstance(first, str) and bool((values == first).all()):
+    try:
+        one = isinstance(first, str) and bool((values == first).all())
+    except TypeError:  # pd.NA has no truth value: not one source
+        one = False
+    if one:
         return (first,)
     return tuple(sorted(v for v in pd.unique(values).tolist() if isinstance(v, str)))
 

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from kw_assets.defs.resources import MarketDataResource, WarehouseResource
+from kw_assets.warehouse import Warehouse, open_warehouse
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -40,6 +41,14 @@ def service_url(variable: str, what: str, starter: str) -> str:
             pytest.fail(f"KW_REQUIRE_POSTGRES=1 but {variable} is not set: the postgres tests must run here")
         pytest.skip(f"no {what} server: set {variable} ({starter} starts one)")
     return url
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_warehouse(request, tmp_path):
+    """An empty warehouse of each kind."""
+    if request.param == "duckdb":
+        return Warehouse(tmp_path / "w.duckdb")
+    return open_warehouse(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

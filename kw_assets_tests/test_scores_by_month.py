@@ -11,16 +11,16 @@ import pytest
 from kw_assets.model.evaluation import ScoreSums
 from kw_assets.model.report import report_contents
 from kw_assets.queries import over_settled_months, settled_calibrated, settled_months
-from kw_assets.warehouse import Warehouse, open_warehouse
+from kw_assets.warehouse import Warehouse
 
 OFFSETS = {"ny": pd.Timedelta(hours=5), "chi": pd.Timedelta(hours=6)}
 NO_MARKETS = pd.DataFrame(columns=["city", "climate_day", "bracket_index", "bracket_low_f", "bracket_high_f"])
 
 
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def three_months(request, tmp_path) -> Warehouse:
+@pytest.fixture
+def three_months(any_warehouse) -> Warehouse:
     """Calibrated PMFs of two cities from 30 Jan to 3 Mar 2025 (5 brackets, every 5 minutes for 2 hours), settled."""
-    wh = Warehouse(tmp_path / "w.duckdb") if request.param == "duckdb" else open_warehouse(request.getfixturevalue("postgres_url"))
+    wh = any_warehouse
     rng = np.random.default_rng(11)
     b, minutes = 5, 24
     days = pd.date_range("2025-01-30", "2025-03-03")

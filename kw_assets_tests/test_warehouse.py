@@ -10,14 +10,6 @@ import pytest
 from kw_assets.warehouse import Warehouse, open_warehouse
 
 
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_warehouse(request, tmp_path):
-    """An empty warehouse of each kind."""
-    if request.param == "duckdb":
-        return Warehouse(tmp_path / "w.duckdb")
-    return open_warehouse(request.getfixturevalue("postgres_url"))
-
-
 def obs(city, day, temps):
     start = pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=5)
     return pd.DataFrame({"city": city, "climate_day": pd.Timestamp(day), "source": "simulated", "station": "KNYC",
@@ -479,4 +471,5 @@ def test_a_written_partitions_summary_names_its_sources_however_its_rows_hold_th
     mixed = one.assign(source=["simulated", None, "kalshi"])
     assert summarize(mixed, "valid_time").sources == ("kalshi", "simulated")
     assert summarize(one.assign(source=None), "valid_time").sources == ()
+    assert summarize(one.assign(source=["kalshi", pd.NA, "kalshi"]), "valid_time").sources == ("kalshi",)
     assert summarize(one.iloc[:0], "valid_time") == (0, None, "(no rows)", ())
