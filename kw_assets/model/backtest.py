@@ -41,32 +41,38 @@ class ExecutionConfig:
     fee_multiplier: float = 1.0
 
 
-def _fill(order_id, tape, decided, row, b, side, action, liquidity, price, qty, cfg, edge, reason):
-    no_fee = liquidity == "settlement" or qty <= 0
-    fee = 0.0 if no_fee else fee_cents(price, qty, liquidity == "maker", cfg.fee_type, cfg.fee_multiplier) / 100
-    notional = round(price * qty, 6) if qty > 0 else 0.0
-    cash = (-notional - fee) if action == "buy" else (notional - fee)
-    return {"order_id": order_id, "decided_ts": decided,  # minute rows: stamped once, by run_backtest
-            "fill_ts": min(row, tape.n_minutes - 1), "market_ticker": tape.tickers[b], "bracket_index": b,
-            "side": side, "action": action, "liquidity": liquidity, "price": price, "contracts": qty, "fee": fee,
-            "cash_flow": round(cash, 6), "edge": edge, "reason": reason}
-
-
 def run_backtest(tape: Tape, intents: pd.DataFrame, winner: int, opposite: np.ndarray | None = None,
                  fill_cfg: FillConfig = FillConfig(), cfg: ExecutionConfig = ExecutionConfig()) -> pd.DataFrame:
     """Every order and fill of one event (unfilled orders appear with 0 contracts and a reason)."""
-    fills: list[dict] = []
-    positions: list[dict] = []  # b, size, qty, decided, done, exit_row, pnl (realized by exit_row)
+    return fills_frame(backtest_records(tape, intents, winner, opposite, fill_cfg, cfg), tape)
+
+
+def fills_frame(records: list[tuple], tape: Tape) -> pd.DataFrame:
+    """``backtest_records`` as the fills table, its minute rows stamped with the tape's minutes."""
+    out = pd.DataFrame(records, columns=FILL_COLUMNS)
+    for column in ("fill_ts", "decided_ts"):
+        out[column] = utc_stamps(tape.minutes.asi8[out[column].to_numpy(int)]) if len(out) else \
+            pd.Series(dtype="datetime64[ns, UTC]")
+    return out
+
+
+def backtest_records(tape: Tape, intents: pd.DataFrame, winner: int, opposite: np.ndarray | None = None,
+                     fill_cfg: FillConfig = FillConfig(), cfg: ExecutionConfig = ExecutionConfig()) -> list[tuple]:
+    """``run_backtest``'s rows as tuples in ``FILL_COLUMNS`` order, with minute rows where the table has
+    times: what the sweep summarises without building a frame per grid point."""
+    fills: list[tuple] = []
+    positions: list[tuple] = []  # (b, size, qty, decided, done, exit_row, pnl realized by exit_row)
     n = tape.n_minutes
     square_up = max(n - 1 - cfg.square_up_min, 0)
-    for k, it in enumerate(intents.to_dict("records")):
-        t, b, side = int(it["row"]), int(it["bracket"]), it["side"]
+    columns = [intents[c].tolist() for c in ("row", "bracket", "side", "size", "liquidity", "limit", "edge")]
+    for k, (t, b, side, want, liquidity, limit, edge) in enumerate(zip(*columns)):
+        t, b = int(t), int(b)
         oid = f"o{k:05d}"
-        realized = sum(p["pnl"] for p in positions if p["exit_row"] <= t)
-        open_b = sum(_exposure(p, t) for p in positions if p["b"] == b)
+        realized = sum(p[6] for p in positions if p[5] <= t)
+        open_b = sum(_exposure(p, t) for p in positions if p[0] == b)
         open_e = sum(_exposure(p, t) for p in positions)
         # contracts come in hundredths: round away the float dust of the limits (60 - 59.99999999999999)
-        size = round(min(float(it["size"]), cfg.max_contracts_bracket - open_b, cfg.max_contracts_event - open_e), 2)
+        size = round(min(float(want), cfg.max_contracts_bracket - open_b, cfg.max_contracts_event - open_e), 2)
         bid, ask = tape.yes_bid[t, b], tape.yes_ask[t, b]
         reason = None
         if realized <= -cfg.daily_loss_limit:
@@ -78,84 +84,95 @@ def run_backtest(tape: Tape, intents: pd.DataFrame, winner: int, opposite: np.nd
         elif t >= square_up:
             reason = "too close to the close"
         if reason:
-            fills.append(_fill(oid, tape, t, t, b, side, "buy", it["liquidity"], np.nan, 0.0, cfg, it["edge"], reason))
+            fills.append(_fill(oid, tape, t, t, b, side, "buy", liquidity, np.nan, 0.0, cfg, edge, reason))
             continue
-        if it["liquidity"] == "taker":
+        if liquidity == "taker":
             row, price, qty = taker_fill(tape, t, b, side, "buy", size, fill_cfg)
             entries = [(row, price, qty)] if qty > 0 else []
         else:
-            rows, qtys = maker_fill(tape, t, b, side, float(it["limit"]), size, fill_cfg)
-            entries = [(int(r), float(it["limit"]), float(q)) for r, q in zip(rows, qtys)]
+            rows, qtys = maker_fill(tape, t, b, side, float(limit), size, fill_cfg)
+            entries = [(r, float(limit), q) for r, q in zip(rows.tolist(), qtys.tolist())]
         if not entries:
-            fills.append(_fill(oid, tape, t, t, b, side, "buy", it["liquidity"], np.nan, 0.0, cfg, it["edge"], "not filled"))
-            done = t + fill_cfg.latency_min if it["liquidity"] == "taker" else min(t + fill_cfg.maker_ttl_min, n - 1)
-            positions.append({"b": b, "size": size, "qty": 0.0, "decided": t, "done": done, "exit_row": done, "pnl": 0.0})
+            fills.append(_fill(oid, tape, t, t, b, side, "buy", liquidity, np.nan, 0.0, cfg, edge, "not filled"))
+            done = t + fill_cfg.latency_min if liquidity == "taker" else min(t + fill_cfg.maker_ttl_min, n - 1)
+            positions.append((b, size, 0.0, t, done, done, 0.0))
             continue
         held = 0.0
         cost = 0.0
         for row, price, qty in entries:
-            f = _fill(oid, tape, t, row, b, side, "buy", it["liquidity"], price, qty, cfg, it["edge"], "entry")
+            f = _fill(oid, tape, t, row, b, side, "buy", liquidity, price, qty, cfg, edge, "entry")
             fills.append(f)
             held += qty
-            cost += -f["cash_flow"]
+            cost += -f[11]
         # exits are considered once the entry order is done: filled, or (a resting order) expired;
         # starting at the last fill would use the knowledge that no more fills were coming
         entry_row = entries[-1][0]
-        if it["liquidity"] != "taker" and held < size - 1e-9:
+        if liquidity != "taker" and held < size - 1e-9:
             entry_row = max(entry_row, min(t + fill_cfg.maker_ttl_min, n - 1))
         avg = sum(p * q for _, p, q in entries) / held
         pnl = -cost
         exit_row = n
         if cfg.exit_mode == "rules" and entry_row < n - 1:
             decided = _exit_row(tape, b, side, entry_row, avg, square_up, opposite, cfg)
-            r = decided
-            while held > 0 and r < n - 1:
+            # a taker exit fills only at a minute with volume: the others are skipped, not tried
+            for r in _traded_rows(tape, b, decided, n - 1, fill_cfg.latency_min):
                 row, price, qty = taker_fill(tape, r, b, side, "sell", held, fill_cfg)
                 if qty > 0:
-                    f = _fill(oid, tape, decided, row, b, side, "sell", "taker", price, qty, cfg, it["edge"], "exit")
+                    f = _fill(oid, tape, decided, row, b, side, "sell", "taker", price, qty, cfg, edge, "exit")
                     fills.append(f)
                     held -= qty
-                    pnl += f["cash_flow"]
+                    pnl += f[11]
                     exit_row = row
-                r += 1
+                    if held <= 0:
+                        break
         if held > 0:
             pays = 1.0 if (side == "yes") == (b == winner) else 0.0
-            f = _fill(oid, tape, n - 1, n - 1, b, side, "settle", "settlement", pays, held, cfg, it["edge"], "settlement")
+            f = _fill(oid, tape, n - 1, n - 1, b, side, "settle", "settlement", pays, held, cfg, edge, "settlement")
             fills.append(f)
-            pnl += f["cash_flow"]
+            pnl += f[11]
             exit_row = n
-        positions.append({"b": b, "size": size, "qty": float(sum(q for _, _, q in entries)), "decided": t,
-                          "done": entry_row, "exit_row": exit_row, "pnl": pnl})
-    out = pd.DataFrame(fills, columns=FILL_COLUMNS)
-    for column in ("fill_ts", "decided_ts"):
-        out[column] = utc_stamps(tape.minutes.asi8[out[column].to_numpy(int)]) if len(out) else \
-            pd.Series(dtype="datetime64[ns, UTC]")
-    return out
+        positions.append((b, size, float(sum(q for _, _, q in entries)), t, entry_row, exit_row, pnl))
+    return fills
 
 
-def _exposure(p: dict, t: int) -> float:
+def _fill(order_id, tape, decided, row, b, side, action, liquidity, price, qty, cfg, edge, reason) -> tuple:
+    no_fee = liquidity == "settlement" or qty <= 0
+    fee = 0.0 if no_fee else fee_cents(price, qty, liquidity == "maker", cfg.fee_type, cfg.fee_multiplier) / 100
+    notional = round(price * qty, 6) if qty > 0 else 0.0
+    cash = (-notional - fee) if action == "buy" else (notional - fee)
+    # minute rows: stamped once, by fills_frame
+    return (order_id, decided, min(row, tape.n_minutes - 1), tape.tickers[b], b, side, action, liquidity, price, qty,
+            fee, round(cash, 6), edge, reason)
+
+
+def _traded_rows(tape: Tape, b: int, first: int, stop: int, latency: int) -> list[int]:
+    """Decision rows in [first, stop) whose fill minute (``latency`` later) is on the tape and traded."""
+    lo, hi = first + latency, min(stop + latency, tape.n_minutes)
+    if lo >= hi:
+        return []
+    return (np.flatnonzero(tape.traded[lo:hi, b]) + first).tolist()
+
+
+def _exposure(p: tuple, t: int) -> float:
     """Contracts a position ties up at minute t, known at t: the whole order while it works (its fills
     are not known in advance), then what was filled, until it is closed."""
-    if not p["decided"] <= t < p["exit_row"]:
+    b, size, qty, decided, done, exit_row, _ = p
+    if not decided <= t < exit_row:
         return 0.0
-    return p["size"] if t < p["done"] else p["qty"]
+    return size if t < done else qty
 
 
 def _exit_row(tape: Tape, b: int, side: str, entry_row: int, avg: float, square_up: int,
               opposite: np.ndarray | None, cfg: ExecutionConfig) -> int:
     """First minute after entry at which an exit is decided (vectorized scan)."""
-    rows = np.arange(entry_row + 1, tape.n_minutes)
-    if side == "yes":
-        mark = np.where(np.isfinite(tape.yes_bid[rows, b]) & (tape.yes_bid[rows, b] > 0), tape.yes_bid[rows, b],
-                        tape.last[rows, b] - tape.half_spreads(rows, b))
-    else:
-        mark = np.where(np.isfinite(tape.yes_ask[rows, b]) & (tape.yes_ask[rows, b] < 1), 1 - tape.yes_ask[rows, b],
-                        1 - tape.last[rows, b] - tape.half_spreads(rows, b))
-    hit = (mark - avg >= cfg.take_profit) | (avg - mark >= cfg.stop_loss) | (rows >= square_up)
+    s = 0 if side == "yes" else 1
+    lo = entry_row + 1
+    mark = tape.exit_marks[lo:, b, s]
+    hit = (mark - avg >= cfg.take_profit) | (avg - mark >= cfg.stop_loss)
+    hit[max(square_up - lo, 0):] = True
     if opposite is not None:
-        hit |= opposite[rows, b, 0 if side == "yes" else 1]
-    hit = np.nan_to_num(hit, nan=0).astype(bool)
-    return int(rows[np.argmax(hit)]) if hit.any() else tape.n_minutes - 1
+        hit |= opposite[lo:, b, s]
+    return lo + int(np.argmax(hit)) if hit.any() else tape.n_minutes - 1
 
 
 def equity_path(fills: pd.DataFrame, tape: Tape) -> pd.DataFrame:

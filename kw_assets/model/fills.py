@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kw_assets.model.panel import by_minute_and_bracket
+from kw_assets.model.panel import by_minute_and_bracket, grid_minutes
 from kw_assets.model.spreads import DEFAULT_HALF_SPREAD, regime
 
 
@@ -94,32 +94,35 @@ class Tape:
         spread), if any."""
         panel = by_minute_and_bracket(panel)
         tickers = panel["market_ticker"].drop_duplicates().to_numpy()
-        minutes = pd.DatetimeIndex(panel["minute_ts"].drop_duplicates())
+        minutes = grid_minutes(panel)
         shape = (len(minutes), len(tickers))
         grab = lambda c: panel[c].to_numpy(float).reshape(shape)  # noqa: E731
         half = half_spread  # never from this day's own future: a constant, or regimes observed before the day
         col = {t: j for j, t in enumerate(tickers)}
-        t = trades[~trades["is_block_trade"].astype(bool) & trades["market_ticker"].isin(col)] if len(trades) else trades
         t0 = minutes[0].value if len(minutes) else 0
-        rows = np.ceil((t["created_time"].astype("int64").to_numpy() - t0) / 60e9).astype(int) if len(t) else np.array([], int)
-        keep = (rows >= 0) & (rows < len(minutes))
+        prints = {"row": np.array([], int), "bracket": np.array([], int), "price": np.array([]), "count": np.array([]),
+                  "yes_taker": None}
+        if len(trades):  # non-block prints of the event's markets, within the tape's minutes
+            j = pd.Index(tickers).get_indexer(trades["market_ticker"])
+            sel = np.flatnonzero(~trades["is_block_trade"].astype(bool).to_numpy() & (j >= 0))
+            rows = np.ceil((pd.DatetimeIndex(trades["created_time"]).asi8[sel] - t0) / 60e9).astype(int)
+            sel, rows = sel[(rows >= 0) & (rows < len(minutes))], rows[(rows >= 0) & (rows < len(minutes))]
+            prints = {"row": rows, "bracket": j[sel], "price": trades["yes_price"].to_numpy(float)[sel],
+                      "count": trades["count"].to_numpy(float)[sel],
+                      "yes_taker": (trades["taker_outcome_side"].to_numpy()[sel] == "yes")
+                      if "taker_outcome_side" in trades.columns else None}
         bars = {k: np.full(shape, np.nan) for k in ("price_low", "price_high", "price_open", "price_close")}
         if candles is not None and len(candles):
-            c = candles[candles["market_ticker"].isin(col)]
-            r = ((c["end_period_ts"].astype("int64").to_numpy() - t0) // 60_000_000_000).astype(int)
-            ok = (r >= 0) & (r < len(minutes))
-            cj = c["market_ticker"].map(col).to_numpy()[ok]
+            j = pd.Index(tickers).get_indexer(candles["market_ticker"])
+            r = (pd.DatetimeIndex(candles["end_period_ts"]).asi8 - t0) // 60_000_000_000
+            ok = np.flatnonzero((j >= 0) & (r >= 0) & (r < len(minutes)))
             for k, a in bars.items():
-                if k in c.columns:
-                    a[r[ok], cj] = c[k].to_numpy(float)[ok]
-        yes_taker = (t["taker_outcome_side"].to_numpy() == "yes")[keep] if len(t) and "taker_outcome_side" in t.columns else None
+                if k in candles.columns:
+                    a[r[ok], j[ok]] = candles[k].to_numpy(float)[ok]
         return cls(minutes, tickers, grab("yes_bid"), grab("yes_ask"), grab("last_price"), grab("mid"), grab("volume"),
-                   bars["price_low"], bars["price_high"], half, rows[keep],
-                   t["market_ticker"].map(col).to_numpy()[keep] if len(t) else rows[keep],
-                   t["yes_price"].to_numpy(float)[keep] if len(t) else np.array([]),
-                   t["count"].to_numpy(float)[keep] if len(t) else np.array([]), yes_taker,
-                   bars["price_open"], bars["price_close"], _book(levels, known, minutes, col),
-                   _recorded_half_spread(known, minutes, col))
+                   bars["price_low"], bars["price_high"], half, prints["row"], prints["bracket"], prints["price"],
+                   prints["count"], prints["yes_taker"], bars["price_open"], bars["price_close"],
+                   _book(levels, known, minutes, col), _recorded_half_spread(known, minutes, col))
 
     def taker_price(self, row: int, b: int, side: str, action: str) -> float:
         """Price paid (buy) or received (sell) per contract on ``side`` at ``row``, before slippage."""
@@ -146,6 +149,37 @@ class Tape:
         for b in range(len(self.tickers)):
             grid[:, b] = self.half_spreads(rows, b)
         return grid
+
+    @functools.cached_property
+    def exit_marks(self) -> np.ndarray:
+        """minutes x brackets x (YES, NO): what a taker selling the side would get before slippage (the bid
+        where the book has one, else the last price less the half spread), against which exits are judged."""
+        bid, ask, half = self.yes_bid, self.yes_ask, self._half_spread_grid
+        with np.errstate(invalid="ignore"):
+            yes = np.where(np.isfinite(bid) & (bid > 0), bid, self.last - half)
+            no = np.where(np.isfinite(ask) & (ask < 1), 1 - ask, 1 - self.last - half)
+        return np.stack([yes, no], axis=2)
+
+    def prints_between(self, b: int, first: int, last: int) -> np.ndarray:
+        """Indices of bracket ``b``'s prints at rows ``first``..``last``, by row and, within a row, in the
+        tape's order (so sums over them add in the same order as over a mask of the tape)."""
+        order, bracket, row = self._prints_by_bracket
+        lo, hi = np.searchsorted(bracket, b, "left"), np.searchsorted(bracket, b, "right")
+        mine = row[lo:hi]
+        return order[lo + np.searchsorted(mine, first, "left"): lo + np.searchsorted(mine, last, "right")]
+
+    @functools.cached_property
+    def _prints_by_bracket(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        bracket, row = np.asarray(self.print_bracket, np.int64), np.asarray(self.print_row, np.int64)
+        span = int(row.max() - row.min()) + 1 if len(row) else 1
+        order = np.argsort(bracket * span + (row - (row.min() if len(row) else 0)), kind="stable")
+        return order, bracket[order], row[order]
+
+    @functools.cached_property
+    def traded(self) -> np.ndarray:
+        """minutes x brackets: volume traded, so a taker order can fill there."""
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(self.volume) & (self.volume > 0)
 
 
 def _recorded_half_spread(known: pd.DataFrame | None, minutes: pd.DatetimeIndex, col: dict) -> np.ndarray | None:
@@ -205,7 +239,7 @@ def maker_fill(tape: Tape, decided_row: int, b: int, side: str, limit: float, si
     if cfg.queue_model and queue_covers(tape, first, b):
         return queue_fill(tape, first, last, b, side, limit, size)
     if len(tape.print_row):
-        sel = (tape.print_bracket == b) & (tape.print_row >= first) & (tape.print_row <= last)
+        sel = tape.prints_between(b, first, last)
         through = tape.print_price[sel] <= yes_limit + 1e-9 if side == "yes" else tape.print_price[sel] >= yes_limit - 1e-9
         vol = np.bincount(tape.print_row[sel][through] - first, weights=tape.print_count[sel][through], minlength=n)
     else:  # no prints: the chance the bar went through the limit, times its volume
@@ -232,7 +266,7 @@ def queue_fill(tape: Tape, first: int, last: int, b: int, side: str, limit: floa
     n = last - first + 1
     hits, through = np.zeros(n), np.zeros(n)
     if len(tape.print_row) and tape.print_yes_taker is not None:
-        sel = (tape.print_bracket == b) & (tape.print_row >= first) & (tape.print_row <= last)
+        sel = tape.prints_between(b, first, last)
         yes_c = np.rint(tape.print_price[sel] * 100)
         # a YES bid is hit by a taker selling YES (buying NO), a NO bid by a taker buying YES
         mine = ~tape.print_yes_taker[sel] if side == "yes" else tape.print_yes_taker[sel]

@@ -69,6 +69,16 @@ def by_minute_and_bracket(frame: pd.DataFrame, time_column: str = "minute_ts") -
     return frame.sort_values([time_column, "bracket_index"])
 
 
+def grid_minutes(frame: pd.DataFrame, time_column: str = "minute_ts") -> pd.DatetimeIndex:
+    """The distinct minutes of a frame sorted by time (``by_minute_and_bracket``), in order: its
+    ``drop_duplicates`` without hashing every row."""
+    t = pd.DatetimeIndex(frame[time_column])
+    i8 = t.asi8
+    first = np.ones(len(i8), bool)
+    first[1:] = i8[1:] != i8[:-1]
+    return t[first]
+
+
 def neighbour_mean(a: np.ndarray) -> np.ndarray:
     """Mean of each bracket's neighbours in strike order (tails have one neighbour), ignoring NaNs."""
     left = np.full_like(a, np.nan)

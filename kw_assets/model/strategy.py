@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from kw_assets.model.fees import fee_per_contract, rates
-from kw_assets.model.panel import by_minute_and_bracket, neighbour_mean
+from kw_assets.model.panel import by_minute_and_bracket, grid_minutes, neighbour_mean
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class SignalState(NamedTuple):
 
 def signal_state(panel: pd.DataFrame, calibrated: pd.DataFrame) -> SignalState:
     panel = by_minute_and_bracket(panel).reset_index(drop=True)
-    minutes = pd.DatetimeIndex(panel["minute_ts"].drop_duplicates())
+    minutes = grid_minutes(panel)
     shape = (len(minutes), panel["bracket_index"].nunique())
     if len(calibrated) and len(calibrated) == len(panel):
         calibrated = by_minute_and_bracket(calibrated)
@@ -132,22 +132,26 @@ def intents_from(state: SignalState, cfg: StrategyConfig = StrategyConfig(), fee
         yes_sig = book_ok & ras_yes & clv_yes & flow_yes & (entry_yes > cushion)
         no_sig = book_ok & ras_no & clv_no & flow_no & (entry_no > cushion)
     opposite = np.stack([no_sig, yes_sig], axis=2)  # exit a YES on a NO signal and vice versa
-    rows = []
+    parts = []
     if cfg.use_bleed:
         bleed = _bleed_intents(p, book_ok, taker_yes, cfg)
         opposite[bleed["row"].to_numpy(), bleed["leaving"].to_numpy(), 0] = True  # exit YES on the bracket left
-        rows.append(bleed.drop(columns="leaving"))
-    for side, sig, t_edge, m_edge in (("yes", yes_sig, taker_yes, maker_yes), ("no", no_sig, taker_no, maker_no)):
+        parts.append((bleed["row"].to_numpy(), bleed["bracket"].to_numpy(), np.ones(len(bleed), bool),
+                      np.ones(len(bleed), bool), np.full(len(bleed), np.nan), bleed["edge"].to_numpy(float)))
+    for yes, sig, t_edge, m_edge in ((True, yes_sig, taker_yes, maker_yes), (False, no_sig, taker_no, maker_no)):
         onset = sig & ~np.vstack([np.zeros((1, n_br), bool), sig[:-1]])
         r, b = np.nonzero(onset)
         taker = (t_edge[r, b] > cushion[r, 0] + cfg.taker_extra_edge) | (not cfg.allow_maker)
-        limit = np.where(side == "yes", bid[r, b], 1 - ask[r, b])
-        rows.append(pd.DataFrame({"row": r, "bracket": b, "side": side, "size": cfg.contracts,
-                                  "liquidity": np.where(taker, "taker", "maker"), "limit": limit,
-                                  "edge": np.where(taker, t_edge[r, b], m_edge[r, b])}))
-    intents = pd.concat(rows, ignore_index=True).sort_values(["row", "bracket", "side"], kind="stable")
-    keep = _cooldown(intents, cfg.cooldown_min)
-    return intents[keep].reset_index(drop=True), opposite
+        limit = bid[r, b] if yes else 1 - ask[r, b]
+        parts.append((r, b, np.full(len(r), yes), taker, limit, np.where(taker, t_edge[r, b], m_edge[r, b])))
+    row, bracket, is_yes, taker, limit, edge = (np.concatenate(c) for c in zip(*parts))
+    order = np.lexsort((is_yes, bracket, row))  # by row, bracket, then side ("no" before "yes"); stable
+    order = order[_cooldown(row[order], bracket[order], is_yes[order], cfg.cooldown_min)]
+    intents = pd.DataFrame({"row": row[order], "bracket": bracket[order], "side": np.where(is_yes[order], "yes", "no").astype(object),
+                            "size": np.full(len(order), cfg.contracts),
+                            "liquidity": np.where(taker[order], "taker", "maker").astype(object), "limit": limit[order],
+                            "edge": edge[order]})
+    return intents, opposite
 
 
 def centre_of_mass(p: np.ndarray) -> np.ndarray:
@@ -189,14 +193,15 @@ def _bleed_intents(p: np.ndarray, book_ok: np.ndarray, taker_yes: np.ndarray, cf
     return pd.concat(frames, ignore_index=True)
 
 
-def _cooldown(intents: pd.DataFrame, minutes: int) -> np.ndarray:
-    """Keep an intent only if the same bracket and side had none in the previous ``minutes``."""
-    keep = np.ones(len(intents), bool)
-    last: dict[tuple[int, str], int] = {}
-    for i, (r, b, s) in enumerate(zip(intents["row"].to_numpy(), intents["bracket"].to_numpy(), intents["side"].to_numpy())):
-        k = (int(b), s)
-        if k in last and r - last[k] < minutes:
-            keep[i] = False
-        else:
-            last[k] = int(r)
-    return keep
+def _cooldown(row: np.ndarray, bracket: np.ndarray, is_yes: np.ndarray, minutes: int) -> np.ndarray:
+    """Indices of the intents (in row order) kept: one only if the same bracket and side had none kept in
+    the previous ``minutes``."""
+    keep = []
+    last: dict[tuple[int, bool], int] = {}
+    for i, k in enumerate(zip(row.tolist(), bracket.tolist(), is_yes.tolist())):
+        r, key = k[0], k[1:]
+        if key in last and r - last[key] < minutes:
+            continue
+        last[key] = r
+        keep.append(i)
+    return np.array(keep, dtype=int)

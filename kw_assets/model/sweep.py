@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from kw_assets.model.backtest import ExecutionConfig, run_backtest
+from kw_assets.model.backtest import FILL_COLUMNS, ExecutionConfig, backtest_records, run_backtest
 from kw_assets.model.embargo import last_known_day
 from kw_assets.model.fills import FillConfig, Tape
 from kw_assets.model.report import bootstrap_daily_ci
@@ -82,13 +82,14 @@ def trade_points(day: PreparedDay, points: pd.DataFrame, base: StrategyConfig = 
     for point, values in zip(points["point"], points[swept].to_dict("records")):
         cfg = dataclasses.replace(base, **values)
         intents, opposite = intents_from(day.state, cfg, day.execution.fee_type, day.execution.fee_multiplier)
-        f = run_backtest(day.tape, intents, day.winner, opposite, fills, day.execution)
-        action, liquidity = f["action"].to_numpy(), f["liquidity"].to_numpy()
-        contracts, order = f["contracts"].to_numpy(float), f["order_id"].to_numpy()
+        records = backtest_records(day.tape, intents, day.winner, opposite, fills, day.execution)
+        order, _, _, _, _, _, action, liquidity, _, contracts, fee, cash, _, _ = (
+            [np.array(c) for c in zip(*records)] if records else [np.array([])] * len(FILL_COLUMNS))
+        contracts, fee, cash = (np.asarray(c, float) for c in (contracts, fee, cash))
         buy = action == "buy"
         traded = (contracts > 0) & (action != "settle")
-        rows.append((day.city, day.climate_day, int(point), len(set(order[buy])), len(set(order[buy & traded])),
-                     float(f["cash_flow"].sum()), float(f["fee"].sum()),
+        rows.append((day.city, day.climate_day, int(point), len(set(order[buy].tolist())),
+                     len(set(order[buy & traded].tolist())), float(cash.sum()), float(fee.sum()),
                      float(contracts[traded & (liquidity == "maker")].sum()),
                      float(contracts[traded & (liquidity == "taker")].sum())))
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)

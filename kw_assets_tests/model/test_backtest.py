@@ -168,3 +168,26 @@ def test_a_working_order_counts_at_full_size_against_the_limits():
     assert a.loc[a["action"] == "buy", "contracts"].tolist() == [2.0] and a["fill_ts"].iloc[0] == minutes[8]
     assert by_order.get_group("o00001")["reason"].tolist() == ["position limit"]  # A's order still works at minute 3
     assert by_order.get_group("o00002")["reason"].tolist() == ["not filled"]  # after A's expiry: 10 - 2 = 8 allowed
+
+
+def test_a_taker_exit_waits_for_minutes_that_trade_and_sells_across_them():
+    """An exit decided at a minute is sold minute by minute, only where volume traded: at most that volume
+    each minute, never at a minute with none, until the position is flat."""
+    n = 60
+    minutes = pd.date_range("2025-06-01T14:00Z", periods=n, freq="min")
+    bid = np.full((n, 1), 0.40)
+    bid[10:] = 0.55  # a take-profit at minute 10
+    volume = np.zeros((n, 1))
+    volume[2] = 100.0  # the entry's minute
+    volume[[14, 20], 0] = [4.0, 100.0]  # then nothing traded until minute 14 (4 contracts), then 20
+    tape = Tape(minutes, np.array(["T"]), bid, bid + 0.02, bid + 0.01, bid + 0.01, volume,
+                np.full((n, 1), np.nan), np.full((n, 1), np.nan), 0.02, np.array([], int), np.array([], int),
+                np.array([]), np.array([]))
+    intents = pd.DataFrame({"row": [1], "bracket": [0], "side": ["yes"], "size": [10.0], "liquidity": ["taker"],
+                            "limit": [np.nan], "edge": [0.05]})
+    fills = run_backtest(tape, intents, 0, None, FillConfig(), ExecutionConfig(take_profit=0.08))
+    sells = fills[fills["action"] == "sell"]
+    assert sells["decided_ts"].tolist() == [minutes[10]] * 2
+    assert sells["fill_ts"].tolist() == [minutes[14], minutes[20]] and sells["contracts"].tolist() == [4.0, 6.0]
+    assert sells["price"].tolist() == pytest.approx([0.54, 0.54])  # the bid less 1 cent of slippage
+    assert fills["contracts"][fills["action"] == "settle"].sum() == 0  # flat before the close

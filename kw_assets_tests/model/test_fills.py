@@ -1,6 +1,8 @@
 """The maker fill models by hand: the queue in the recorded book (FIFO, pro-rata cancels, gaps) and the
 Brownian bridge inside a bar when there are no prints."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,3 +92,17 @@ def test_the_bridge_fills_a_bar_that_went_through_and_rarely_one_that_only_touch
     got = fills(touched, size=10.0)
     assert list(got) == list(range(2, 12)) and got[2] == round(0.5 * 100 * p, 2) == 1.1
     assert sum(got.values()) == pytest.approx(10.0, abs=0.011)
+
+
+def test_a_brackets_prints_are_found_by_minute_in_the_tapes_order_within_one():
+    """The maker fills look prints up by bracket and minute range: the same prints a mask over the whole tape
+    selects, ordered by minute and, within a minute, as the tape has them (so the volumes add in one order)."""
+    rng = np.random.default_rng(3)
+    rows, brackets = rng.integers(0, N, 300), rng.integers(0, 3, 300)
+    t = dataclasses.replace(tape(), print_row=rows, print_bracket=brackets, print_price=np.full(300, 0.4),
+                            print_count=np.ones(300))
+    for b, first, last in ((0, 0, N - 1), (1, 3, 7), (2, 5, 5), (1, 9, 4), (5, 0, N - 1)):
+        mask = np.flatnonzero((brackets == b) & (rows >= first) & (rows <= last))
+        want = mask[np.argsort(rows[mask], kind="stable")]
+        assert t.prints_between(b, first, last).tolist() == want.tolist()
+    assert dataclasses.replace(tape(), print_row=np.array([], int), print_bracket=np.array([], int)).prints_between(0, 0, N).size == 0

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from kw_assets.cities import get_city
-from kw_assets.model.panel import build_panel, neighbour_mean
+from kw_assets.model.panel import build_panel, by_minute_and_bracket, grid_minutes, neighbour_mean
 from kw_assets.sources.kalshi.client import KalshiClient
 from kw_assets.sources.kalshi.fetch import fetch_candles, fetch_markets, fetch_trades
 from kw_assets.sources.simulator.exchange import SimulatedExchange
@@ -133,3 +133,10 @@ def test_lookahead_canary_covers_the_order_flow_features(events):
         upto = base["minute_ts"] <= t
         pd.testing.assert_frame_equal(base[upto].reset_index(drop=True), other[other["minute_ts"] <= t].reset_index(drop=True))
         assert not base.loc[~upto, "ofi"].equals(other.loc[other["minute_ts"] > t, "ofi"])
+
+
+def test_grid_minutes_are_the_distinct_minutes_in_order(events):
+    panel = by_minute_and_bracket(build_panel(*events[0]).sample(frac=1.0, random_state=1))
+    minutes = grid_minutes(panel)
+    assert minutes.equals(pd.DatetimeIndex(panel["minute_ts"].drop_duplicates())) and minutes.is_monotonic_increasing
+    assert str(minutes.dtype) == "datetime64[ns, UTC]" and len(grid_minutes(panel.iloc[:0])) == 0
