@@ -4,8 +4,8 @@
     .venv/bin/python bench/backfill.py --days 7                                          # a quick slice
 
 Reports wall time, runs launched (one: every asset takes the whole partition range), city-days per
-second, seconds per step split into reading inputs, waiting for the workers, writing, and the rest (Dagster's
-own events and checks), peak memory (max RSS of this process, and of the largest forked worker; and the
+second, seconds per step split into reading inputs, waiting for the workers, writing (the step's own wait for
+its writer thread) and the rest (Dagster's own events and checks), with the writer thread's own seconds, peak memory (max RSS of this process, and of the largest forked worker; and the
 proportional set size of all the run's processes summed, with the step during which it peaked), and a
 content hash of the backtest tables to compare with another run (e.g. day by day on a small slice).
 ``--through-http`` sends the simulated candles and trades through HTTP and JSON as live ones go.
@@ -165,7 +165,7 @@ def main():
         parts = {}
         for record in instance.all_logs(result.run_id):
             m = re.search(r"^(\w+): \d+ partitions with \d+ worker\(s\); read ([\d.]+) s, wait for workers ([\d.]+) s, "
-                          r"write ([\d.]+) s", record.user_message or "")
+                          r"write ([\d.]+) s, written behind ([\d.]+) s", record.user_message or "")
             if m:
                 parts[m[1]] = tuple(float(x) for x in m.groups()[1:])
     n = len(cities) * a.days
@@ -185,10 +185,11 @@ def main():
               f"was below the peak)")
     rest_total = 0.0
     for step, secs in sorted(steps.items(), key=lambda kv: -kv[1]):
-        read, wait, write = parts.get(step, (0.0, 0.0, 0.0))
+        read, wait, write, behind = parts.get(step, (0.0, 0.0, 0.0, 0.0))
         rest = secs - read - wait - write
         rest_total += rest if step in parts else 0.0
-        split = f"read {read:5.1f}, workers {wait:5.1f}, write {write:5.1f}, rest {rest:5.1f}" if step in parts else "one query"
+        split = (f"read {read:5.1f}, workers {wait:5.1f}, write {write:5.1f}, rest {rest:5.1f}; the writer thread "
+                 f"{behind:5.1f}") if step in parts else "one query"
         print(f"  {step:<20} {secs:7.1f} s  ({secs / n * 1000:6.0f} ms per city-day; {split})")
     print(f"the rest (Dagster's events and checks, run config, metadata) in the partitioned steps: {rest_total:.1f} s "
           f"of {wall:.1f} s")

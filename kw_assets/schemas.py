@@ -7,6 +7,7 @@ the assets attach to a failed blocking asset check before anything is written.
 
 from __future__ import annotations
 
+import copy
 from contextvars import ContextVar
 from functools import lru_cache, partial
 from typing import Annotated, Iterable
@@ -378,6 +379,18 @@ def _regular(df: pd.DataFrame, time_column: str, step: pd.Timedelta | None = Non
     return pd.Series(passed, index=df.index)
 
 
+def _unique_rows(df: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Rows whose combination of ``columns`` no other row has: every row of a repeated one fails, as with
+    Pandera's ``unique``; a missing value equals only a missing value, as in ``DataFrame.duplicated``."""
+    codes = group_codes(df, columns)
+    keyed = codes >= 0
+    bins = np.where(keyed, codes, 0)
+    repeated = (np.bincount(bins, weights=keyed)[bins] > 1) & keyed
+    if not keyed.all():  # a row with a missing key can repeat only another with it missing in the same place
+        repeated[~keyed] = df.loc[~keyed, columns].duplicated(keep=False).to_numpy()
+    return pd.Series(~repeated, index=df.index)
+
+
 def minute_totals(df: pd.DataFrame, column: str, time_column: str) -> tuple[np.ndarray, np.ndarray]:
     """Per row: the sum of ``column`` over its (city, climate_day, time) and how many of those values are known
     (missing values add nothing, as in a pandas sum); rows with a missing key get NaN and 0."""
@@ -669,7 +682,12 @@ def schema(table: str) -> pa.DataFrameSchema:
     """The table's Pandera schema. A non-nullable column's value checks see its missing values too (Pandera's
     default drops them first, a pass over the column, a copy where there are any, per check); its not-null
     check fails them either way."""
-    out = TABLES[table].to_schema()
+    out = copy.deepcopy(TABLES[table].to_schema())  # Pandera's own, which it caches, stays as the model says
+    if out.unique:  # Pandera's own ``unique`` factorizes every key column again with DataFrame.duplicated
+        columns = list(out.unique)
+        out.unique = None
+        out.checks.append(pa.Check(partial(_unique_rows, columns=columns), ignore_na=False,
+                                   error=f"unique: one row per ({', '.join(columns)})"))
     for col in out.columns.values():
         if not col.nullable:
             for check in col.checks:

@@ -9,11 +9,14 @@ waits (bounded) while another process holds the lock instead of failing the run.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
+import queue
+import threading
 import datetime as dt
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import duckdb
 import numpy as np
@@ -177,9 +180,83 @@ class HeldConnection:
     def _holding(self) -> bool:
         return self._held is not None and self._held_pid == os.getpid()
 
+    @contextlib.contextmanager
+    def written_behind(self) -> Iterator[WriteBehind]:
+        """A thread that does this process's writes one after another, each its own transaction, on its own
+        connection to the same database, while the caller goes on reading and computing (a step's process
+        spent half its time writing while its workers waited). The block ends once every write is done; a
+        failed write's error is raised by the next ``submit`` or at the end, and no later write starts."""
+        behind = WriteBehind(self)
+        try:
+            yield behind
+        except BaseException:
+            behind.close(raise_error=False)  # the block's own error is the one to see
+            raise
+        else:
+            behind.close()
+        finally:
+            if self._holding():
+                self._held_columns.clear()  # the writes may have created tables or added columns
+
     def for_workers(self, workers: int) -> "HeldConnection":
         """The warehouse as each of ``workers`` concurrent processes should open it (here: unchanged)."""
         return self
+
+
+class WriteBehind:
+    """``HeldConnection.written_behind``: at most one write waits behind the one being done, so the rows in
+    memory are those of two batches at most. The thread starts with the first write: a step's workers are
+    forked by then, and a fork must not copy a database connection in use by another thread."""
+
+    def __init__(self, wh: HeldConnection):
+        self._twin = copy.copy(wh)
+        self._twin._held, self._twin._held_pid, self._twin._held_columns = None, 0, None
+        self._todo: queue.Queue = queue.Queue(maxsize=1)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._failed = False
+        self.seconds = 0.0  # spent writing, in the thread
+
+    def _run(self) -> None:
+        with self._twin.held():
+            while (job := self._todo.get()) is not None:
+                t0 = time.perf_counter()
+                try:
+                    if not self._failed:  # after a failed write, no later one starts
+                        job(self._twin)
+                except BaseException as exc:  # handed to the caller's thread
+                    self._error, self._failed = exc, True
+                finally:
+                    self.seconds += time.perf_counter() - t0
+                    self._todo.task_done()
+            self._todo.task_done()
+
+    def submit(self, write: Callable[[HeldConnection], object]) -> None:
+        """``write(warehouse)`` in the thread, after the writes before it."""
+        self._raise()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="kw-write-behind", daemon=True)
+            self._thread.start()
+        self._todo.put(write)
+
+    def wait(self) -> None:
+        """Until every write submitted is done; raises a failed write's error."""
+        if self._thread is not None:
+            self._todo.join()
+        self._raise()
+
+    def close(self, raise_error: bool = True) -> None:
+        if self._thread is not None:
+            self._todo.put(None)
+            self._thread.join()
+            self._thread = None
+        if raise_error:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 class Warehouse(HeldConnection):

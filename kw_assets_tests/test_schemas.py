@@ -138,3 +138,21 @@ def test_a_missing_value_in_a_required_column_fails_its_not_null_and_value_check
     ok = fused()
     ok.loc[5, "hazard"] = float("nan")  # a nullable column's checks still pass its missing values
     assert len(validate("fused_pmf", ok)) == 24
+
+
+def test_a_repeated_key_fails_every_row_that_has_it_naming_the_key():
+    frame = obs(["KNYC"] * 4)
+    frame.loc[2, "valid_time"] = frame.loc[1, "valid_time"]
+    cases = failing("weather_obs", frame)
+    unique = cases[cases["check"] == "unique: one row per (city, climate_day, valid_time)"]
+    assert sorted(unique["index"].dropna().unique().tolist()) == [1, 2]
+    with pytest.raises(TableInvalid, match=r"unique: one row per \(city, climate_day, valid_time\)"):
+        validate("weather_obs", frame, partition="ny|2025-06-01")
+    assert len(validate("weather_obs", obs(["KNYC"] * 4))) == 4
+
+
+def test_rows_with_a_missing_key_repeat_only_each_other():
+    from kw_assets.schemas import _unique_rows
+    frame = pd.DataFrame({"a": ["x", "x", None, None, None], "b": [1.0, 2.0, 3.0, 3.0, float("nan")]})
+    assert _unique_rows(frame, ["a", "b"]).tolist() == [True, True, False, False, True]
+    assert _unique_rows(frame.iloc[:0], ["a", "b"]).tolist() == []

@@ -473,3 +473,37 @@ def test_a_written_partitions_summary_names_its_sources_however_its_rows_hold_th
     assert summarize(one.assign(source=None), "valid_time").sources == ()
     assert summarize(one.assign(source=["kalshi", pd.NA, "kalshi"]), "valid_time").sources == ("kalshi",)
     assert summarize(one.iloc[:0], "valid_time") == (0, None, "(no rows)", ())
+
+
+def test_writes_behind_land_in_order_while_the_caller_reads_and_a_failed_one_stops_the_rest(any_warehouse):
+    """A step's writer thread: each write is its own transaction, done in the order submitted, while the
+    step's own connection reads; once one fails, no later one starts, and the failure reaches the caller."""
+    wh = any_warehouse
+    days = [dt.date(2025, 6, d) for d in range(1, 6)]
+    with wh.held(), wh.written_behind() as behind:
+        for k, day in enumerate(days[:3]):
+            behind.submit(lambda w, day=day, k=k: w.replace_partitions("weather_obs", obs("ny", day, [60.0 + k]), [("ny", day)]))
+        behind.submit(lambda w: w.replace_partitions("weather_obs", obs("ny", days[0], [99.0]), [("ny", days[0])]))
+        wh.read("weather_obs")  # the step's connection reads meanwhile
+    got = wh.read("weather_obs").sort_values("climate_day")
+    assert got["temp_f"].tolist() == [99.0, 61.0, 62.0]  # the later write of day 1 came after the first
+    bad = obs("chi", days[3], [70.0])  # rows outside the partitions named: refused
+    with pytest.raises(ValueError, match="partitions not being replaced"):
+        with wh.written_behind() as behind:
+            behind.submit(lambda w: w.replace_partitions("weather_obs", bad, [("ny", days[3])]))
+            behind.wait()
+    with pytest.raises(ValueError, match="partitions not being replaced"):
+        with wh.written_behind() as behind:
+            behind.submit(lambda w: w.replace_partitions("weather_obs", bad, [("ny", days[3])]))
+            behind.submit(lambda w: w.replace_partitions("weather_obs", obs("ny", days[4], [50.0]), [("ny", days[4])]))
+    assert set(wh.read("weather_obs")["climate_day"].dt.date) == set(days[:3])  # neither day 4 nor day 5
+
+
+def test_an_error_in_the_block_is_the_one_raised_after_its_writes_are_done(any_warehouse):
+    wh = any_warehouse
+    with pytest.raises(KeyError, match="the step's own"):
+        with wh.written_behind() as behind:
+            behind.submit(lambda w: w.replace_partitions("weather_obs", obs("ny", dt.date(2025, 6, 1), [70.0]),
+                                                         [("ny", dt.date(2025, 6, 1))]))
+            raise KeyError("the step's own")
+    assert wh.read("weather_obs")["temp_f"].tolist() == [70.0]  # submitted before: done, not lost

@@ -23,7 +23,7 @@ from kw_assets.reporting import markdown_table
 from kw_assets.schemas import TableInvalid, schema
 from kw_assets.sources import SIMULATED_BANNER
 from kw_assets.sources.http import ApiError
-from kw_assets.warehouse import Warehouse
+from kw_assets.warehouse import Warehouse, WriteBehind
 
 WRITE_BATCH = 48
 PROGRESS_EVERY_S = 10.0
@@ -71,30 +71,36 @@ def write_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, ta
     batch: list[tuple[Outcome, pa.Table]] = []
     spent = {"read": 0.0, "wait for workers": 0.0, "write": 0.0}
     started = last_log = time.monotonic()
-    # one connection for the step's reads and writes, opened by ``produced`` once its workers are forked
-    for outcomes, counted in produced(warehouse, table, pairs, produce, inputs, required, source, workers, counters,
-                                      lambda level, message: context.log.log(level, message), spent, time_column):
+    # one connection for the step's reads, opened by ``produced`` once its workers are forked; the writes go
+    # on behind on another, while the next chunks are read and computed
+    with warehouse.written_behind() as behind:
+        for outcomes, counted in produced(warehouse, table, pairs, produce, inputs, required, source, workers, counters,
+                                          lambda level, message: context.log.log(level, message), spent, time_column):
+            t0 = time.perf_counter()
+            for k, v in counted.items():
+                totals[k] = totals.get(k, 0) + v
+            for o in outcomes:
+                if o.error is not None:
+                    failures[o.key] = _failure(context, table, o, failure_rows)
+                    continue
+                batch.append((o, o.frame))
+                seen.update(o.summary.sources)
+                per_partition[o.key] = _partition_metadata(o.summary)
+            done += len(outcomes)
+            if len(batch) >= WRITE_BATCH or done == len(pairs):
+                rows += _write_behind(behind, table, batch)
+                batch = []
+            spent["write"] += time.perf_counter() - t0
+            now = time.monotonic()
+            if len(pairs) > 1 and (now - last_log > PROGRESS_EVERY_S or done == len(pairs)):
+                rate = done / max(now - started, 1e-9)
+                context.log.info(f"{table}: {done}/{len(pairs)} partitions, {rate:.1f}/s, ETA {(len(pairs) - done) / rate:.0f}s")
+                last_log = now
+        rows += _write_behind(behind, table, batch)  # nothing left, unless a partition went missing on the way
         t0 = time.perf_counter()
-        for k, v in counted.items():
-            totals[k] = totals.get(k, 0) + v
-        for o in outcomes:
-            if o.error is not None:
-                failures[o.key] = _failure(context, table, o, failure_rows)
-                continue
-            batch.append((o, o.frame))
-            seen.update(o.summary.sources)
-            per_partition[o.key] = _partition_metadata(o.summary)
-        done += len(outcomes)
-        if len(batch) >= WRITE_BATCH or done == len(pairs):
-            rows += _write(warehouse, table, batch)
-            batch = []
+        behind.wait()
         spent["write"] += time.perf_counter() - t0
-        now = time.monotonic()
-        if len(pairs) > 1 and (now - last_log > PROGRESS_EVERY_S or done == len(pairs)):
-            rate = done / max(now - started, 1e-9)
-            context.log.info(f"{table}: {done}/{len(pairs)} partitions, {rate:.1f}/s, ETA {(len(pairs) - done) / rate:.0f}s")
-            last_log = now
-    rows += _write(warehouse, table, batch)  # nothing left, unless a partition went missing on the way
+    spent["written behind"] = behind.seconds
     add_partition_metadata(context, table, per_partition)
     context.log.info(f"{table}: {len(pairs)} partitions with {workers} worker(s); "
                      + ", ".join(f"{k} {v:.1f} s" for k, v in spent.items()))
@@ -133,11 +139,14 @@ def add_partition_metadata(context: dg.AssetExecutionContext, table: str, per_pa
     step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)
 
 
-def _write(warehouse: Warehouse, table: str, batch: list[tuple[Outcome, pa.Table]]) -> int:
+def _write_behind(behind: WriteBehind, table: str, batch: list[tuple[Outcome, pa.Table]]) -> int:
+    """Hands a batch of partitions to the writer (one transaction); the rows it will write."""
     if not batch:
         return 0
     rows = pa.concat_tables([f for _, f in batch], promote_options="permissive")
-    return warehouse.replace_partitions(table, rows, [(o.city.key, o.day) for o, _ in batch])
+    partitions = [(o.city.key, o.day) for o, _ in batch]
+    behind.submit(lambda wh: wh.replace_partitions(table, rows, partitions))
+    return rows.num_rows
 
 
 def _partition_metadata(summary: Summary) -> dict:
