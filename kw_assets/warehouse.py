@@ -214,22 +214,36 @@ class WriteBehind:
         self._todo: queue.Queue = queue.Queue(maxsize=1)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._failed = False
+        self._failed = self._stopped = False
         self.seconds = 0.0  # spent writing, in the thread
 
     def _run(self) -> None:
-        with self._twin.held():
-            while (job := self._todo.get()) is not None:
-                t0 = time.perf_counter()
-                try:
-                    if not self._failed:  # after a failed write, no later one starts
+        try:
+            with self._twin.held():
+                self._drain()
+        except BaseException as exc:  # no connection (or closing it failed): handed to the caller's thread
+            if not self._failed:
+                self._error, self._failed = exc, True
+            if not self._stopped:
+                self._drain()  # every write left is skipped, so the caller never waits on a dead thread
+
+    def _drain(self) -> None:
+        while True:
+            job = self._todo.get()
+            try:
+                if job is None:
+                    self._stopped = True
+                    return
+                if not self._failed:  # after a failed write, no later one starts
+                    t0 = time.perf_counter()
+                    try:
                         job(self._twin)
-                except BaseException as exc:  # handed to the caller's thread
-                    self._error, self._failed = exc, True
-                finally:
-                    self.seconds += time.perf_counter() - t0
-                    self._todo.task_done()
-            self._todo.task_done()
+                    except BaseException as exc:  # handed to the caller's thread
+                        self._error, self._failed = exc, True
+                    finally:
+                        self.seconds += time.perf_counter() - t0
+            finally:
+                self._todo.task_done()
 
     def submit(self, write: Callable[[HeldConnection], object]) -> None:
         """``write(warehouse)`` in the thread, after the writes before it."""

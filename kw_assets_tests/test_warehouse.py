@@ -507,3 +507,22 @@ def test_an_error_in_the_block_is_the_one_raised_after_its_writes_are_done(any_w
                                                          [("ny", dt.date(2025, 6, 1))]))
             raise KeyError("the step's own")
     assert wh.read("weather_obs")["temp_f"].tolist() == [70.0]  # submitted before: done, not lost
+
+
+def test_a_writer_that_cannot_connect_fails_the_block_instead_of_waiting_forever(tmp_path, monkeypatch):
+    import threading
+    wh = Warehouse(tmp_path / "w.duckdb")
+    real = Warehouse.connect
+
+    def refuse_the_writer(self, read_only=False):
+        if threading.current_thread().name == "kw-write-behind":
+            raise OSError("no connection for the writer")
+        return real(self, read_only)
+
+    monkeypatch.setattr(Warehouse, "connect", refuse_the_writer)
+    with pytest.raises(OSError, match="no connection for the writer"):
+        with wh.written_behind() as behind:
+            for day in (1, 2, 3):  # the queue holds one: a dead writer would block the second submit forever
+                behind.submit(lambda w, d=day: w.replace_partitions(
+                    "weather_obs", obs("ny", dt.date(2025, 6, d), [70.0]), [("ny", dt.date(2025, 6, d))]))
+    assert wh.read("weather_obs").empty

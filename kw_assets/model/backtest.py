@@ -16,6 +16,7 @@ pays 1 per winning contract. Net P&L is the sum of cash flows; every position en
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from kw_assets.model.stamps import utc_stamps
 
 FILL_COLUMNS = ["order_id", "decided_ts", "fill_ts", "market_ticker", "bracket_index", "side", "action", "liquidity",
                 "price", "contracts", "fee", "cash_flow", "edge", "reason"]
+_CASH = FILL_COLUMNS.index("cash_flow")
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,15 @@ def backtest_records(tape: Tape, intents: pd.DataFrame, winner: int, opposite: n
     """``run_backtest``'s rows as tuples in ``FILL_COLUMNS`` order, with minute rows where the table has
     times: what the sweep summarises without building a frame per grid point."""
     fills: list[tuple] = []
-    positions: list[tuple] = []  # (b, size, qty, decided, done, exit_row, pnl realized by exit_row)
+    positions: list[_Position] = []
     n = tape.n_minutes
     square_up = max(n - 1 - cfg.square_up_min, 0)
     columns = [intents[c].tolist() for c in ("row", "bracket", "side", "size", "liquidity", "limit", "edge")]
     for k, (t, b, side, want, liquidity, limit, edge) in enumerate(zip(*columns)):
         t, b = int(t), int(b)
         oid = f"o{k:05d}"
-        realized = sum(p[6] for p in positions if p[5] <= t)
-        open_b = sum(_exposure(p, t) for p in positions if p[0] == b)
+        realized = sum(p.pnl for p in positions if p.exit_row <= t)
+        open_b = sum(_exposure(p, t) for p in positions if p.bracket == b)
         open_e = sum(_exposure(p, t) for p in positions)
         # contracts come in hundredths: round away the float dust of the limits (60 - 59.99999999999999)
         size = round(min(float(want), cfg.max_contracts_bracket - open_b, cfg.max_contracts_event - open_e), 2)
@@ -95,7 +97,7 @@ def backtest_records(tape: Tape, intents: pd.DataFrame, winner: int, opposite: n
         if not entries:
             fills.append(_fill(oid, tape, t, t, b, side, "buy", liquidity, np.nan, 0.0, cfg, edge, "not filled"))
             done = t + fill_cfg.latency_min if liquidity == "taker" else min(t + fill_cfg.maker_ttl_min, n - 1)
-            positions.append((b, size, 0.0, t, done, done, 0.0))
+            positions.append(_Position(b, size, 0.0, t, done, done, 0.0))
             continue
         held = 0.0
         cost = 0.0
@@ -103,7 +105,7 @@ def backtest_records(tape: Tape, intents: pd.DataFrame, winner: int, opposite: n
             f = _fill(oid, tape, t, row, b, side, "buy", liquidity, price, qty, cfg, edge, "entry")
             fills.append(f)
             held += qty
-            cost += -f[11]
+            cost += -f[_CASH]
         # exits are considered once the entry order is done: filled, or (a resting order) expired;
         # starting at the last fill would use the knowledge that no more fills were coming
         entry_row = entries[-1][0]
@@ -121,7 +123,7 @@ def backtest_records(tape: Tape, intents: pd.DataFrame, winner: int, opposite: n
                     f = _fill(oid, tape, decided, row, b, side, "sell", "taker", price, qty, cfg, edge, "exit")
                     fills.append(f)
                     held -= qty
-                    pnl += f[11]
+                    pnl += f[_CASH]
                     exit_row = row
                     if held <= 0:
                         break
@@ -129,9 +131,9 @@ def backtest_records(tape: Tape, intents: pd.DataFrame, winner: int, opposite: n
             pays = 1.0 if (side == "yes") == (b == winner) else 0.0
             f = _fill(oid, tape, n - 1, n - 1, b, side, "settle", "settlement", pays, held, cfg, edge, "settlement")
             fills.append(f)
-            pnl += f[11]
+            pnl += f[_CASH]
             exit_row = n
-        positions.append((b, size, float(sum(q for _, _, q in entries)), t, entry_row, exit_row, pnl))
+        positions.append(_Position(b, size, float(sum(q for _, _, q in entries)), t, entry_row, exit_row, pnl))
     return fills
 
 
@@ -153,13 +155,25 @@ def _traded_rows(tape: Tape, b: int, first: int, stop: int, latency: int) -> lis
     return (np.flatnonzero(tape.traded[lo:hi, b]) + first).tolist()
 
 
-def _exposure(p: tuple, t: int) -> float:
+class _Position(NamedTuple):
+    """An order and what became of it, in minute rows: working from ``decided`` until ``done``, held until
+    ``exit_row``; ``pnl`` is realized by then."""
+
+    bracket: int
+    size: float
+    qty: float
+    decided: int
+    done: int
+    exit_row: int
+    pnl: float
+
+
+def _exposure(p: _Position, t: int) -> float:
     """Contracts a position ties up at minute t, known at t: the whole order while it works (its fills
     are not known in advance), then what was filled, until it is closed."""
-    b, size, qty, decided, done, exit_row, _ = p
-    if not decided <= t < exit_row:
+    if not p.decided <= t < p.exit_row:
         return 0.0
-    return size if t < done else qty
+    return p.size if t < p.done else p.qty
 
 
 def _exit_row(tape: Tape, b: int, side: str, entry_row: int, avg: float, square_up: int,

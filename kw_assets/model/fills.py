@@ -170,6 +170,7 @@ class Tape:
 
     @functools.cached_property
     def _prints_by_bracket(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The prints' order by (bracket, row), stable, with their brackets and rows in that order."""
         bracket, row = np.asarray(self.print_bracket, np.int64), np.asarray(self.print_row, np.int64)
         span = int(row.max() - row.min()) + 1 if len(row) else 1
         order = np.argsort(bracket * span + (row - (row.min() if len(row) else 0)), kind="stable")

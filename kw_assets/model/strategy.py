@@ -147,10 +147,11 @@ def intents_from(state: SignalState, cfg: StrategyConfig = StrategyConfig(), fee
     row, bracket, is_yes, taker, limit, edge = (np.concatenate(c) for c in zip(*parts))
     order = np.lexsort((is_yes, bracket, row))  # by row, bracket, then side ("no" before "yes"); stable
     order = order[_cooldown(row[order], bracket[order], is_yes[order], cfg.cooldown_min)]
-    intents = pd.DataFrame({"row": row[order], "bracket": bracket[order], "side": np.where(is_yes[order], "yes", "no").astype(object),
+    intents = pd.DataFrame({"row": row[order], "bracket": bracket[order],
+                            "side": np.where(is_yes[order], "yes", "no").astype(object),
                             "size": np.full(len(order), cfg.contracts),
-                            "liquidity": np.where(taker[order], "taker", "maker").astype(object), "limit": limit[order],
-                            "edge": edge[order]})
+                            "liquidity": np.where(taker[order], "taker", "maker").astype(object),
+                            "limit": limit[order], "edge": edge[order]})
     return intents, opposite
 
 

@@ -83,9 +83,9 @@ def trade_points(day: PreparedDay, points: pd.DataFrame, base: StrategyConfig = 
         cfg = dataclasses.replace(base, **values)
         intents, opposite = intents_from(day.state, cfg, day.execution.fee_type, day.execution.fee_multiplier)
         records = backtest_records(day.tape, intents, day.winner, opposite, fills, day.execution)
-        order, _, _, _, _, _, action, liquidity, _, contracts, fee, cash, _, _ = (
-            [np.array(c) for c in zip(*records)] if records else [np.array([])] * len(FILL_COLUMNS))
-        contracts, fee, cash = (np.asarray(c, float) for c in (contracts, fee, cash))
+        columns = dict(zip(FILL_COLUMNS, zip(*records))) if records else dict.fromkeys(FILL_COLUMNS, ())
+        order, action, liquidity = (np.array(columns[c], dtype=object) for c in ("order_id", "action", "liquidity"))
+        contracts, fee, cash = (np.array(columns[c], dtype=float) for c in ("contracts", "fee", "cash_flow"))
         buy = action == "buy"
         traded = (contracts > 0) & (action != "settle")
         rows.append((day.city, day.climate_day, int(point), len(set(order[buy].tolist())),
