@@ -204,9 +204,9 @@ class HeldConnection:
 
 
 class WriteBehind:
-    """``HeldConnection.written_behind``: at most one write waits behind the one being done, so the rows in
-    memory are those of two batches at most. The thread starts with the first write: a step's workers are
-    forked by then, and a fork must not copy a database connection in use by another thread."""
+    """``HeldConnection.written_behind``: at most one write waits behind the one being done, so besides the batch
+    the caller is gathering, two batches' rows at most are held for writing. The thread starts with the first
+    write: a step's workers are forked by then, and a fork must not copy a connection another thread uses."""
 
     def __init__(self, wh: HeldConnection):
         self._twin = copy.copy(wh)
