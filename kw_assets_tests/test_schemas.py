@@ -156,3 +156,56 @@ def test_rows_with_a_missing_key_repeat_only_each_other():
     frame = pd.DataFrame({"a": ["x", "x", None, None, None], "b": [1.0, 2.0, 3.0, 3.0, float("nan")]})
     assert _unique_rows(frame, ["a", "b"]).tolist() == [True, True, False, False, True]
     assert _unique_rows(frame.iloc[:0], ["a", "b"]).tolist() == []
+
+
+def _pandera_failures(table: str, frame: pd.DataFrame) -> pd.DataFrame | None:
+    """What Pandera's own checks (``schema(table)``, no coded text) report, as ``validate`` post-processes it."""
+    import pandera.pandas as pa
+
+    from kw_assets import schemas
+    token = schemas._GROUPS.set({})
+    try:
+        schemas.schema(table).validate(frame, lazy=True, inplace=True)
+        return None
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        rules = {c.error for c in schemas.schema(table).checks}
+        return cases[cases["failure_case"].notna() | ~cases["check"].isin(rules)]
+    finally:
+        schemas._GROUPS.reset(token)
+
+
+def test_coded_text_checks_fail_exactly_what_panderas_own_checks_fail():
+    """Above ``CODED_TEXT_ROWS`` the required text columns' not-null, isin and type checks come from one
+    factorization per column; planted missing values (None, NaN, pd.NA), words outside the allowed set, numbers
+    and bytes fail the same rows under the same check names as Pandera's own checks."""
+    import numpy as np
+
+    from kw_assets.schemas import CODED_TEXT_ROWS, _validating
+    good = fused(minutes=CODED_TEXT_ROWS // 6 + 1)
+    assert len(good) >= CODED_TEXT_ROWS and {"city", "source", "market_ticker"} <= _validating("fused_pmf")[1]
+    assert len(validate("fused_pmf", good)) == len(good)
+
+    def key(cases):
+        return sorted(map(tuple, cases.drop(columns=["check_number"]).astype(str).to_numpy()))
+
+    rng = np.random.default_rng(11)
+    planted = [None, float("nan"), pd.NA, "zzz", 7, b"ny", "", "simulated", "ny", "KXHIGH-ny-B0"]
+    for trial in range(30):
+        bad = good.copy()
+        for _ in range(rng.integers(1, 4)):
+            column = ("city", "source", "market_ticker")[rng.integers(3)]
+            bad[column] = bad[column].astype(object)
+            bad.iat[int(rng.integers(len(bad))), bad.columns.get_loc(column)] = planted[rng.integers(len(planted))]
+        expected = _pandera_failures("fused_pmf", bad.copy())
+        if expected is None:
+            assert len(validate("fused_pmf", bad)) == len(bad)
+            continue
+        got = failing("fused_pmf", bad)
+        assert key(got) == key(expected), f"trial {trial}"
+    bad = good.copy()
+    bad.loc[[3, 4], "source"] = [None, "elsewhere"]
+    cases = failing("fused_pmf", bad)
+    assert set(zip(cases["column"], cases["check"], cases["index"])) >= {
+        ("source", "not_nullable", 3), ("source", "isin(('simulated', 'live', 'file'))", 3),
+        ("source", "isin(('simulated', 'live', 'file'))", 4)}
