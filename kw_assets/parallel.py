@@ -172,12 +172,30 @@ def _shared_prefix(parent_pid: int) -> str:
 def shared(table: pa.Table) -> pa.Table | SharedTable:
     """``table`` as a ``SharedTable`` when this is a forked worker and shared memory is writable with room for it
     twice over; else itself (inline work, no /dev/shm, or a small one: it is pickled through the pipe as before)."""
-    if not _in_worker or not os.access(SHARED_DIR, os.W_OK):
+    if not _in_worker:
+        return table
+    return _left_shared(table, os.getppid())
+
+
+SHARED_MIN_BYTES = 1 << 18  # a table smaller than this goes through the pipe: a file costs more than pickling it
+
+
+def shared_with_workers(table: pa.Table, pool: "Pool") -> pa.Table | SharedTable:
+    """``shared`` the other way: a table the step's process leaves for one of ``pool``'s workers, which maps it
+    (``opened``) instead of unpickling a copy. Itself when the pool has no processes or the table is small. Named
+    like the workers' own, so the pool's ``close`` removes any a worker never opened."""
+    if not pool.handles or table.nbytes < SHARED_MIN_BYTES:
+        return table
+    return _left_shared(table, os.getpid())
+
+
+def _left_shared(table: pa.Table, parent_pid: int) -> pa.Table | SharedTable:
+    if not os.access(SHARED_DIR, os.W_OK):
         return table
     room = os.statvfs(SHARED_DIR)
     if room.f_bavail * room.f_frsize < 2 * table.nbytes:  # e.g. a container's 64 MB /dev/shm: leave it to others
         return table
-    path = f"{_shared_prefix(os.getppid())}{os.getpid()}_{next(_shared_count)}.arrow"
+    path = f"{_shared_prefix(parent_pid)}{os.getpid()}_{next(_shared_count)}.arrow"
     try:  # a new file of this user's alone: /dev/shm is everyone's, and a name found there is nobody's to trust
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError:
@@ -198,7 +216,8 @@ def opened(value: pa.Table | SharedTable | None) -> pa.Table | None:
 
 
 def remove_unopened_shared() -> None:
-    """Delete the shared tables this process's workers left and it never opened (a step that failed part way)."""
+    """Delete the shared tables this process's workers left and it never opened, and those it left for them that
+    they never opened (a step that failed part way)."""
     for path in glob.glob(_shared_prefix(os.getpid()) + "*"):
         with contextlib.suppress(OSError):
             os.unlink(path)

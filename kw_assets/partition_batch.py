@@ -1,8 +1,9 @@
 """Producing a run's partitions of one table, without Dagster: partitions go city by city in date order,
 in chunks (a worker's slice is then consecutive days of one city, whose history the simulated source
-builds once). For each chunk the inputs are read with one query per upstream table, ``workers`` processes
-(forked once per run of ``produced``) produce, conform and validate the partitions, and the caller writes them
-while the next chunk computes. A derived row carries the ``source`` of its partition's first non-empty input.
+builds once). For each chunk the inputs are read with one query per upstream table and worker, ``workers``
+processes (forked once per run of ``produced``) produce, conform and validate the partitions, and the caller
+writes them while the next chunk computes. A derived row carries the ``source`` of its partition's first
+non-empty input.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kw_assets.errors import DataError
 from kw_assets.reporting import markdown_table
 from kw_assets.schemas import TableInvalid, conform, validate
 from kw_assets.sources.http import ApiError
-from kw_assets.warehouse import Warehouse
+from kw_assets.warehouse import RowsRead, Warehouse
 
 # partitions read at once. A chunk's inputs are in memory twice over, in the step's process and (sent) in its
 # workers: 16 rather than 32 keeps a year x 7's processes ~200-370 MiB smaller per step, at most ~3% slower
@@ -80,9 +81,7 @@ def produced(warehouse: Warehouse, table: str, pairs: list[tuple[City, dt.date, 
             work = None
             if these:  # read while the workers compute the chunk before
                 t0 = time.perf_counter()
-                loaded = {t: warehouse.read(t, [(c.key, d) for c, d, _ in these], cols, text_codes=True)
-                          for t, cols in needs.items()}
-                work = worker_shares(these, loaded, max(1, len(pool.handles)))
+                work = read_shares(warehouse, these, needs, pool)
                 spent["read"] = spent.get("read", 0.0) + time.perf_counter() - t0
             results = None
             if pending is not None:
@@ -95,36 +94,32 @@ def produced(warehouse: Warehouse, table: str, pairs: list[tuple[City, dt.date, 
                 yield _sliced(outcomes, parallel.opened(rows)), counted
 
 
-Share = tuple[list[tuple[City, dt.date, str]], dict[str, pd.DataFrame]]  # a worker's partitions and their rows
+Share = tuple[list[tuple[City, dt.date, str]], dict[str, RowsRead]]  # a worker's partitions and their rows
 
 
-def worker_shares(these: list[tuple[City, dt.date, str]], loaded: dict[str, pd.DataFrame], workers: int) -> list[Share]:
-    """A chunk's partitions in ``workers`` consecutive shares, each with its partitions' rows of every input table
-    (one frame a table, not one a partition: a frame's fixed costs, pickled and turned back into strings, were
-    most of what sending a partition cost)."""
-    positions = {t: partition_positions(f) for t, f in loaded.items()}
+def read_shares(warehouse: Warehouse, these: list[tuple[City, dt.date, str]], needs: dict[str, tuple[str, ...] | None],
+                pool: parallel.Pool) -> list[Share]:
+    """A chunk's partitions in one consecutive share per worker, each with its partitions' rows of every input table
+    as one read (``Warehouse.read_rows``): the worker builds its frames from the query's Arrow table, mapped from
+    shared memory where it is large, so the step's process, which a backfill waits for, only runs the queries (the
+    conversion to pandas and the pickling of the frames were ~60% of its reading). One read a table and share, not
+    one a partition: a read's fixed costs were most of what a partition's cost."""
     shares = []
-    for a, b in parallel.slice_bounds(len(these), workers):
+    for a, b in parallel.slice_bounds(len(these), max(1, len(pool.handles))):
         keys = [(city.key, day) for city, day, _ in these[a:b]]
-        shares.append((these[a:b], {t: _rows_of(f, positions[t], keys) for t, f in loaded.items()}))
+        reads = {t: warehouse.read_rows(t, keys, cols) for t, cols in needs.items()}
+        for r in reads.values():
+            if isinstance(r.rows, pa.Table):
+                r.rows = parallel.shared_with_workers(r.rows, pool)
+        shares.append((these[a:b], reads))
     return shares
-
-
-def _rows_of(frame: pd.DataFrame, positions: dict[tuple[str, dt.date], slice | np.ndarray],
-             keys: list[tuple[str, dt.date]]) -> pd.DataFrame:
-    """The rows of the partitions ``keys``, in their order: a view when they follow one another in ``frame``."""
-    found = [positions[k] for k in keys if k in positions]
-    if not found:
-        return frame.iloc[:0]
-    if all(isinstance(p, slice) for p in found) and all(x.stop == y.start for x, y in zip(found, found[1:])):
-        return frame.iloc[found[0].start:found[-1].stop]
-    return frame.iloc[np.concatenate([np.arange(p.start, p.stop) if isinstance(p, slice) else p for p in found])]
 
 
 def _checked_slice(table, source, produce, required, counters, time_column, shares: list[Share]
                    ) -> tuple[list[Outcome], dict[str, int], pa.Table | parallel.SharedTable | None]:
     work = []
-    for pairs, coded in shares:
+    for pairs, reads in shares:
+        coded = {t: r.frame() for t, r in reads.items()}
         rows = {t: object_text(f) for t, f in coded.items()}
         split = {t: split_by_partition(rows[t], partition_positions(f)) for t, f in coded.items()}  # grouped on the codes
         work += [(city, day, key, {t: split[t].get((city.key, day), rows[t].iloc[:0]) for t in rows})

@@ -103,8 +103,41 @@ def _arrow_table(relation: duckdb.DuckDBPyRelation) -> pa.Table:
     return fetch()
 
 
+def arrow_frame(table: str, rows: pa.Table, only: list[str] | None, absent: frozenset[str] = frozenset(),
+                text_codes: bool = False) -> pd.DataFrame:
+    """A read's Arrow rows (``Warehouse._select_arrow``) as pandas holds them before ``conform`` (``absent``:
+    columns an older version did not write, NULL throughout)."""
+    wanted = [(n, t) for n, t in sql_columns(table) if only is None or n in only]
+    coded = rows.num_rows > SMALL_READ_ROWS  # a few rows: plain strings (their distinct values save nothing)
+    out = {n: _pandas_column(rows.column(n), t, coded and n not in UNIQUE_TEXT and n not in absent, text_codes)
+           for n, t in wanted}
+    return pd.DataFrame(out, index=pd.RangeIndex(rows.num_rows), columns=[n for n, _ in wanted])
+
+
+class RowsRead:
+    """A read of ``table``'s rows, to become its frame where it is used: the frame itself, an Arrow table of the
+    query (``arrow_frame`` makes the frame), or an Arrow table a step's process left in shared memory for its
+    worker (``parallel.shared_with_workers``); None: the table was never written."""
+
+    def __init__(self, table: str, only: list[str] | None, rows, absent: frozenset[str] = frozenset()):
+        self.table, self.only, self.rows, self.absent = table, only, rows, absent
+
+    def __len__(self) -> int:
+        return 0 if self.rows is None else (self.rows.num_rows if isinstance(self.rows, pa.Table) else len(self.rows))
+
+    def frame(self, text_codes: bool = True) -> pd.DataFrame:
+        """As ``read(table, ..., text_codes=text_codes)`` gives it (a frame read elsewhere: as it came)."""
+        from kw_assets.parallel import opened
+        if isinstance(self.rows, pd.DataFrame):
+            return self.rows
+        rows = opened(self.rows)
+        if rows is None:
+            return conform(self.table, pd.DataFrame(), self.only)
+        return conform(self.table, arrow_frame(self.table, rows, self.only, self.absent, text_codes), self.only)
+
+
 def _pandas_column(column: pa.ChunkedArray, sql_type: str, coded: bool, text_codes: bool):
-    """One column of an Arrow read as pandas holds it after ``conform``: see ``Warehouse._select``."""
+    """One column of an Arrow read as pandas holds it after ``conform``: see ``Warehouse._select_arrow``."""
     column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     if sql_type == "VARCHAR":
         if not coded:
@@ -201,6 +234,11 @@ class HeldConnection:
     def for_workers(self, workers: int) -> "HeldConnection":
         """The warehouse as each of ``workers`` concurrent processes should open it (here: unchanged)."""
         return self
+
+    def read_rows(self, table: str, partitions: Iterable[Partition], columns: Iterable[str] | None = None) -> "RowsRead":
+        """``read(..., text_codes=True)`` to be turned into its frame where it is used (``RowsRead.frame``), e.g.
+        in a step's worker. Here the frame itself; DuckDB's warehouse hands over the query's Arrow table."""
+        return RowsRead(table, None, self.read(table, partitions, columns, text_codes=True))
 
 
 class WriteBehind:
@@ -404,23 +442,31 @@ class Warehouse(HeldConnection):
         columns of a large read come as pandas categoricals (what a step sends its workers: pickling a column
         of strings costs a Python call per row, its codes one copy); ``partition_batch.object_text`` turns
         them back."""
+        return self._arrow_read(table, partitions, columns).frame(text_codes)
+
+    def read_rows(self, table: str, partitions: Iterable[Partition], columns: Iterable[str] | None = None) -> "RowsRead":
+        """The query's Arrow table: the step's process only runs the query, and its worker builds the frame (the
+        conversion and the pickling of the frame were ~60% of a step's reading, on the process the step waits for)."""
+        return self._arrow_read(table, partitions, columns)
+
+    def _arrow_read(self, table: str, partitions: Iterable[Partition] | None, columns: Iterable[str] | None) -> "RowsRead":
         only = None if columns is None else [*PARTITION_COLUMNS, *(c for c in columns if c not in PARTITION_COLUMNS)]
         if table not in TABLES:
             raise KeyError(f"unknown table {table!r}")
         with self.connect(read_only=True) as con:
             have = self._stored_columns(con, table)
             if not have:
-                return conform(table, pd.DataFrame(), only)
+                return RowsRead(table, only, None)
             source, params = f"FROM {table} t", []
             if partitions is not None:
                 where, params = partition_filter(partitions)
                 source += f" WHERE {where}"
-            out = self._select(con, table, source, only, params, have, text_codes)
-        return conform(table, out, only)
+            rows, absent = self._select_arrow(con, table, source, only, params, have)
+        return RowsRead(table, only, rows, absent)
 
     @staticmethod
-    def _select(con: duckdb.DuckDBPyConnection, table: str, source: str, only: list[str] | None = None,
-                params: list | None = None, have: set[str] | None = None, text_codes: bool = False) -> pd.DataFrame:
+    def _select_arrow(con: duckdb.DuckDBPyConnection, table: str, source: str, only: list[str] | None = None,
+                      params: list | None = None, have: set[str] | None = None) -> tuple[pa.Table, frozenset[str]]:
         """SELECT every column in insertion order: ``source`` is one table and a WHERE at most, which DuckDB
         guarantees to keep in the table's order (a join would not, and sorting on rowid afterwards was half
         of a minute table's read). The rows come as Arrow, and each column becomes what pandas holds without a
@@ -435,11 +481,7 @@ class Warehouse(HeldConnection):
         have, fields = have or Warehouse._columns(con, table), schema(table).columns
         absent = {n for n, _ in wanted if n not in have and fields[n].nullable}  # added since an older version wrote it
         cols = [f"NULL::{t} AS {n}" if n in absent else f"t.{n}" for n, t in wanted]
-        rows = _arrow_table(con.sql(f"SELECT {', '.join(cols)} {source}", params=list(params or [])))
-        coded = rows.num_rows > SMALL_READ_ROWS  # a few rows: plain strings (their distinct values save nothing)
-        out = {n: _pandas_column(rows.column(n), t, coded and n not in UNIQUE_TEXT and n not in absent, text_codes)
-               for n, t in wanted}
-        return pd.DataFrame(out, index=pd.RangeIndex(rows.num_rows), columns=[n for n, _ in wanted])
+        return _arrow_table(con.sql(f"SELECT {', '.join(cols)} {source}", params=list(params or []))), frozenset(absent)
 
     def replace_table(self, table: str, frame: pd.DataFrame) -> int:
         """Replace every row of an unpartitioned table (one transaction)."""

@@ -2,6 +2,7 @@
 tests of a DuckDB-only behaviour say so in their names."""
 
 import datetime as dt
+import os
 
 import numpy as np
 import pandas as pd
@@ -384,26 +385,66 @@ def test_splitting_a_read_by_partition_keeps_each_partitions_rows_in_order_wheth
     assert [p.index.tolist() for p in parts.values()] == [[0, 1], [2], [3, 4]]
 
 
-def test_a_chunk_goes_to_its_workers_as_consecutive_shares_each_with_exactly_its_partitions_rows():
-    """Each worker gets its partitions and one frame per input table holding their rows, in order: a view of the
-    read when they follow one another, gathered when a partition's rows were rewritten later; a partition with
-    no rows in a table gets none."""
+def test_a_chunk_goes_to_its_workers_as_consecutive_shares_each_reading_exactly_its_partitions_rows(
+        any_warehouse, monkeypatch):
+    """Each worker gets its partitions and one read per input table holding their rows, in the table's order:
+    on DuckDB the query's Arrow table, left in shared memory and mapped by the worker, which builds the same frame
+    a plain coded read gives (the file's name gone once mapped); on PostgreSQL the frame itself. A partition
+    rewritten later (its rows apart) still gives all its rows; one with no rows gives none."""
+    import glob
+    import types
+
+    from kw_assets import parallel
     from kw_assets.cities import get_city
-    from kw_assets.partition_batch import worker_shares
+    from kw_assets.partition_batch import object_text, read_shares, split_by_partition
+    monkeypatch.setattr(parallel, "SHARED_MIN_BYTES", 0)  # every table through shared memory, however small
+    wh = any_warehouse
     ny, chi = get_city("ny"), get_city("chi")
     d1, d2 = dt.date(2025, 6, 1), dt.date(2025, 6, 2)
-    together = pd.concat([obs("chi", d1, [4.0, 5.0]), obs("ny", d1, [1.0, 2.0]), obs("ny", d2, [3.0])], ignore_index=True)
-    rewritten = pd.concat([together.iloc[:3], together.iloc[4:], together.iloc[[3]]])  # ny d1's later row at the end
+    wh.replace_partitions("weather_obs", pd.concat([obs("chi", d1, [4.0, 5.0]), obs("ny", d1, [1.0, 2.0]),
+                                                    obs("ny", d2, [3.0])], ignore_index=True),
+                          [("chi", d1), ("ny", d1), ("ny", d2)])
+    wh.replace_partitions("weather_obs", obs("ny", d1, [1.5, 2.5]), [("ny", d1)])  # now after ny d2's row
     these = [(chi, d1, "chi|2025-06-01"), (ny, d1, "ny|2025-06-01"), (ny, d2, "ny|2025-06-02"), (chi, d2, "chi|2025-06-02")]
-    for frame in (together, rewritten):
-        shares = worker_shares(these, {"weather_obs": frame}, 2)
-        assert [[k for _, _, k in pairs] for pairs, _ in shares] == [["chi|2025-06-01", "ny|2025-06-01"],
-                                                                     ["ny|2025-06-02", "chi|2025-06-02"]]
-        first, second = (rows["weather_obs"] for _, rows in shares)
-        assert first["temp_f"].tolist() == [4.0, 5.0, 1.0, 2.0] and second["temp_f"].tolist() == [3.0]
-    shares = worker_shares(these, {"weather_obs": together}, 2)
-    assert np.shares_memory(shares[0][1]["weather_obs"]["temp_f"].to_numpy(), together["temp_f"].to_numpy())
-    assert [len(pairs) for pairs, _ in worker_shares(these, {"weather_obs": together}, 1)] == [4]
+    two_workers = types.SimpleNamespace(handles=[None, None])  # what read_shares asks of a pool
+    with wh.held():
+        shares = read_shares(wh, these, {"weather_obs": None}, two_workers)
+    assert [[k for _, _, k in pairs] for pairs, _ in shares] == [["chi|2025-06-01", "ny|2025-06-01"],
+                                                                 ["ny|2025-06-02", "chi|2025-06-02"]]
+    kinds = {type(reads["weather_obs"].rows) for _, reads in shares}
+    assert kinds == ({parallel.SharedTable} if isinstance(wh, Warehouse) else {pd.DataFrame})
+    frames = [reads["weather_obs"].frame() for _, reads in shares]
+    assert not glob.glob(parallel._shared_prefix(os.getpid()) + "*")  # mapped, and unlinked
+    expected = [wh.read("weather_obs", [("chi", d1), ("ny", d1)], text_codes=True),
+                wh.read("weather_obs", [("ny", d2), ("chi", d2)], text_codes=True)]
+    for got, want in zip(frames, expected):
+        pd.testing.assert_frame_equal(got, want)
+    first = split_by_partition(object_text(frames[0]))
+    assert first[("chi", d1)]["temp_f"].tolist() == [4.0, 5.0] and first[("ny", d1)]["temp_f"].tolist() == [1.5, 2.5]
+    assert frames[1]["temp_f"].tolist() == [3.0]
+    with wh.held():
+        inline = read_shares(wh, these, {"weather_obs": ("temp_f",)}, types.SimpleNamespace(handles=[]))
+    assert [len(pairs) for pairs, _ in inline] == [4]
+    assert not isinstance(inline[0][1]["weather_obs"].rows, parallel.SharedTable)  # no workers: nothing to share
+    assert list(inline[0][1]["weather_obs"].frame().columns) == ["city", "climate_day", "temp_f"]
+
+
+def test_a_table_left_for_a_worker_that_never_opened_it_is_removed_when_the_pool_closes(monkeypatch):
+    import glob
+
+    import pyarrow as pa
+
+    from kw_assets import parallel
+    monkeypatch.setattr(parallel, "SHARED_MIN_BYTES", 0)
+    pool = parallel.Pool(lambda items: items, 2)
+    try:
+        if not pool.handles:
+            pytest.skip("no forked workers here")
+        left = parallel.shared_with_workers(pa.table({"x": [1.0, 2.0]}), pool)
+        assert isinstance(left, parallel.SharedTable) and os.path.exists(left.path)
+    finally:
+        pool.close()
+    assert not os.path.exists(left.path) and not glob.glob(parallel._shared_prefix(os.getpid()) + "*")
 
 
 def test_a_workers_partitions_cross_as_one_arrow_table_and_come_back_as_their_own_rows_with_their_summaries():
