@@ -808,12 +808,22 @@ def _unique_columns(table: str) -> list[str]:
 CODED_TEXT_ROWS = 5_000  # below this, Pandera's own checks cost less than the coded ones' fixed overhead
 
 
-def validate(table: str, df: pd.DataFrame, partition: str | None = None) -> pd.DataFrame:
+def validate(table: str, df: pd.DataFrame, partition: str | None = None,
+             text_codes: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> pd.DataFrame:
+    """``df`` if it passes ``table``'s schema, else ``TableInvalid`` naming the fields and rows. ``text_codes``: a
+    dict that receives, for a frame that passes, the factorization (codes, distinct values) of each text column
+    the pass coded (``_validating``), e.g. to build its Arrow column without a Python call per row."""
     checker, coded = _validating(table) if len(df) >= CODED_TEXT_ROWS else (schema(table), frozenset())
     token = _GROUPS.set({})  # the rules' row groupings and coded text, shared by the checks of this one pass
     coded_token = _CODED.set(coded)
     try:
-        return checker.validate(df, lazy=True, inplace=True)  # nothing is coerced: no copy needed
+        out = checker.validate(df, lazy=True, inplace=True)  # nothing is coerced: no copy needed
+        if text_codes is not None:
+            for name in coded:
+                found = _text_codes(df[name])
+                if found is not None:
+                    text_codes[name] = found
+        return out
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         row_rules = {c.error for c in schema(table).checks}

@@ -112,6 +112,29 @@ def test_the_stray_rows_of_a_workers_table_are_counted_wherever_they_sit():
             assert checked_writes({"weather_obs": rows}, wanted)[0]["weather_obs"] is rows
 
 
+def test_a_validated_frames_text_columns_become_arrow_from_their_codes_exactly_as_from_pandas(any_warehouse):
+    """A worker's validated rows: the text columns validation factorized are built from the codes, and the Arrow
+    table equals ``from_pandas``'s column for column (types, strings, nulls, chunks) and is written the same."""
+    from kw_assets.partition_batch import arrow_rows
+    from kw_assets.schemas import CODED_TEXT_ROWS, conform, validate
+    days = [dt.date(2025, 6, 1) + dt.timedelta(days=k) for k in range(3)]
+    frame = conform("weather_obs", pd.concat(
+        [obs(city, day, np.linspace(60.0, 80.0, CODED_TEXT_ROWS // 4)) for city in ("ny", "chi") for day in days],
+        ignore_index=True).assign(station=lambda f: np.where(f["city"] == "ny", "KNYC", "KMDW"),
+                                  valid_time=lambda f: f["valid_time"] + pd.to_timedelta(np.arange(len(f)), "s")))
+    codes: dict = {}
+    validate("weather_obs", frame, text_codes=codes)
+    assert {"city", "source", "source_kind"} <= set(codes)
+    plain, coded = arrow_rows([frame]), arrow_rows([frame], codes)
+    assert coded.equals(plain) and coded.schema.equals(plain.schema)
+    assert [c.num_chunks for c in coded.columns] == [c.num_chunks for c in plain.columns]
+    with_nulls = {"city": (np.array([0, -1, 1] * (len(frame) // 3)), np.array(["ny", "chi"], dtype=object))}
+    assert arrow_rows([frame.iloc[: len(frame) // 3 * 3]], with_nulls).column("city").to_pylist()[:4] == ["ny", None, "chi", "ny"]
+    partitions = [(c, d) for c in ("ny", "chi") for d in days]
+    any_warehouse.replace_partitions("weather_obs", coded, partitions)
+    pd.testing.assert_frame_equal(any_warehouse.read("weather_obs"), frame)
+
+
 def test_an_arrow_table_whose_columns_are_not_the_tables_in_order_is_refused_before_anything_is_written(any_warehouse):
     from kw_assets.partition_batch import arrow_rows
     from kw_assets.schemas import conform
