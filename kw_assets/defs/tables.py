@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 
 import dagster as dg
 
+from kw_assets import parallel
 from kw_assets.defs.materialize import schema_check, write_partitions
 from kw_assets.partition_batch import Inputs
 from kw_assets.defs.resources import MarketDataResource, WAREHOUSE_KIND, WAREHOUSE_POOL, WarehouseResource
@@ -39,7 +40,8 @@ def derived_table(table: str, *, group: str, inputs: Inputs, description: str, t
     def make(prepare: Prepare) -> dg.AssetsDefinition:
         def run(context, warehouse: WarehouseResource, run_config):
             wh = warehouse.get()
-            produce = prepare(context, wh, run_config)
+            with parallel.reusing_freed_memory():  # the run's fits allocate and free the same arrays per iteration
+                produce = prepare(context, wh, run_config)
             yield from write_partitions(context, wh, table, time_column, produce, inputs, required, workers=warehouse.workers)
 
         if config is None:
