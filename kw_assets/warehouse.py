@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kw_assets.errors import DataError
+from kw_assets.parallel import opened
 from kw_assets.schemas import PARTITION_COLUMNS, TABLES, conform, schema, sql_columns
 
 Partition = tuple[str, dt.date]
@@ -105,8 +106,12 @@ def _arrow_table(relation: duckdb.DuckDBPyRelation) -> pa.Table:
 
 def arrow_frame(table: str, rows: pa.Table, only: list[str] | None, absent: frozenset[str] = frozenset(),
                 text_codes: bool = False) -> pd.DataFrame:
-    """A read's Arrow rows (``Warehouse._select_arrow``) as pandas holds them before ``conform`` (``absent``:
-    columns an older version did not write, NULL throughout)."""
+    """A read's Arrow rows (``Warehouse._select_arrow``) as pandas holds them before ``conform``, each column without
+    a Python call per row: repetitive text (city, ticker, side, ...) as one Python string per distinct value (or
+    codes), timestamps and dates as nanoseconds (NULL: NaT) localized at once; integers and booleans with NULLs as
+    pandas' nullable arrays. DuckDB's own pandas conversion (with a count and a query for the distinct values) cost
+    up to 1.7x as much (a minute table's read; 1.2x a fills chunk's reads). ``absent``: columns an older version
+    did not write, NULL throughout."""
     wanted = [(n, t) for n, t in sql_columns(table) if only is None or n in only]
     coded = rows.num_rows > SMALL_READ_ROWS  # a few rows: plain strings (their distinct values save nothing)
     out = {n: _pandas_column(rows.column(n), t, coded and n not in UNIQUE_TEXT and n not in absent, text_codes)
@@ -122,12 +127,8 @@ class RowsRead:
     def __init__(self, table: str, only: list[str] | None, rows, absent: frozenset[str] = frozenset()):
         self.table, self.only, self.rows, self.absent = table, only, rows, absent
 
-    def __len__(self) -> int:
-        return 0 if self.rows is None else (self.rows.num_rows if isinstance(self.rows, pa.Table) else len(self.rows))
-
     def frame(self, text_codes: bool = True) -> pd.DataFrame:
         """As ``read(table, ..., text_codes=text_codes)`` gives it (a frame read elsewhere: as it came)."""
-        from kw_assets.parallel import opened
         if isinstance(self.rows, pd.DataFrame):
             return self.rows
         rows = opened(self.rows)
@@ -469,11 +470,8 @@ class Warehouse(HeldConnection):
                       params: list | None = None, have: set[str] | None = None) -> tuple[pa.Table, frozenset[str]]:
         """SELECT every column in insertion order: ``source`` is one table and a WHERE at most, which DuckDB
         guarantees to keep in the table's order (a join would not, and sorting on rowid afterwards was half
-        of a minute table's read). The rows come as Arrow, and each column becomes what pandas holds without a
-        Python call per row: repetitive text (city, ticker, side, ...) as one Python string per distinct value,
-        timestamps and dates as nanoseconds (NULL: NaT) localized at once; integers and booleans with NULLs as
-        pandas' nullable arrays. One query, where DuckDB's own pandas conversion (with a count and a query for the
-        distinct values) cost up to 1.7x as much (a minute table's read; 1.2x a fills chunk's reads)."""
+        of a minute table's read). The rows come as Arrow (``arrow_frame`` makes them a frame), with the columns an
+        older version did not write (``absent``) as NULL."""
         wanted = [(n, t) for n, t in sql_columns(table) if only is None or n in only]
         unknown = set(only or ()) - {n for n, _ in wanted}
         if unknown:
