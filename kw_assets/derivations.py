@@ -83,7 +83,8 @@ def _fused_pmf(wh: Warehouse, days: list[dt.date], cfg: FusionConfig = FusionCon
 def _calibrated_pmf(wh: Warehouse, days: list[dt.date], cfg: CalibrationConfig = CalibrationConfig()) -> Produce:
     days = sorted(set(days))
     history = History.from_frame(calibration_history(wh, days[-1], cfg.sample_every_min))  # once per run
-    fits = dict(zip(days, parallel.map_items(lambda day: walk_forward_fit(history, day, cfg), days)))  # cities share one
+    fits = dict(zip(days, parallel.map_items(lambda day: walk_forward_fit(history, day, cfg), days,
+                                                interleaved=True)))  # cities share one
 
     def produce(city, day, data):
         fused = data["fused_pmf"]

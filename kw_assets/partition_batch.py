@@ -76,6 +76,7 @@ def produced(warehouse: Warehouse, table: str, pairs: list[tuple[City, dt.date, 
     # buffers) would stay in each worker as its own copy
     with parallel.reusing_freed_memory(), parallel.Pool(job, workers if len(pairs) > 1 else 1) as pool, \
             warehouse.held():
+        warehouse.beside_workers(len(pool.handles))
         for i in range(0, len(pairs) + PREFETCH_CHUNK, PREFETCH_CHUNK):
             these = pairs[i:i + PREFETCH_CHUNK]
             work = None

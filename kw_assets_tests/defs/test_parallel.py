@@ -65,6 +65,18 @@ def test_workers_give_the_inline_results_in_order_from_other_processes():
     assert [v for s in inline for v, _ in s] == values and {p for s in inline for _, p in s} == {os.getpid()}
 
 
+def test_interleaved_items_go_to_the_workers_in_turn_and_come_back_in_order():
+    # an expanding window's fits cost more along the list: worker k takes items k, k + 2, ... so each gets half
+    out = parallel.map_items(lambda x: (x * x, os.getpid()), range(7), workers=2, interleaved=True)
+    assert [v for v, _ in out] == [x * x for x in range(7)]
+    pids = [pid for _, pid in out]
+    assert pids[0::2] == [pids[0]] * 4 and pids[1::2] == [pids[1]] * 3 and pids[0] != pids[1] != os.getpid()
+    plain = parallel.map_items(lambda x: (x * x, os.getpid()), range(7), workers=2)
+    assert [v for v, _ in plain] == [v for v, _ in out] and len({p for _, p in plain[:4]}) == 1
+    assert parallel.map_items(lambda x: x + 1, range(5), workers=1, interleaved=True) == [1, 2, 3, 4, 5]
+    assert parallel.map_items(lambda x: x + 1, [], workers=2, interleaved=True) == []
+
+
 def boom(items):
     raise ZeroDivisionError("worker blew up on purpose")
 
