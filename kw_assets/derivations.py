@@ -49,7 +49,8 @@ def _settlement(wh: Warehouse, days: list[dt.date]) -> Produce:
 
 def _weather_model_params(wh: Warehouse, days: list[dt.date], cfg: emos.EmosConfig = emos.EmosConfig()) -> Produce:
     walk = emos.WalkForward(emos_samples(wh, max(days)), cfg)
-    fits = {day: walk.fit(day) for day in sorted(days)}  # in date order: each fit starts from the one before
+    days = sorted(set(days))  # fits on an expanding window: the workers take them in turn
+    fits = dict(zip(days, parallel.map_items(walk.fit, days, interleaved=True)))
     return lambda city, day, data: pd.DataFrame([fits[day].describe(city.key)])
 
 
