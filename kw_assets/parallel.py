@@ -117,6 +117,9 @@ def _worker_setup() -> "_Records":
     # oversubscribed the cores and the simulated markets ran 2.7x slower. Set once: each setting first finds
     # the process's libraries, ~25 ms, which per chunk was 1.5% of a run's CPU
     threadpool_limits(limits=1)
+    # Arrow's own pool likewise: a worker's from_pandas / to_pandas of a chunk's frames ran a thread per core
+    # beside the other worker (two such processes at once: 25% more CPU than with one thread each)
+    pa.set_cpu_count(1)
     return buffer
 
 
