@@ -254,21 +254,32 @@ def fit_pooled(samples: pd.DataFrame) -> np.ndarray:
 
 
 def _fit(xm, xs, ci, y, w, n_city, prior, cfg: EmosConfig, x0) -> np.ndarray:
+    """The penalized, weighted CRPS minimized over the pooled coefficients and each city's deviation. The rows are
+    taken city by city: within a city every row has the same coefficients, so its moments and its gradient are
+    matrix-vector products (a year's fit: ~1 ms a loss where gathering each row's coefficients took ~7)."""
     p = len(prior)
+    order = np.argsort(ci, kind="stable")
+    xm, xs, y, w = xm[order], xs[order], np.asarray(y, float)[order], np.asarray(w, float)[order]
+    bounds = np.searchsorted(np.asarray(ci)[order], np.arange(n_city + 1))
+    cities = [(k, slice(bounds[k], bounds[k + 1])) for k in range(n_city) if bounds[k + 1] > bounds[k]]
     base = xm_forecast(xm)
-    cell = (np.asarray(ci)[:, None] * p + np.arange(p)).ravel()  # (city, coefficient) of each gradient entry
 
     def loss(x):
         pooled, delta = x[:p], x[p:].reshape(n_city, p)
-        theta = pooled[None, :] + delta[ci]
-        mu = base + np.einsum("ij,ij->i", xm, theta[:, :_NM])
-        log_sd = np.clip(np.einsum("ij,ij->i", xs, theta[:, _NM:]), -3, 3)
-        sd = np.exp(log_sd)
+        theta = pooled[None, :] + delta
+        lin_m, lin_s = np.empty(len(y)), np.empty(len(y))
+        for k, rows in cities:
+            lin_m[rows] = xm[rows] @ theta[k, :_NM]
+            lin_s[rows] = xs[rows] @ theta[k, _NM:]
+        mu = base + lin_m
+        sd = np.exp(np.clip(lin_s, -3, 3))
         c, d_mu, d_sd = _crps(mu, sd, y)
-        grad_rows = np.concatenate([(w * d_mu)[:, None] * xm, (w * d_sd * sd)[:, None] * xs], axis=1)
-        g_pooled = grad_rows.sum(axis=0) + 2 * cfg.prior_weight * (pooled - prior)
-        # per city and column, summed in row order (np.add.at's sums to the bit, at a fraction of its time)
-        g_delta = np.bincount(cell, weights=grad_rows.ravel(), minlength=n_city * p).reshape(n_city, p)
+        g_mean, g_spread = w * d_mu, w * d_sd * sd
+        g_delta = np.zeros((n_city, p))
+        for k, rows in cities:
+            g_delta[k, :_NM] = g_mean[rows] @ xm[rows]
+            g_delta[k, _NM:] = g_spread[rows] @ xs[rows]
+        g_pooled = g_delta.sum(axis=0) + 2 * cfg.prior_weight * (pooled - prior)
         g_delta += 2 * cfg.city_shrinkage * delta
         value = (w * c).sum() + cfg.prior_weight * ((pooled - prior) ** 2).sum() + cfg.city_shrinkage * (delta ** 2).sum()
         return value, np.concatenate([g_pooled, g_delta.ravel()])
