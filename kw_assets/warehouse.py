@@ -339,7 +339,7 @@ class Warehouse(HeldConnection):
         is set) until it closes: its queries and the write-behind thread's inserts (one database in this process,
         whose threads setting is the database's) otherwise ran a thread per core beside workers that use every core.
         An insert of a minute table took 15-22% more CPU that way (a 230k-row ``minute_panel`` batch: 857 ns a
-        row, 669 with one thread, in no less time); 90 days x 7 cities ran 6% faster with one."""
+        row, 669 with one thread, in no less time); a year's minute_panel step 62-65 -> 53 s."""
         if workers > 0 and "threads" not in self.config and self._holding():
             self._held.execute(f"SET threads = {max(1, (os.cpu_count() or 1) - workers)}")
 
