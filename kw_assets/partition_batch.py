@@ -165,7 +165,7 @@ def arrow_rows(frames: list[pd.DataFrame], text_codes: dict[str, tuple[np.ndarra
     of those is built from it, its distinct values taken by code: the same strings and nulls ``from_pandas``
     gives, without its Python call per row (~48 ns a row, most of a minute table's conversion)."""
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    coded = text_codes or {} if len(frames) == 1 else {}
+    coded = (text_codes or {}) if len(frames) == 1 else {}  # codes describe the one validated frame only
     plain = [c for c in frame.columns if c not in coded]
     rows = pa.Table.from_pandas(frame, columns=plain, preserve_index=False).replace_schema_metadata(None)
     for at, name in enumerate(frame.columns):
