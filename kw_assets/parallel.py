@@ -74,6 +74,28 @@ def reusing_freed_memory() -> Iterator[bool]:
             give_back_free_memory()
 
 
+_frozen_depth = 0
+
+
+@contextlib.contextmanager
+def collecting_only_new_objects() -> Iterator[None]:
+    """Inside the block, Python's garbage collector leaves alone every object that was alive when it began
+    (``gc.freeze``; ``gc.unfreeze`` at the end, outermost block only). A step's process holds Dagster's, the
+    libraries' and the run's objects, and each full collection walked all of them: ~0.18 s a pass, ~2.3 s of
+    a 30-day run's process. Objects made inside are collected as before; a cycle among older objects that dies
+    inside waits for the block's end."""
+    global _frozen_depth
+    if _frozen_depth == 0:
+        gc.freeze()
+    _frozen_depth += 1
+    try:
+        yield
+    finally:
+        _frozen_depth -= 1
+        if _frozen_depth == 0:
+            gc.unfreeze()
+
+
 def give_back_free_memory() -> None:
     """Return the heap's free pages to the OS (glibc's ``malloc_trim``; nothing elsewhere)."""
     try:

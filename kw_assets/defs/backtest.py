@@ -16,7 +16,7 @@ from kw_assets.model.backtest import ExecutionConfig, equity_path, run_backtest
 from kw_assets.model.fills import FillConfig, Tape
 from kw_assets.model.report import entry_orders
 from kw_assets.model.strategy import StrategyConfig, signal_intents
-from kw_assets import reporting
+from kw_assets import parallel, reporting
 from kw_assets.queries import entry_mids, over_settled_months, settled_months, spread_observations
 from kw_assets.model.sweep import SWEPT, day_half_spreads, fill_model_comparison, grid_points, prepare_day, summary, walk_forward
 from kw_assets.defs.materialize import reject, schema_check, table_metadata
@@ -78,6 +78,11 @@ class ReportConfig(dg.Config):
                       "maker/taker split, daily Sharpe (x sqrt(365)), max drawdown, turnover; scores before and after "
                       "calibration; plots. Written to data/reports/backtest_report.html and shown here.")
 def backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, warehouse: WarehouseResource):
+    with parallel.collecting_only_new_objects():
+        yield from _backtest_report(context, config, warehouse)
+
+
+def _backtest_report(context: dg.AssetExecutionContext, config: ReportConfig, warehouse: WarehouseResource):
     wh = warehouse.get()
     fills = wh.read("backtest_fills")
     keep = ((fills["climate_day"] >= pd.Timestamp(config.first_day or fills["climate_day"].min()))

@@ -40,9 +40,11 @@ def derived_table(table: str, *, group: str, inputs: Inputs, description: str, t
     def make(prepare: Prepare) -> dg.AssetsDefinition:
         def run(context, warehouse: WarehouseResource, run_config):
             wh = warehouse.get()
-            with parallel.reusing_freed_memory():  # the run's fits allocate and free the same arrays per iteration
-                produce = prepare(context, wh, run_config)
-            yield from write_partitions(context, wh, table, time_column, produce, inputs, required, workers=warehouse.workers)
+            with parallel.collecting_only_new_objects():
+                with parallel.reusing_freed_memory():  # the run's fits allocate and free the same arrays per iteration
+                    produce = prepare(context, wh, run_config)
+                yield from write_partitions(context, wh, table, time_column, produce, inputs, required,
+                                            workers=warehouse.workers)
 
         if config is None:
             def compute(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
@@ -77,9 +79,10 @@ def fetched_table(table: str, *, time_column: str, description: str, inputs: tup
             fetch = plan(market_data)
             workers = 1 if fetch.source == "live" else warehouse.workers
             try:
-                yield from write_partitions(context, warehouse.get(), table, time_column, fetch.produce, inputs,
-                                            required, source=fetch.source, workers=workers,
-                                            counters=fetch.client.stats if fetch.client else None)
+                with parallel.collecting_only_new_objects():
+                    yield from write_partitions(context, warehouse.get(), table, time_column, fetch.produce, inputs,
+                                                required, source=fetch.source, workers=workers,
+                                                counters=fetch.client.stats if fetch.client else None)
             finally:
                 if fetch.client is not None:
                     fetch.client.close()

@@ -1,9 +1,11 @@
 """Partition work in forked workers: same results as inline, logs kept, failures surfaced, and a
 backfill computed by two workers writes exactly what one process writes."""
 
+import gc
 import logging
 import os
 import pickle
+import weakref
 
 import dagster as dg
 import pandas as pd
@@ -309,3 +311,43 @@ def test_a_steps_loop_reuses_what_it_frees_and_gives_memory_back_to_the_os_once_
                                            check=True).stdout.split())
     assert inside < 5_000, inside  # 768 pages, then reused (38,000 faults when each array is a fresh mapping)
     assert held <= 40, held
+
+
+class _Node:
+    def __init__(self):
+        self.other = None
+
+
+def _cycle() -> "weakref.ref":
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+def test_a_steps_full_collections_skip_the_objects_it_began_with_and_find_their_garbage_once_it_ends():
+    gc.collect()
+    old_a, old_b = _Node(), _Node()
+    old_a.other, old_b.other = old_b, old_a
+    old = weakref.ref(old_a)
+    assert gc.get_freeze_count() == 0
+    with parallel.collecting_only_new_objects():
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000  # the process's objects, old_a and old_b among them
+        with parallel.collecting_only_new_objects():  # a nested block (a step's loop in its asset) changes nothing
+            pass
+        assert gc.get_freeze_count() == frozen
+        del old_a, old_b  # a cycle of objects that were alive when the block began
+        new = _cycle()  # one made inside
+        gc.collect()
+        assert new() is None  # collected as before
+        assert old() is not None  # left alone: a full pass did not walk the frozen objects
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert old() is None  # handed back to the collector at the end
+
+
+def test_a_steps_frozen_heap_is_handed_back_even_when_the_step_fails():
+    with pytest.raises(RuntimeError):
+        with parallel.collecting_only_new_objects():
+            raise RuntimeError("the step failed")
+    assert gc.get_freeze_count() == 0
