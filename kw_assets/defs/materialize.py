@@ -40,8 +40,12 @@ def column_schema(table: str) -> dg.TableSchema:
 
 
 def table_metadata(table: str) -> dict:
-    """What the UI shows of a table on its definition and on every materialization."""
-    return {"dagster/column_schema": column_schema(table), "dagster/table_name": f"warehouse.main.{table}"}
+    """What the UI shows of a table on its definition, and on an unpartitioned table's materialization."""
+    return {"dagster/column_schema": column_schema(table), "dagster/table_name": table_name(table)}
+
+
+def table_name(table: str) -> dg.MetadataValue:
+    return dg.MetadataValue.text(f"warehouse.main.{table}")
 
 
 def schema_check(table: str) -> dg.AssetCheckSpec:
@@ -109,8 +113,10 @@ def write_partitions(context: dg.AssetExecutionContext, warehouse: Warehouse, ta
         yield from reject(table, cases, f"{table}: {len(failures)} of {len(pairs)} partition(s) rejected; nothing was "
                                         f"written for them. " + " | ".join(list(failures.values())[:3]),
                           {"failed_partitions": dg.MetadataValue.json(failures)})
-    # on every partition's event: what is true of each; the run's totals say "run_" (and go to the log)
-    meta: dict = {**table_metadata(table), "source": dg.MetadataValue.text(", ".join(sorted(seen)) or source or "-"),
+    # on every partition's event: what is true of each; the run's totals say "run_" (and go to the log). The
+    # column schema is the definition's (``definitions.py``), not repeated on each event: with it an event took
+    # 0.44 ms to serialize, without it 0.07, and a year x 7 run stores ~33,000 of them
+    meta: dict = {"dagster/table_name": table_name(table), "source": dg.MetadataValue.text(", ".join(sorted(seen)) or source or "-"),
                   "run_rows": dg.MetadataValue.int(rows), "run_partitions": dg.MetadataValue.int(len(pairs)),
                   **{f"run_{k}": dg.MetadataValue.int(v) for k, v in totals.items()}}
     if "simulated" in seen or source == "simulated":

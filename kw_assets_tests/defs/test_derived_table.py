@@ -46,4 +46,5 @@ def test_a_new_derived_table_is_one_call(resources, warehouse_path, instance, mo
     assert len(got) == panel["bracket_index"].nunique() == 6
     np.testing.assert_allclose(got.sort_values("bracket_index")["mid_high"], panel.groupby("bracket_index")["mid"].max())
     (event,) = result.asset_materializations_for_node("bracket_day_range")
-    assert event.metadata["dagster/row_count"].value == 6 and "dagster/column_schema" in event.metadata
+    assert event.metadata["dagster/row_count"].value == 6
+    assert event.metadata["dagster/table_name"].value == "warehouse.main.bracket_day_range"

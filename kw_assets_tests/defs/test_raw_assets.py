@@ -135,7 +135,8 @@ def test_minute_panel_flows_from_the_raw_tables_and_is_idempotent(resources, war
     pd.testing.assert_frame_equal(first, second, check_exact=True)
 
 
-def test_each_partition_event_carries_its_own_row_count_and_the_table_schema(resources, warehouse_path, instance):
+def test_each_partition_event_carries_its_own_row_count_and_the_definition_the_table_schema(resources, warehouse_path,
+                                                                                          instance):
     tags = {"dagster/asset_partition_range_start": "ny|2025-06-10", "dagster/asset_partition_range_end": "ny|2025-06-11"}
     result = dg.materialize(raw_assets, resources=resources, instance=instance, tags=tags)
     assert result.success
@@ -147,9 +148,13 @@ def test_each_partition_event_carries_its_own_row_count_and_the_table_schema(res
     assert counts["ny|2025-06-10"] != counts["ny|2025-06-11"]  # the partition's own, not the run's total
     for meta in events.values():
         assert meta["run_partitions"].value == 2 and meta["run_rows"].value == sum(counts.values())
-        columns = [c.name for c in meta["dagster/column_schema"].schema.columns]
-        assert columns == list(TABLES["kalshi_trades"].to_schema().columns)
         assert "2025-06-1" in meta["time_span"].value and "trade_id" in meta["preview"].value
+        assert meta["dagster/table_name"].value == "warehouse.main.kalshi_trades"
+        assert "dagster/column_schema" not in meta  # 0.44 ms to serialize on each of a year's ~33,000 events
+    from kw_assets.definitions import defs
+    defined = defs.resolve_assets_def("kalshi_trades").metadata_by_key[dg.AssetKey("kalshi_trades")]
+    columns = [c.name for c in defined["dagster/column_schema"].columns]
+    assert columns == list(TABLES["kalshi_trades"].to_schema().columns)
 
 
 def test_partition_metadata_goes_in_one_call_each_where_the_step_context_is_not_the_one_it_knows():
