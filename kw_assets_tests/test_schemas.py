@@ -117,6 +117,33 @@ def test_group_codes_are_equal_exactly_where_the_combinations_are_and_stay_small
     assert (few == np.where(a < 0, -1, (a + 1) * 41 + b + 1)).all()
 
 
+def test_text_factorized_by_address_gives_pandas_codes_and_values_even_for_equal_text_in_other_objects():
+    import numpy as np
+
+    from kw_assets.schemas import factorize_objects
+    a, b = "KXHIGHNY-25JAN05-B40.5", "".join(["KXHIGHNY-25JAN05-", "B40.5"])  # the same text in two objects
+    assert a == b and a is not b
+    tickers = np.array(["KXHIGHNY-25JAN05-T39", a, "KXHIGHNY-25JAN05-T42"], dtype=object)
+    cases = {
+        "two objects, one text, and every kind of missing": np.array([b, a, None, "x", float("nan"), a, "x", pd.NA, b], dtype=object),
+        "a minute table's tickers": np.tile(tickers, 2000),
+        "a strided view of them": np.tile(tickers, 2000)[::2],
+        "one city": np.array(["ny"] * 500, dtype=object),
+        "all distinct": np.array([str(i) for i in range(1000)], dtype=object),
+        "all missing": np.array([None] * 10, dtype=object),
+        "mixed types": np.array([1, 1.0, True, "1", b"1", None, "1"], dtype=object),
+    }
+    for name, values in cases.items():
+        want_codes, want_values = pd.factorize(values)
+        codes, distinct = factorize_objects(values)
+        assert codes.tolist() == want_codes.tolist(), name
+        assert [(type(v), v) for v in distinct] == [(type(v), v) for v in want_values], name
+    codes, distinct = factorize_objects(cases["a minute table's tickers"])
+    assert codes[:6].tolist() == [0, 1, 2, 0, 1, 2] and list(distinct) == list(tickers)
+    with pytest.raises(TypeError):  # unhashable, as pandas refuses it
+        factorize_objects(np.array([None, ["a"], ["a"], "b"], dtype=object))
+
+
 def test_one_validation_pass_shares_its_groupings_and_the_next_frame_gets_its_own():
     good = fused()
     assert len(validate("fused_pmf", good)) == 24

@@ -36,6 +36,7 @@ above each bracket edge (no per-path bracket lookup): ~45 ms for 5,000 paths x ~
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -59,6 +60,7 @@ class WeatherModelConfig:
     gap_sd: float = 0.5
     no_forecast_level_sd: float = 4.0
     min_level_sd: float = 0.3
+    shared_residuals: bool = True  # every climate day's paths take the same AR(1) residuals (``shared_residuals``)
 
 
 def decision_times(day_start: pd.Timestamp, first: pd.Timestamp, every_min: int = 5) -> pd.DatetimeIndex:
@@ -79,6 +81,31 @@ def ar1_paths(innov: np.ndarray, phi: float, start: np.ndarray) -> np.ndarray:
     for k in range(1, len(y)):  # one vector operation per 5-minute step, across all paths
         y[k] += phi * y[k - 1]
     return y
+
+
+def residual_paths(rng: np.random.Generator, n_paths: int, tau_h: float, sd: float) -> np.ndarray:
+    """The AR(1) residual R of ``n_paths`` paths over the day's 288 five-minute steps (steps x paths, float32),
+    stationary from the first step: SD ``sd``, e-folding ``tau_h`` hours."""
+    f32 = np.float32
+    phi = np.exp(-5 / (60 * tau_h))
+    innov = rng.standard_normal((STEPS_PER_DAY, n_paths), dtype=f32) * f32(sd * np.sqrt(1 - phi**2))
+    start = phi * sd * rng.standard_normal(n_paths, dtype=f32)
+    return ar1_paths(innov, float(f32(phi)), start).astype(f32)
+
+
+RESIDUAL_SEED = 20250101
+
+
+@lru_cache(maxsize=8)
+def shared_residuals(n_paths: int, tau_h: float, sd: float) -> np.ndarray:
+    """``residual_paths`` drawn once per process from a fixed seed and shared, read-only, by every climate day's
+    Monte Carlo. Drawing 288 x 5,000 normals and filtering them was ~40% of a day's weather PMF. Each day's PMF has
+    the same law as with its own draws (a sample of the AR(1) paths, and the day's own level error, gap and
+    information); what the days share is the Monte Carlo noise of the residual's max, which 5,000 paths keep small.
+    A day's numbers depend on the day's inputs and seed only, whichever days a run computes."""
+    paths = residual_paths(np.random.default_rng(RESIDUAL_SEED), n_paths, tau_h, sd)
+    paths.flags.writeable = False
+    return paths
 
 
 def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, obs: pd.DataFrame,
@@ -144,10 +171,10 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     f32 = np.float32
     z = rng.standard_normal(n, dtype=f32)
     gap = np.clip(cfg.gap_mean + cfg.gap_sd * rng.standard_normal(n, dtype=f32), -0.9, 2.5).astype(f32)
-    phi = np.exp(-5 / (60 * cfg.residual_tau_h))
-    innov = rng.standard_normal((k_steps, n), dtype=f32) * f32(cfg.residual_sd * np.sqrt(1 - phi**2))
-    zi = (phi * cfg.residual_sd * rng.standard_normal(n, dtype=f32))[None, :]
-    resid = ar1_paths(innov, float(f32(phi)), zi[0]).astype(f32)
+    if cfg.shared_residuals:
+        resid = shared_residuals(n, cfg.residual_tau_h, cfg.residual_sd)
+    else:
+        resid = residual_paths(rng, n, cfg.residual_tau_h, cfg.residual_sd)
 
     # each used run: shift its curve and size its level error so the whole-day high has the EMOS moments
     level_var = np.full(len(curves), cfg.min_level_sd**2)

@@ -178,3 +178,42 @@ def test_the_suffix_max_is_the_reversed_running_max_to_the_bit():
     alone = _suffix_max(y[:3, :2].copy(), None)
     assert alone[-1].tolist() == [-np.inf, -np.inf] and np.array_equal(alone[0], np.nanmax(y[:3, :2], axis=0))
     assert _suffix_max(np.zeros((0, 4), f32), beyond[:4]).tolist() == [beyond[:4].tolist()]
+
+
+def test_every_day_shares_one_read_only_draw_of_the_ar1_residual_with_its_law():
+    """The residual paths are drawn once per process from a fixed seed (drawing them was ~40% of a day's PMF): every
+    climate day, whatever its own seed, gets the same paths, whose SD and 5-minute autocorrelation are the model's;
+    no day can change them for the next; and a day's PMF is the same whichever days were computed before it."""
+    from kw_assets.model.weather import shared_residuals
+    cfg = WeatherModelConfig(n_paths=4000, residual_sd=0.8, residual_tau_h=1.0)
+    run = flat_run(80.0, DAY0 - pd.Timedelta(hours=20))
+    decisions = pd.DatetimeIndex([DAY0 + pd.Timedelta(hours=h) for h in (6, 12)])
+    inputs = [simulate_weather_pmf(DAY0, decisions, obs_path([70.0, 71.0]), run, LOWS, HIGHS,
+                                   np.random.default_rng(seed), cfg, _inputs_only=True) for seed in (1, 2)]
+    assert inputs[0]["resid"] is inputs[1]["resid"] is shared_residuals(4000, 1.0, 0.8)
+    assert not np.array_equal(inputs[0]["z"], inputs[1]["z"])  # the day's own level error stays its own
+    resid = inputs[0]["resid"].astype(float)
+    assert resid.shape == (288, 4000) and not inputs[0]["resid"].flags.writeable
+    assert abs(resid.std() - 0.8) < 0.02
+    lag1 = np.corrcoef(resid[:-1].ravel(), resid[1:].ravel())[0, 1]
+    assert abs(lag1 - np.exp(-5 / 60)) < 0.01
+    first = simulate_weather_pmf(DAY0, decisions, obs_path([70.0]), run, LOWS, HIGHS, np.random.default_rng(3), cfg)
+    shared_residuals.cache_clear()  # as in a fresh worker, after other days and other path counts
+    simulate_weather_pmf(DAY0, decisions, obs_path([75.0]), run, LOWS, HIGHS, np.random.default_rng(4),
+                         WeatherModelConfig(n_paths=1000))
+    again = simulate_weather_pmf(DAY0, decisions, obs_path([70.0]), run, LOWS, HIGHS, np.random.default_rng(3), cfg)
+    np.testing.assert_array_equal(first["pmf"], again["pmf"])
+
+
+def test_a_day_with_its_own_residuals_draws_them_from_its_generator_after_its_level_error_and_gap():
+    """``shared_residuals=False`` (the simulated traders' Monte Carlo: the simulated market as it always was)."""
+    from kw_assets.model.weather import residual_paths
+    cfg = WeatherModelConfig(n_paths=500, shared_residuals=False)
+    run = flat_run(80.0, DAY0 - pd.Timedelta(hours=20))
+    got = simulate_weather_pmf(DAY0, pd.DatetimeIndex([DAY0 + pd.Timedelta(hours=6)]), obs_path([70.0]), run, LOWS,
+                               HIGHS, np.random.default_rng(9), cfg, _inputs_only=True)
+    rng = np.random.default_rng(9)
+    z = rng.standard_normal(500, dtype=np.float32)
+    rng.standard_normal(500, dtype=np.float32)  # the gap
+    np.testing.assert_array_equal(got["z"], z)
+    np.testing.assert_array_equal(got["resid"], residual_paths(rng, 500, cfg.residual_tau_h, cfg.residual_sd))

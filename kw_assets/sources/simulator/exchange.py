@@ -87,6 +87,15 @@ def _as_parsed(values: np.ndarray, decimals: int = 4) -> np.ndarray:
     return out
 
 
+def _across(substeps: np.ndarray, pairwise: np.ufunc) -> np.ndarray:
+    """Each row's min or max (``np.minimum`` / ``np.maximum``) over its few columns, a minute's substeps: one
+    vector operation per column, where ``min(axis=1)`` ran numpy's reduction loop per row of 4 (13x slower)."""
+    out = substeps[:, 0].copy()
+    for k in range(1, substeps.shape[1]):
+        pairwise(out, substeps[:, k], out=out)
+    return out
+
+
 class RawJson(str):
     """JSON text encoded ahead (candles, trades: thousands of small objects built from arrays), spliced
     into the response as is."""
@@ -442,7 +451,8 @@ class SimulatedExchange:
         traded = np.bincount(t_min, minlength=n_min)[:n_min] > 0
         prev_close_bid = np.concatenate([[np.nan], bid[:-1, -1]])
         prev_close_ask = np.concatenate([[np.nan], ask[:-1, -1]])
-        changed = (bid.min(1) != bid.max(1)) | (ask.min(1) != ask.max(1)) | (bid[:, 0] != prev_close_bid) | (ask[:, 0] != prev_close_ask)
+        bid_lo, bid_hi, ask_lo, ask_hi = _across(bid, np.minimum), _across(bid, np.maximum), _across(ask, np.minimum), _across(ask, np.maximum)
+        changed = (bid_lo != bid_hi) | (ask_lo != ask_hi) | (bid[:, 0] != prev_close_bid) | (ask[:, 0] != prev_close_ask)
         active = (changed | traded) & (end_ts >= start) & (end_ts <= end)
         vol = np.bincount(t_min, weights=t_ct, minlength=n_min)[:n_min]
         oi = np.cumsum(vol) * 0.55
@@ -456,8 +466,8 @@ class SimulatedExchange:
         act = np.nonzero(active)[0]
         prev_idx = np.where(act > 0, last_idx[np.maximum(act - 1, 0)], -1)
         cols = {
-            "bo": bid[act, 0], "bl": bid[act].min(1), "bh": bid[act].max(1), "bc": bid[act, -1],
-            "ao": ask[act, 0], "al": ask[act].min(1), "ah": ask[act].max(1), "ac": ask[act, -1],
+            "bo": bid[act, 0], "bl": bid_lo[act], "bh": bid_hi[act], "bc": bid[act, -1],
+            "ao": ask[act, 0], "al": ask_lo[act], "ah": ask_hi[act], "ac": ask[act, -1],
             "po": np.where(traded[act], t_px[np.clip(first_idx[act], 0, max(len(t_px) - 1, 0))] if len(t_px) else np.nan, np.nan),
             "pl": lo[act], "ph": hi[act],
             "pc": np.where(traded[act], t_px[np.clip(last_idx[act], 0, max(len(t_px) - 1, 0))] if len(t_px) else np.nan, np.nan),

@@ -380,7 +380,8 @@ def _fundamental(w: WeatherDay, t: np.ndarray, agents: Agents, params: np.ndarra
     obs = pd.DataFrame({"valid_time": utc_stamps(done, "s"), "temp_f": np.round(w.two_min, 1)})
     lows = np.array([b.low for b in w.brackets])
     highs = np.array([b.high for b in w.brackets])
-    cfg = WeatherModelConfig(n_paths=agents.n_paths, gap_mean=0.0, gap_sd=0.05)  # they see the 2-minute means
+    cfg = WeatherModelConfig(n_paths=agents.n_paths, gap_mean=0.0, gap_sd=0.05,  # they see the 2-minute means
+                             shared_residuals=False)  # each day's market its own draws: the simulated world as before
     out = simulate_weather_pmf(day_start, decisions, obs, forecasts, lows, highs, model_rng, cfg, params,
                                pd.Timedelta(minutes=agents.obs_delay_min), yesterday=yesterday)
     dec_s = decisions.asi8 // 10**9
