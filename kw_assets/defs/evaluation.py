@@ -27,7 +27,7 @@ class ScoresConfig(dg.Config):
                       "weather, fused and calibrated PMFs and a walk-forward climatology, overall, by city and by "
                       "hour of the climate day (LST), over every settled partition in the warehouse.")
 def forecast_scores(context: dg.AssetExecutionContext, config: ScoresConfig, warehouse: WarehouseResource):
-    with parallel.collecting_only_new_objects():  # months of rows: the step's full collections were its slowest
+    with parallel.collecting_only_new_objects():  # as every step: full collections skip what it began with
         yield from _forecast_scores(context, config, warehouse)
 
 
