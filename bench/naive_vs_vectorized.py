@@ -244,10 +244,10 @@ def naive_backtest(panel, calibrated, trades, winner, scfg: StrategyConfig, fcfg
                 through = sum(c for px, c in prints.get((t, pos["b"]), [])
                               if (px <= yes_limit + 1e-9 if pos["side"] == "yes" else px >= yes_limit - 1e-9))
                 want = min(pos["filled_raw"] + fcfg.maker_queue_share * through, pos["size"])
-                got = want - pos["filled_raw"]
+                # the contracts filled so far in cents, each fill the change of that (no cent lost to rounding)
+                qty = float(np.round(np.round(want, 2) - np.round(pos["filled_raw"], 2), 2))
                 pos["filled_raw"] = want
-                if got > 1e-12:
-                    qty = float(np.round(got, 2))  # numpy rounding, as the fill model rounds
+                if qty > 1e-12:
                     pos["pnl"] += fill(pos["id"], pos["decided"], t, pos["b"], pos["side"], "buy", "maker", pos["limit"], qty, pos["edge"], "entry")
                     pos["held"] += qty
                     pos["qty"] += qty
