@@ -99,7 +99,7 @@ RESIDUAL_SEED = 20250101
 @lru_cache(maxsize=8)
 def shared_residuals(n_paths: int, tau_h: float, sd: float) -> np.ndarray:
     """``residual_paths`` drawn once per process from a fixed seed and shared, read-only, by every climate day's
-    Monte Carlo. Drawing 288 x 5,000 normals and filtering them was ~40% of a day's weather PMF. Each day's PMF has
+    Monte Carlo. Drawing 288 x 5,000 normals and filtering them was about half of a day's weather PMF. Each day's PMF has
     the same law as with its own draws (a sample of the AR(1) paths, and the day's own level error, gap and
     information); what the days share is the Monte Carlo noise of the residual's max, which 5,000 paths keep small.
     A day's numbers depend on the day's inputs and seed only, whichever days a run computes."""
