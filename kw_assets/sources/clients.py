@@ -40,8 +40,9 @@ class SourceSettings:
     simulated_world_dir: Optional[str] = field(default=None, metadata=_about(
         "folder where the simulated exchange keeps the worlds it built for the run's other steps (set per run)"))
     simulated_through_http: bool = field(default=False, metadata=_about(
-        "simulated candles and trades through HTTP and JSON like live ones (slower); always so with faults or a "
-        "rate limit. Otherwise the exchange hands over the values its JSON would parse to"))
+        "simulated candles, trades, obs and forecasts through HTTP and JSON like live ones (slower); always so with "
+        "faults (and the candles and trades with a rate limit). Otherwise the simulated exchange and weather feed hand "
+        "over the values their JSON would parse to"))
     fault_rate_429: float = 0.0
     fault_rate_5xx: float = 0.0
     fault_rate_timeout: float = 0.0
@@ -99,6 +100,13 @@ class SourceSettings:
         return time.sleep if self.retry_sleep else (lambda s: None)
 
 
+def _batched(s: SourceSettings) -> bool:
+    """Whether a simulated source hands over the values its JSON parses to (no HTTP): not when asked to go through
+    HTTP, nor with injected faults, which only a request can meet."""
+    f = s.faults()
+    return not (s.simulated_through_http or f.rate_429 or f.rate_5xx or f.rate_timeout or f.rate_drop or f.rate_empty_page)
+
+
 def kalshi_client(s: SourceSettings, now: Callable[[], dt.datetime] | None = None) -> KalshiClient:
     """The Kalshi client of these settings; ``now`` overrides the simulated exchange's clock (a moving one)."""
     signer = KalshiSigner(s.kalshi_key_id, s.kalshi_private_key) if s.kalshi_key_id and s.kalshi_private_key else None
@@ -109,9 +117,7 @@ def kalshi_client(s: SourceSettings, now: Callable[[], dt.datetime] | None = Non
                                      faults=s.faults(), store=store, agents=Agents(obs_delay_min=s.sim_agents_obs_delay_min,
                                                                       ignore_forecast_drift=s.sim_agents_ignore_forecast_drift))
         rate = s.simulated_rate_limit * 0.95 if s.simulated_rate_limit else None
-        faults = s.faults()
-        plain = not (s.simulated_through_http or rate or faults.outages or faults.rate_429 or faults.rate_5xx or faults.rate_timeout
-                     or faults.rate_drop or faults.rate_empty_page)
+        plain = _batched(s) and not (rate or s.faults().outages)
         return KalshiClient(transport=exchange.transport(), requests_per_second=rate, signer=signer, sleep=s.sleep(),
                             retry=retry, batches=exchange if plain else None)
     return KalshiClient(s.kalshi_base_url, requests_per_second=s.kalshi_requests_per_second, signer=signer,
@@ -127,7 +133,8 @@ def weather_client(s: SourceSettings, now: Callable[[], dt.datetime] | None = No
                                     faults=dataclasses.replace(s.faults(), outages=()))  # outages: the exchange's
         return VisualCrossingClient(s.visual_crossing_api_key or "simulated-key", transport=feed.transport(),
                                     requests_per_second=None, sleep=s.sleep(),
-                                    retry=RetryPolicy(max_attempts=s.max_attempts, base_delay_s=0.5))
+                                    retry=RetryPolicy(max_attempts=s.max_attempts, base_delay_s=0.5),
+                                    batches=feed if _batched(s) else None)
     if not s.visual_crossing_api_key:
         raise ValueError("weather source is live but VISUAL_CROSSING_API_KEY is not set")
     return VisualCrossingClient(s.visual_crossing_api_key, s.visual_crossing_url, sleep=s.sleep())

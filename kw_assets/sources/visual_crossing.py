@@ -30,10 +30,14 @@ FORECAST_COLUMNS = ["issued_at", "valid_time", "temp_f"]
 class VisualCrossingClient:
     def __init__(self, api_key: str, base_url: str = BASE_URL, *, transport: httpx.BaseTransport | None = None,
                  requests_per_second: float | None = 2.0, retry: RetryPolicy | None = None,
-                 timeout_s: float = 60.0, sleep: Callable[[float], None] = time.sleep):
+                 timeout_s: float = 60.0, sleep: Callable[[float], None] = time.sleep, batches: Any = None):
+        """``batches``: a source of the frames the two endpoints' JSON parses to (``observation_frame`` and
+        ``forecast_run_frame`` of a station and two dates) that the client uses instead of them: the simulated
+        feed at scale. None (live): every value comes through HTTP and JSON."""
         if not api_key:
             raise ValueError("Visual Crossing needs an API key (set VISUAL_CROSSING_API_KEY)")
         self._key = api_key
+        self.batches = batches
         self._client = httpx.Client(base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_s)
         bucket = TokenBucket(requests_per_second, sleep=sleep) if requests_per_second else None
         # VC asks clients not to hammer it after a 429: few attempts, long waits.
@@ -53,17 +57,30 @@ class VisualCrossingClient:
 
     def get_observations(self, station: str, date1: dt.date, date2: dt.date) -> pd.DataFrame:
         """5-minute observed temperatures between two UTC dates (inclusive)."""
-        params = {**self._station_params("obs,minutes"), "options": "minuteinterval_5"}
-        body = self.http.get(f"/rest/services/timeline/stn:{station}/{date1}/{date2}", params)
-        rows = [mi for day in _days(body, "weather_obs") for hr in day.get("hours") or []
-                for mi in (hr.get("minutes") or [])]
-        frame = _rows_frame(rows, "weather_obs")
-        frame["source_kind"] = [r.get("source") or "obs" for r in rows]
+        if self.batches is not None:
+            frame = self.batches.observation_frame(station, date1, date2)
+        else:
+            frame = self._observations_json(station, date1, date2)
         frame = frame[frame["source_kind"].isin(["obs", "comb"])]
         return frame.dropna(subset=["temp_f"])[OBS_COLUMNS].sort_values("valid_time").reset_index(drop=True)
 
+    def _observations_json(self, station: str, date1: dt.date, date2: dt.date) -> pd.DataFrame:
+        params = {**self._station_params("obs,minutes"), "options": "minuteinterval_5"}
+        body = self.http.get(f"/rest/services/timeline/stn:{station}/{date1}/{date2}", params)
+        rows = [mi for day in _days(body, "weather_obs") for hr in day.get("hours") or [] for mi in (hr.get("minutes") or [])]
+        frame = _rows_frame(rows, "weather_obs")
+        frame["source_kind"] = [r.get("source") or "obs" for r in rows]
+        return frame
+
     def get_forecast_runs(self, station: str, run_date1: dt.date, run_date2: dt.date) -> pd.DataFrame:
         """Hourly forecasts from every run between two dates, each row stamped with its run time."""
+        if self.batches is not None:
+            frame = self.batches.forecast_run_frame(station, run_date1, run_date2)
+        else:
+            frame = self._forecast_runs_json(station, run_date1, run_date2)
+        return frame.dropna(subset=["temp_f"])[FORECAST_COLUMNS].sort_values(["issued_at", "valid_time"]).reset_index(drop=True)
+
+    def _forecast_runs_json(self, station: str, run_date1: dt.date, run_date2: dt.date) -> pd.DataFrame:
         params = self._station_params("hours")
         body = self.http.get(f"/rest/api/v1/historicalforecast/stn:{station}/byrun/{run_date1}/{run_date2}", params)
         rows: list[dict] = []
@@ -79,7 +96,7 @@ class VisualCrossingClient:
                 issued.append(runs[key])
         frame = _rows_frame(rows, "weather_forecasts")
         frame["issued_at"] = pd.to_datetime(pd.Series(issued, dtype="datetime64[ns, UTC]"))
-        return frame.dropna(subset=["temp_f"])[FORECAST_COLUMNS].sort_values(["issued_at", "valid_time"]).reset_index(drop=True)
+        return frame
 
 
 def _days(body: Any, table: str) -> list[dict]:

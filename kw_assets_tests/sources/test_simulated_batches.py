@@ -1,4 +1,5 @@
-"""The simulated exchange's columnar batches are the HTTP + JSON path without the JSON: same frames."""
+"""The simulated exchange's and weather feed's columnar batches are the HTTP + JSON path without the JSON: same
+frames."""
 
 import datetime as dt
 
@@ -7,8 +8,10 @@ import pandas as pd
 import pytest
 
 from kw_assets.cities import get_city
-from kw_assets.sources.clients import SourceSettings, kalshi_client
+from kw_assets.sources.clients import SourceSettings, kalshi_client, weather_client
+from kw_assets.sources.http import ApiError
 from kw_assets.sources.kalshi.fetch import fetch_candles, fetch_markets, fetch_trades
+from kw_assets.sources.visual_crossing import fetch_weather_forecasts, fetch_weather_obs
 
 
 @pytest.mark.parametrize("city,day,now", [
@@ -31,9 +34,42 @@ def test_batches_equal_what_the_json_parses_to(city, day, now):
     assert batched.http.stats["requests"] < via_json.http.stats["requests"]
 
 
+@pytest.mark.parametrize("city,day,now", [
+    ("ny", dt.date(2025, 3, 9), "2026-11-27T00:00:00Z"),    # the spring DST switch: a 24-hour LST window all the same
+    ("den", dt.date(2025, 11, 2), "2026-11-27T00:00:00Z"),  # the autumn switch
+    ("phil", dt.date(2025, 12, 31), "2026-11-27T00:00:00Z"),  # runs issued in the year before, hours in the next
+    ("chi", dt.date(2025, 6, 10), "2025-06-10T20:07:30Z"),  # the day still running: obs and runs up to now only
+])
+def test_weather_batches_equal_what_the_json_parses_to(city, day, now):
+    via_json = weather_client(SourceSettings(simulated_now=now, simulated_through_http=True))
+    batched = weather_client(SourceSettings(simulated_now=now))
+    assert via_json.batches is None and batched.batches is not None
+    for fetch in (fetch_weather_obs, fetch_weather_forecasts):
+        want = fetch(via_json, get_city(city), day)
+        got = fetch(batched, get_city(city), day)
+        assert len(want) > 50
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+    station = get_city(city).station
+    for d1, d2 in ((day - dt.timedelta(days=2), day + dt.timedelta(days=1)), (day, day)):  # the clients' whole answers
+        pd.testing.assert_frame_equal(batched.get_observations(station, d1, d2), via_json.get_observations(station, d1, d2),
+                                      check_exact=True)
+        pd.testing.assert_frame_equal(batched.get_forecast_runs(station, d1, d2),
+                                      via_json.get_forecast_runs(station, d1, d2), check_exact=True)
+    assert via_json.http.stats["requests"] > 0 and batched.http.stats["requests"] == 0
+
+
+def test_weather_batches_refuse_what_the_api_refuses():
+    batched = weather_client(SourceSettings())
+    with pytest.raises(ApiError, match="Invalid location parameter value KXXX"):
+        batched.get_observations("KXXX", dt.date(2025, 6, 1), dt.date(2025, 6, 2))
+    with pytest.raises(ApiError, match="Invalid date range"):
+        batched.get_forecast_runs("KNYC", dt.date(2025, 6, 1), dt.date(2025, 5, 30))
+
+
 def test_faults_or_a_rate_limit_keep_the_http_path():
     assert kalshi_client(SourceSettings(fault_rate_429=0.1)).batches is None
     assert kalshi_client(SourceSettings(simulated_rate_limit=20)).batches is None
+    assert weather_client(SourceSettings(fault_rate_5xx=0.1)).batches is None
 
 
 def test_the_batches_numbers_are_what_parsing_the_exchanges_text_gives():

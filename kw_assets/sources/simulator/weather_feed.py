@@ -14,8 +14,11 @@ from typing import Callable
 
 import httpx
 import numpy as np
+import pandas as pd
 
 from kw_assets.cities import City, all_cities
+from kw_assets.model.stamps import utc_stamps
+from kw_assets.sources.http import ApiError
 from kw_assets.sources.simulator.faults import FaultConfig, FaultInjector
 from kw_assets.sources.simulator.world import build_weather
 
@@ -74,17 +77,36 @@ class SimulatedWeatherFeed:
             yield build_weather(city, day, self.seed)
             day += dt.timedelta(days=1)
 
-    def timeline(self, city: City, d1: dt.date, d2: dt.date) -> dict:
-        t0 = dt.datetime.combine(d1, dt.time(0), dt.timezone.utc).timestamp()
-        t1 = dt.datetime.combine(d2 + dt.timedelta(days=1), dt.time(0), dt.timezone.utc).timestamp()
+    def _observed(self, city: City, d1: dt.date, d2: dt.date) -> tuple[np.ndarray, np.ndarray]:
+        """(epoch, temp_f) of every obs of the UTC dates d1..d2 taken by now, in time order."""
+        t0, t1 = _utc_span(d1, d2)
         t1_obs = min(t1, self._now().timestamp() + 1)
         epochs, temps = [], []
         for w in self._worlds(city, t0, t1):
             keep = (w.obs_epoch >= t0) & (w.obs_epoch < t1_obs)
             epochs.append(w.obs_epoch[keep])
             temps.append(w.obs_temp_f[keep])
-        e = np.concatenate(epochs) if epochs else np.array([], int)
-        v = np.concatenate(temps) if temps else np.array([])
+        return (np.concatenate(epochs) if epochs else np.array([], int)), (np.concatenate(temps) if temps else np.array([]))
+
+    def _issued(self, city: City, d1: dt.date, d2: dt.date) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(issued, valid, temp_f) of every hour of every run issued on the UTC dates d1..d2 that exists by now,
+        ordered by run and hour (a later world's value of the same run and hour wins, as in the JSON's map)."""
+        t0, t1 = _utc_span(d1, d2)
+        t1 = min(t1, self._now().timestamp() + 1)
+        parts = []
+        for w in self._worlds(city, t0, t1 + 2 * 86400):
+            issued, valid, temp = w.forecast_rows()
+            keep = (issued >= t0) & (issued < t1)
+            parts.append((issued[keep].astype("int64"), valid[keep].astype("int64"), temp[keep]))
+        if not parts:
+            return np.array([], "int64"), np.array([], "int64"), np.array([])
+        issued, valid, temp = (np.concatenate(c) for c in zip(*parts))
+        last = len(issued) - 1 - np.unique(np.stack([issued, valid])[:, ::-1], axis=1, return_index=True)[1]
+        return issued[last], valid[last], temp[last]  # np.unique sorts by (issued, valid)
+
+    def timeline(self, city: City, d1: dt.date, d2: dt.date) -> dict:
+        t0, _ = _utc_span(d1, d2)
+        e, v = self._observed(city, d1, d2)
         days = []
         for k in range((d2 - d1).days + 1):
             day0 = t0 + 86400 * k
@@ -102,26 +124,49 @@ class SimulatedWeatherFeed:
     def byrun(self, city: City, d1: dt.date, d2: dt.date) -> dict:
         """Every 6-hourly run issued between d1 and d2 (UTC dates) that exists by now, forecasting
         the hours from its issue time to two days ahead."""
-        t0 = dt.datetime.combine(d1, dt.time(0), dt.timezone.utc).timestamp()
-        t1 = min(dt.datetime.combine(d2 + dt.timedelta(days=1), dt.time(0), dt.timezone.utc).timestamp(),
-                 self._now().timestamp() + 1)
-        runs: dict[int, dict[int, float]] = {}
-        for w in self._worlds(city, t0, t1 + 2 * 86400):
-            issued, valid, temp = w.forecast_rows()
-            keep = (issued >= t0) & (issued < t1)
-            for i, v, x in zip(issued[keep].tolist(), valid[keep].tolist(), temp[keep].tolist()):
-                runs.setdefault(int(i), {})[int(v)] = x
+        issued_all, valid_all, temp_all = self._issued(city, d1, d2)
+        runs = np.flatnonzero(np.diff(issued_all, prepend=-1)) if len(issued_all) else np.array([], int)
         days = []
-        for issued in sorted(runs):
+        for a, b in zip(runs, [*runs[1:], len(issued_all)]):
             by_date: dict[str, list] = {}
-            for v in sorted(runs[issued]):
-                by_date.setdefault(_date(v), []).append({"datetime": _clock(v), "datetimeEpoch": v,
-                                                         "temp": runs[issued][v], "source": "fcst"})
+            for v, x in zip(valid_all[a:b].tolist(), temp_all[a:b].tolist()):
+                by_date.setdefault(_date(v), []).append({"datetime": _clock(v), "datetimeEpoch": v, "temp": x, "source": "fcst"})
             for k, (date, hours) in enumerate(by_date.items()):
-                days.append({"rundatetime": _iso(issued), "forecastday": k, "datetime": date,
+                days.append({"rundatetime": _iso(int(issued_all[a])), "forecastday": k, "datetime": date,
                              "datetimeEpoch": int(dt.datetime.fromisoformat(date).replace(tzinfo=dt.timezone.utc).timestamp()),
                              "tempmax": max(h["temp"] for h in hours), "hours": hours})
         return {"days": days}
+
+    # --- columnar batches: the frames the client parses the JSON above to, without the JSON (ingest at scale) ---
+    def _city(self, endpoint: str, station: str, d1: dt.date, d2: dt.date) -> City:
+        """The station's city, after the checks ``handle`` makes of a request (an unknown station or a bad range
+        is refused as the API refuses it)."""
+        self.requests += 1
+        where = f"{endpoint} stn:{station}/{d1}/{d2} (simulated batch)"
+        city = self.stations.get(station)
+        if city is None:
+            raise ApiError(where, {}, 400, f"Bad API Request:Invalid location parameter value {station}")
+        if d2 < d1 or (d2 - d1).days > MAX_DAYS:
+            raise ApiError(where, {}, 400, "Bad API Request:Invalid date range")
+        return city
+
+    def observation_frame(self, station: str, d1: dt.date, d2: dt.date) -> pd.DataFrame:
+        """What ``VisualCrossingClient.get_observations`` reads from ``timeline``'s JSON, before it filters and sorts."""
+        e, v = self._observed(self._city("timeline", station, d1, d2), d1, d2)
+        return pd.DataFrame({"valid_time": utc_stamps(e.astype("int64"), "s"), "temp_f": v.astype(float),
+                             "source_kind": np.full(len(e), "obs", dtype=object)})
+
+    def forecast_run_frame(self, station: str, d1: dt.date, d2: dt.date) -> pd.DataFrame:
+        """What ``VisualCrossingClient.get_forecast_runs`` reads from ``byrun``'s JSON, before it filters and sorts."""
+        issued, valid, temp = self._issued(self._city("historicalforecast/byrun", station, d1, d2), d1, d2)
+        return pd.DataFrame({"valid_time": utc_stamps(valid, "s"), "temp_f": temp.astype(float),
+                             "issued_at": utc_stamps(issued, "s")})
+
+
+def _utc_span(d1: dt.date, d2: dt.date) -> tuple[float, float]:
+    """[start of d1, end of d2) in UTC seconds."""
+    return (dt.datetime.combine(d1, dt.time(0), dt.timezone.utc).timestamp(),
+            dt.datetime.combine(d2 + dt.timedelta(days=1), dt.time(0), dt.timezone.utc).timestamp())
 
 
 def _clock(ts: float) -> str:
