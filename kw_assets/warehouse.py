@@ -411,31 +411,31 @@ class Warehouse(HeldConnection):
         ``after`` {table: (column, t)}: replace only that table's rows with ``column`` later than ``t`` (the
         live tail's new minutes; every row of the frame must be later)."""
         conformed, keys = checked_writes(frames, partitions, after)
+        # the partitions' own condition, not a join on their keys: DuckDB skips the row groups its zone maps rule
+        # out, where a join read every row's city and day (3 ms of a 3-million-row table for each write, 30 a year's)
+        where, params = partition_filter(zip(keys["city"], keys["climate_day"]))
         deletes = {}
         for table in conformed:
-            deletes[table] = ("DELETE FROM {t} t USING incoming_keys k "
-                              "WHERE t.city = k.city AND t.climate_day = CAST(k.climate_day AS DATE)").format(t=table)
+            deletes[table] = (f"DELETE FROM {table} t WHERE ({where})", params)
             if after and table in after:
                 column, t = after[table]
-                deletes[table] += f" AND t.{column} > TIMESTAMPTZ '{pd.Timestamp(t).isoformat()}'"
-        return self._swap(conformed, deletes, keys)
+                deletes[table] = (deletes[table][0] + f" AND t.{column} > TIMESTAMPTZ '{pd.Timestamp(t).isoformat()}'", params)
+        return self._swap(conformed, deletes)
 
-    def _swap(self, frames: dict[str, Rows], delete_sql: dict[str, str], keys: pd.DataFrame | None = None) -> dict[str, int]:
+    def _swap(self, frames: dict[str, Rows], deletes: dict[str, tuple[str, list]]) -> dict[str, int]:
         """Delete and insert in one transaction: readers see the old rows or the new ones, never a mix."""
         with self.connect() as con:
             for table in frames:
                 if self._holding():
                     self._held_columns.pop(table, None)  # created or given new columns, maybe
                 self._ensure(con, table)
-            if keys is not None:
-                con.register("incoming_keys", keys)
             con.execute("BEGIN TRANSACTION")
             try:
                 for table, frame in frames.items():
                     names = ", ".join(f'"{n}"' for n, _ in sql_columns(table))
                     con.register("incoming_rows", frame)
                     try:
-                        con.execute(delete_sql[table])
+                        con.execute(*deletes[table])
                         con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming_rows")
                     finally:
                         con.unregister("incoming_rows")
@@ -443,9 +443,6 @@ class Warehouse(HeldConnection):
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            finally:
-                if keys is not None:
-                    con.unregister("incoming_keys")
         return {t: len(f) for t, f in frames.items()}
 
     def read(self, table: str, partitions: Iterable[Partition] | None = None,
@@ -495,7 +492,7 @@ class Warehouse(HeldConnection):
 
     def replace_table(self, table: str, frame: pd.DataFrame) -> int:
         """Replace every row of an unpartitioned table (one transaction)."""
-        return self._swap({table: conform(table, frame)}, {table: f"DELETE FROM {table}"})[table]
+        return self._swap({table: conform(table, frame)}, {table: (f"DELETE FROM {table}", [])})[table]
 
     def query(self, sql: str, params: list | None = None, needs: Iterable[str] = ()) -> pd.DataFrame:
         """A read-only query; empty if any table in ``needs`` was never written."""
