@@ -91,10 +91,13 @@ def _calibrated_pmf(wh: Warehouse, days: list[dt.date], cfg: CalibrationConfig =
         fused = data["fused_pmf"]
         if fused.empty:
             return fused
-        fused = by_minute_and_bracket(fused).reset_index(drop=True)
-        n_br = fused["bracket_index"].nunique()
-        p = fused["p_fused"].to_numpy(float).reshape(-1, n_br)
-        return fused.assign(p_calibrated=fits[day].apply(p).ravel(), **fits[day].describe())
+        out = by_minute_and_bracket(fused).copy(deep=False)  # new columns only: ``assign`` copied every column
+        out.index = pd.RangeIndex(len(out))
+        p = out["p_fused"].to_numpy(float).reshape(-1, out["bracket_index"].nunique())
+        out["p_calibrated"] = fits[day].apply(p).ravel()
+        for name, value in fits[day].describe().items():  # the day's fit, on each of its rows
+            out[name] = value
+        return out
     return produce
 
 
