@@ -202,3 +202,24 @@ def test_signing_headers_verify_with_the_public_key():
 
 def test_query_string_is_not_signed():
     assert signed_message("1", "get", "/trade-api/v2/markets/trades?ticker=X") == b"1GET/trade-api/v2/markets/trades"
+
+
+def test_trades_come_in_time_then_id_order_as_pandas_would_sort_them():
+    """``in_time_order`` is ``sort_values(["created_time", "trade_id"], kind="stable")``: prints sharing a microsecond
+    by id, equal ids (a feed's duplicates) in the order received, and pandas' own order where a time is missing."""
+    import pandas as pd
+    from kw_assets.sources.kalshi.fetch import in_time_order
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n = int(rng.integers(0, 40))
+        t = pd.to_datetime(1_700_000_000_000_000 + 1000 * rng.integers(0, 6, n), unit="us", utc=True)
+        frame = pd.DataFrame({"created_time": t, "trade_id": rng.choice(list("abcdef"), n).astype(object),
+                              "received": np.arange(n)}, index=rng.permutation(n) + 7)
+        if trial % 10 == 9 and n:
+            frame.loc[frame.index[0], "created_time"] = pd.NaT
+        want = frame.sort_values(["created_time", "trade_id"], kind="stable")
+        got = in_time_order(frame)
+        assert got.equals(want) and got.index.equals(want.index), trial
+    tied = pd.DataFrame({"created_time": pd.to_datetime([5, 5, 3, 5], unit="us", utc=True), "trade_id": ["b", "a", "z", "a"],
+                         "received": [0, 1, 2, 3]})
+    assert in_time_order(tied)["received"].tolist() == [2, 1, 3, 0]

@@ -63,6 +63,13 @@ def _prices(values: np.ndarray) -> list:
     return out.tolist()
 
 
+# ``_candle_columns``' price arrays and the candle columns they become
+_CANDLE_FIELDS = dict(zip(("bo", "bl", "bh", "bc", "ao", "al", "ah", "ac", "po", "pl", "ph", "pc", "pm", "pp"),
+                          [f"yes_bid_{k}" for k in ("open", "low", "high", "close")]
+                          + [f"yes_ask_{k}" for k in ("open", "low", "high", "close")]
+                          + [f"price_{k}" for k in ("open", "low", "high", "close", "mean", "previous")]))
+
+
 def _as_parsed(values: np.ndarray, decimals: int = 4) -> np.ndarray:
     """The floats a client parses from this exchange's text for ``values``: dollar prices as ``_prices``
     writes them (``decimals`` 4), counts as ``%.2f`` (``decimals`` 2); NaN where the JSON has null."""
@@ -502,18 +509,16 @@ class SimulatedExchange:
         the JSON of the candlestick endpoints, bracket by bracket."""
         w = self._batch_world(markets)
         start, end = int(markets["open_time"].min().timestamp()), min(int(markets["close_time"].max().timestamp()), int(self.now_ts()))
-        frames = []
-        for i, b in enumerate(w.brackets):
-            end_ts, _, cols, vol, oi = self._candle_columns(w, i, start, end)
-            names = dict(zip(("bo", "bl", "bh", "bc"), (f"yes_bid_{k}" for k in ("open", "low", "high", "close"))))
-            names |= dict(zip(("ao", "al", "ah", "ac"), (f"yes_ask_{k}" for k in ("open", "low", "high", "close"))))
-            names |= dict(zip(("po", "pl", "ph", "pc", "pm", "pp"), (f"price_{k}" for k in ("open", "low", "high", "close",
-                                                                                          "mean", "previous"))))
-            frame = {"market_ticker": [b.ticker] * len(end_ts), "end_period_ts": utc_stamps(end_ts, "s")}
-            frame |= {names[k]: _as_parsed(v) for k, v in cols.items()}
-            frames.append(pd.DataFrame(frame | {"volume": _as_parsed(vol, 2), "open_interest": _as_parsed(oi, 2)},
-                                       columns=CANDLE_COLUMNS))
-        return pd.concat(frames, ignore_index=True)
+        per_bracket = [self._candle_columns(w, i, start, end) for i in range(len(w.brackets))]
+        # every bracket's arrays joined first: each conversion runs once per column, not once per column and bracket
+        joined = {k: np.concatenate([cols[k] for _, _, cols, _, _ in per_bracket]) for k in _CANDLE_FIELDS}
+        frame = {"market_ticker": np.repeat(np.array([b.ticker for b in w.brackets], dtype=object),
+                                            [len(end_ts) for end_ts, *_ in per_bracket]),
+                 "end_period_ts": utc_stamps(np.concatenate([end_ts for end_ts, *_ in per_bracket]), "s")}
+        frame |= {name: _as_parsed(joined[k]) for k, name in _CANDLE_FIELDS.items()}
+        frame |= {"volume": _as_parsed(np.concatenate([v for *_, v, _ in per_bracket]), 2),
+                  "open_interest": _as_parsed(np.concatenate([oi for *_, oi in per_bracket]), 2)}
+        return pd.DataFrame(frame, columns=CANDLE_COLUMNS)
 
     def trade_batch(self, markets: pd.DataFrame) -> pd.DataFrame:
         """The event's trades over its trading window (up to now), as ``parse.trades_frame`` reads them from
