@@ -12,7 +12,7 @@ from kw_assets.cities import all_cities
 from kw_assets.defs.config import build, run_config_from
 from kw_assets.defs.resources import WAREHOUSE_KIND, WAREHOUSE_POOL, WarehouseResource
 from kw_assets.defs.tables import derived_table
-from kw_assets.model.backtest import ExecutionConfig, equity_path, run_backtest
+from kw_assets.model.backtest import MARK_COLUMNS, ExecutionConfig, Marks, equity_path, run_backtest
 from kw_assets.model.fills import FillConfig, Tape
 from kw_assets.model.report import entry_orders
 from kw_assets.model.strategy import StrategyConfig, signal_intents
@@ -22,7 +22,7 @@ from kw_assets.model.sweep import SWEPT, day_half_spreads, fill_model_comparison
 from kw_assets.defs.materialize import reject, schema_check, table_metadata
 from kw_assets.schemas import TableInvalid, validate
 from kw_assets.sources import SIMULATED_BANNER
-from kw_assets.strategy_sweep import BACKTEST_INPUTS, TAPE_COLUMNS, settled_days, sweep_results
+from kw_assets.strategy_sweep import BACKTEST_INPUTS, settled_days, sweep_results
 
 
 BacktestConfig = run_config_from("BacktestConfig", StrategyConfig, FillConfig, ExecutionConfig,
@@ -52,7 +52,7 @@ def backtest_fills(context, wh, config):
 
 
 @derived_table("backtest_pnl", group="backtest", time_column="minute_ts",
-               inputs={"backtest_fills": None, "minute_panel": TAPE_COLUMNS},
+               inputs={"backtest_fills": None, "minute_panel": MARK_COLUMNS},
                description="Per minute: cash, open contracts, positions marked at mid, equity and cumulative fees; "
                            "a last row after settlement, where equity equals the day's net P&L.")
 def backtest_pnl(context, wh, config):
@@ -60,8 +60,7 @@ def backtest_pnl(context, wh, config):
         fills, panel = data["backtest_fills"], data["minute_panel"]
         if fills.empty or panel.empty:
             return pd.DataFrame()
-        tape = Tape.build(panel, pd.DataFrame())  # marks only: no prints needed
-        return equity_path(fills, tape)
+        return equity_path(fills, Marks.of(panel))
     return produce
 
 class ReportConfig(dg.Config):

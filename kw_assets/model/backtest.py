@@ -23,6 +23,7 @@ import pandas as pd
 
 from kw_assets.model.fees import fee_cents
 from kw_assets.model.fills import FillConfig, Tape, maker_fill, taker_fill
+from kw_assets.model.panel import by_minute_and_bracket, grid_minutes
 from kw_assets.model.stamps import utc_stamps
 
 FILL_COLUMNS = ["order_id", "decided_ts", "fill_ts", "market_ticker", "bracket_index", "side", "action", "liquidity",
@@ -189,9 +190,26 @@ def _exit_row(tape: Tape, b: int, side: str, entry_row: int, avg: float, square_
     return lo + int(np.argmax(hit)) if hit.any() else tape.n_minutes - 1
 
 
-def equity_path(fills: pd.DataFrame, tape: Tape) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Marks:
+    """A day's mids on its minute grid (minutes x brackets): all ``equity_path`` reads of a tape, from the panel's
+    ``MARK_COLUMNS`` alone (a third of what a tape is built from, and no text)."""
+    minutes: pd.DatetimeIndex
+    mid: np.ndarray
+
+    @classmethod
+    def of(cls, panel: pd.DataFrame) -> "Marks":
+        panel = by_minute_and_bracket(panel)
+        minutes = grid_minutes(panel)
+        return cls(minutes, panel["mid"].to_numpy(float).reshape(len(minutes), -1) if len(minutes) else np.zeros((0, 0)))
+
+
+MARK_COLUMNS = ("minute_ts", "bracket_index", "mid")
+
+
+def equity_path(fills: pd.DataFrame, tape: Tape | Marks) -> pd.DataFrame:
     """Per minute: cash, open contracts, positions marked at mid (NO at 1 - mid), equity; settled at the end."""
-    n, nb = tape.n_minutes, len(tape.tickers)
+    n, nb = tape.mid.shape
     f = fills[fills["contracts"] > 0]
     row = np.clip(((f["fill_ts"].astype("int64").to_numpy() - tape.minutes[0].value) // 60_000_000_000).astype(int), 0, n - 1)
     signed = np.where(f["action"].to_numpy() == "buy", 1.0, -1.0) * f["contracts"].to_numpy(float)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from kw_assets.cities import get_city
-from kw_assets.model.backtest import ExecutionConfig, equity_path, run_backtest
+from kw_assets.model.backtest import MARK_COLUMNS, ExecutionConfig, Marks, equity_path, run_backtest
 from kw_assets.model.fills import FillConfig, Tape, maker_fill
 from kw_assets.model.panel import build_panel
 from kw_assets.sources.simulator.city_day import simulated_city_day
@@ -191,3 +191,18 @@ def test_a_taker_exit_waits_for_minutes_that_trade_and_sells_across_them():
     assert sells["fill_ts"].tolist() == [minutes[14], minutes[20]] and sells["contracts"].tolist() == [4.0, 6.0]
     assert sells["price"].tolist() == pytest.approx([0.54, 0.54])  # the bid less 1 cent of slippage
     assert fills["contracts"][fills["action"] == "settle"].sum() == 0  # flat before the close
+
+
+def test_the_equity_path_from_the_panels_marks_alone_is_the_tapes():
+    """``backtest_pnl`` reads only ``MARK_COLUMNS`` of the panel (in any row order): the same path as from the
+    whole tape."""
+    cd = simulated_city_day(get_city("phil"), dt.date(2025, 7, 14), NOW)
+    panel = build_panel(cd.markets, cd.candles, cd.trades)
+    tape = Tape.build(panel, cd.trades, cd.candles)
+    winner = int(cd.markets.index[cd.markets["result"] == "yes"][0])
+    intents = random_intents(tape, np.random.default_rng(5), n=25)
+    fills = run_backtest(tape, intents, winner, None)
+    assert (fills["contracts"] > 0).sum() > 10
+    marks = Marks.of(panel[list(MARK_COLUMNS)].sample(frac=1.0, random_state=2))
+    assert marks.mid.shape == (tape.n_minutes, len(tape.tickers))
+    pd.testing.assert_frame_equal(equity_path(fills, marks), equity_path(fills, tape), check_exact=True)
