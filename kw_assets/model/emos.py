@@ -53,6 +53,7 @@ PARAM_COLUMNS = tuple(f"mean_{t}" for t in MEAN_TERMS) + tuple(f"log_sd_{t}" for
 PRIOR = np.array([-0.1064, 0.3372, -0.2080, -0.0125, 0.7401, -0.1531, 0.2127, 0.5933, 0.1467, 0.1145, 0.1181, 0.1879, 0.1579])
 SAMPLE_COLUMNS = ("city", "climate_day", "lead_h", "forecast_high_f", "previous_high_f", "before_previous_high_f",
                   "forecast_low_f", "lag_error_f", "yesterday_high_f", "observed_high_f")
+_FEATURES = SAMPLE_COLUMNS[2:]  # a sample's numbers, after its city and day
 LAG_KNOWN_HOURS_BEFORE_DAY = 6  # yesterday's max is taken through 18:00 LST (the high is nearly always set by then)
 _NM, _NS = len(MEAN_TERMS), len(SPREAD_TERMS)
 _LAG = MEAN_TERMS.index("lag_error")
@@ -203,21 +204,37 @@ class WalkForward:
 
     def __init__(self, samples: pd.DataFrame, cfg: EmosConfig = EmosConfig(), prior: np.ndarray = PRIOR):
         s = samples.dropna(subset=["forecast_high_f", "observed_high_f"]).reset_index(drop=True)
-        if "yesterday_high_f" not in s:
-            s = s.assign(yesterday_high_f=np.nan)
+        cities = sorted(s["city"].unique().tolist())
+        city_index = pd.Index(cities).get_indexer(s["city"]) if len(s) else np.zeros(0, int)
+        day = pd.to_datetime(s["climate_day"]).to_numpy("datetime64[D]") if len(s) else np.zeros(0, "datetime64[D]")
+        self._learn_from(cities, city_index, day, {c: s[c].to_numpy(float) if c in s else np.full(len(s), np.nan)
+                                                   for c in _FEATURES}, cfg, prior)
+
+    @classmethod
+    def of_one_city(cls, city: str, day: np.ndarray, columns: dict[str, np.ndarray], cfg: EmosConfig = EmosConfig(),
+                    prior: np.ndarray = PRIOR) -> "WalkForward":
+        """The fits of one city's samples given as arrays (``day`` datetime64[D] per sample, ``columns`` the
+        ``SAMPLE_COLUMNS`` after city and day): what the frame constructor gives them, without the frame (a
+        simulated world fits its traders' EMOS on 90 days every city-day)."""
+        keep = ~(np.isnan(columns["forecast_high_f"]) | np.isnan(columns["observed_high_f"]))
+        self = cls.__new__(cls)
+        self._learn_from([city], np.zeros(int(keep.sum()), np.intp), day[keep],
+                         {c: np.asarray(columns[c], float)[keep] for c in _FEATURES}, cfg, prior)
+        return self
+
+    def _learn_from(self, cities: list[str], city_index: np.ndarray, day: np.ndarray, col: dict[str, np.ndarray],
+                    cfg: EmosConfig, prior: np.ndarray) -> None:
         held = []  # terms held at 0: no column, no prior pull away from 0
         if not cfg.use_lag_error:
-            s, held = s.assign(lag_error_f=np.nan), held + [_LAG]
+            col, held = col | {"lag_error_f": np.full(len(day), np.nan)}, held + [_LAG]
         if not cfg.use_jump:
-            s, held = s.assign(yesterday_high_f=np.nan), held + list(_YESTERDAY[1:])
+            col, held = col | {"yesterday_high_f": np.full(len(day), np.nan)}, held + list(_YESTERDAY[1:])
         prior = np.where(np.isin(np.arange(len(PARAM_COLUMNS)), held), 0.0, prior)
         self.cfg, self.prior = cfg, np.asarray(prior, float)
-        self.cities = sorted(s["city"].unique().tolist())
-        self.city_index = pd.Index(self.cities).get_indexer(s["city"]) if len(s) else np.zeros(0, int)
-        self.day = pd.to_datetime(s["climate_day"]).to_numpy("datetime64[D]") if len(s) else np.zeros(0, "datetime64[D]")
-        self.y = s["observed_high_f"].to_numpy(float)
-        self.xm, self.xs = design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"],
-                                  s["forecast_low_f"], s["lead_h"], s["lag_error_f"], s["yesterday_high_f"])
+        self.cities, self.city_index, self.day = cities, city_index, day
+        self.y = col["observed_high_f"]
+        self.xm, self.xs = design(col["forecast_high_f"], col["previous_high_f"], col["before_previous_high_f"],
+                                  col["forecast_low_f"], col["lead_h"], col["lag_error_f"], col["yesterday_high_f"])
 
     def fit(self, day: dt.date) -> EmosFit:
         """Coefficients for climate day ``day`` from samples of days <= day - 1 - embargo."""

@@ -146,3 +146,22 @@ def test_learns_that_a_forecast_far_from_yesterdays_high_is_less_certain_and_und
     off = emos.WalkForward(s, emos.EmosConfig(half_life_days=1e6, use_jump=False)).fit(D0 + dt.timedelta(days=n))
     assert off.coefficients("A")[emos.PARAM_COLUMNS.index("mean_jump")] == 0.0
     assert off.coefficients("A")[emos.PARAM_COLUMNS.index("log_sd_abs_jump")] == 0.0
+
+
+def test_one_citys_arrays_fit_as_its_frame_does():
+    """``WalkForward.of_one_city`` (the simulated traders' daily fit) gives the frame constructor's coefficients to the
+    bit: rows without a forecast or an observed high dropped, the yesterday terms on or held at 0."""
+    rng = np.random.default_rng(4)
+    frame = samples(cities=(("A", 1.5, 2.0),)).assign(lag_error_f=lambda d: rng.normal(0, 2, len(d)),
+                                                      yesterday_high_f=lambda d: d["forecast_high_f"] + rng.normal(0, 5, len(d)))
+    frame.loc[rng.choice(len(frame), 20, replace=False), "forecast_high_f"] = np.nan
+    frame.loc[rng.choice(len(frame), 20, replace=False), "observed_high_f"] = np.nan
+    day = pd.to_datetime(frame["climate_day"]).to_numpy("datetime64[D]")
+    columns = {c: frame[c].to_numpy(float) for c in emos.SAMPLE_COLUMNS[2:]}
+    for cfg in (emos.EmosConfig(), emos.EmosConfig(use_jump=False, use_lag_error=False)):
+        for on in (D0 + dt.timedelta(days=40), D0 + dt.timedelta(days=151)):
+            want = emos.WalkForward(frame, cfg).fit(on)
+            got = emos.WalkForward.of_one_city("A", day, columns, cfg).fit(on)
+            assert np.array_equal(got.coefficients("A"), want.coefficients("A"))
+            assert (got.fit_start, got.fit_end, got.fit_days, got.samples) == (want.fit_start, want.fit_end, want.fit_days,
+                                                                              want.samples)

@@ -232,8 +232,12 @@ def agent_emos(city: City, day: dt.date, seed: int = 7, insight: float = 0.0) ->
     weighting and embargo) over the city's previous ``AGENT_HISTORY_DAYS`` simulated days, shrunk to
     ``AGENT_EMOS``. The market knows at least what the pipeline can learn."""
     days = [day - dt.timedelta(days=AGENT_HISTORY_DAYS - k) for k in range(AGENT_HISTORY_DAYS)]
-    samples = _samples_frame([(city.key, d, _day_features(city, d, seed, insight)) for d in days])
-    return emos.WalkForward(samples, emos.EmosConfig(), prior=AGENT_EMOS).fit(day).coefficients(city.key)
+    features = [_day_features(city, d, seed, insight) for d in days]
+    cols = [np.concatenate([f[i] for f in features]) for i in range(len(features[0]))]
+    on = np.repeat(np.array(days, dtype="datetime64[D]"), [len(f[0]) for f in features])
+    samples = dict(zip(("lead_h", "forecast_high_f", "previous_high_f", "before_previous_high_f", "forecast_low_f",
+                        "observed_high_f", "lag_error_f", "yesterday_high_f"), cols))  # ``_run_features``' order
+    return emos.WalkForward.of_one_city(city.key, on, samples, prior=AGENT_EMOS).fit(day).coefficients(city.key)
 
 
 def _rng(seed: int, city: City, day: dt.date, stream: int) -> np.random.Generator:
