@@ -538,6 +538,11 @@ def test_a_written_partitions_summary_names_its_sources_however_its_rows_hold_th
     assert summarize(one.assign(source=None), "valid_time").sources == ()
     assert summarize(one.assign(source=["kalshi", pd.NA, "kalshi"]), "valid_time").sources == ("kalshi",)
     assert summarize(one.iloc[:0], "valid_time") == (0, None, "(no rows)", ())
+    # the span skips missing times, in any order, as the column's min and max do; equal text in distinct objects is one source
+    shuffled = one.assign(valid_time=[pd.NaT, *one["valid_time"].iloc[[2, 0]]], source=["simulated", "".join(["simu", "lated"]), "simulated"])
+    assert summarize(shuffled, "valid_time").span == ("2025-06-01 05:00:00+00:00", "2025-06-01 05:10:00+00:00")
+    assert summarize(shuffled, "valid_time").sources == ("simulated",)
+    assert summarize(one.assign(valid_time=pd.NaT), "valid_time").span == ("NaT", "NaT")
 
 
 def test_writes_behind_land_in_order_while_the_caller_reads_and_a_failed_one_stops_the_rest(any_warehouse):
