@@ -539,7 +539,8 @@ def test_a_written_partitions_summary_names_its_sources_however_its_rows_hold_th
     assert summarize(one.assign(source=["kalshi", pd.NA, "kalshi"]), "valid_time").sources == ("kalshi",)
     assert summarize(one.iloc[:0], "valid_time") == (0, None, "(no rows)", ())
     # the span skips missing times, in any order, as the column's min and max do; equal text in distinct objects is one source
-    shuffled = one.assign(valid_time=[pd.NaT, *one["valid_time"].iloc[[2, 0]]], source=["simulated", "".join(["simu", "lated"]), "simulated"])
+    shuffled = one.assign(valid_time=[pd.NaT, *one["valid_time"].iloc[[2, 0]]],
+                          source=["simulated", "".join(["simu", "lated"]), "simulated"])
     assert summarize(shuffled, "valid_time").span == ("2025-06-01 05:00:00+00:00", "2025-06-01 05:10:00+00:00")
     assert summarize(shuffled, "valid_time").sources == ("simulated",)
     assert summarize(one.assign(valid_time=pd.NaT), "valid_time").span == ("NaT", "NaT")
