@@ -20,7 +20,7 @@ from kw_assets import parallel
 from kw_assets.model import emos
 from kw_assets.model.calibration import CalibrationConfig, History, walk_forward_fit
 from kw_assets.model.fusion import FusionConfig, fuse_panel
-from kw_assets.model.panel import PanelConfig, build_panel, by_minute_and_bracket
+from kw_assets.model.panel import CANDLE_INPUTS, TRADE_INPUTS, PanelConfig, build_panel, by_minute_and_bracket
 from kw_assets.model.settlement import settlement_row
 from kw_assets.model.weather import WeatherModelConfig, weather_pmf_frame
 from kw_assets.partition_batch import Inputs, Produce
@@ -105,7 +105,8 @@ SETTLEMENT = Derivation("settlement", ("kalshi_markets", "weather_obs"), ("kalsh
 WEATHER_MODEL_PARAMS = Derivation("weather_model_params", {"kalshi_markets": ("market_ticker",)}, ("kalshi_markets",),
                                   _weather_model_params,
                                   deps=("weather_forecasts", "weather_obs", "settlement"))  # the training samples
-MINUTE_PANEL = Derivation("minute_panel", {"kalshi_markets": None, "kalshi_candles": None, "kalshi_trades": None,
+MINUTE_PANEL = Derivation("minute_panel", {"kalshi_markets": None, "kalshi_candles": CANDLE_INPUTS,
+                                           "kalshi_trades": TRADE_INPUTS,
                                            "orderbook_l2": ("market_ticker", "minute_ts", "ofi", "queue_imbalance")},
                           ("kalshi_markets",), _minute_panel, "minute_ts")
 WEATHER_PMF = Derivation("weather_pmf", ("kalshi_markets", "weather_obs", "weather_forecasts", "weather_model_params"),

@@ -24,6 +24,10 @@ from kw_assets.model.stamps import utc_stamps
 PANEL_COLUMNS = ["minute_ts", "market_ticker", "bracket_index", "yes_bid", "yes_ask", "last_price", "mid", "spread",
                  "volume", "velocity", "acceleration", "clv", "p_norm", "mid_sum", "ras", "vwap", "signed_volume",
                  "trade_count", "ofi", "queue_imbalance"]
+# what ``build_panel`` reads of the event's candles and trades (the rest, e.g. trade ids, it never looks at)
+CANDLE_INPUTS = ("market_ticker", "end_period_ts", "yes_bid_close", "yes_ask_close", "price_close", "price_previous",
+                 "price_high", "price_low", "volume")
+TRADE_INPUTS = ("market_ticker", "created_time", "count", "yes_price", "taker_outcome_side", "is_block_trade")
 
 
 @dataclass(frozen=True)
