@@ -206,7 +206,7 @@ def test_query_string_is_not_signed():
 
 def test_trades_come_in_time_then_id_order_as_pandas_would_sort_them():
     """``in_time_order`` is ``sort_values(["created_time", "trade_id"], kind="stable")``: prints sharing a microsecond
-    by id, equal ids (a feed's duplicates) in the order received, and pandas' own order where a time is missing."""
+    by id, equal ids (a feed's duplicates) in the order received, and pandas' own order where a time or an id is missing."""
     import pandas as pd
     from kw_assets.sources.kalshi.fetch import in_time_order
     rng = np.random.default_rng(3)
@@ -217,6 +217,8 @@ def test_trades_come_in_time_then_id_order_as_pandas_would_sort_them():
                               "received": np.arange(n)}, index=rng.permutation(n) + 7)
         if trial % 10 == 9 and n:
             frame.loc[frame.index[0], "created_time"] = pd.NaT
+        if trial % 10 == 8 and n:
+            frame.loc[frame.index[-1], "trade_id"] = None
         want = frame.sort_values(["created_time", "trade_id"], kind="stable")
         got = in_time_order(frame)
         assert got.equals(want) and got.index.equals(want.index), trial

@@ -139,7 +139,7 @@ def in_time_order(trades: pd.DataFrame) -> pd.DataFrame:
     ms of a 3,000-print day, 0.2 this way). Frames with a missing time or id take pandas' way (its NaN order)."""
     ids = trades["trade_id"].to_numpy()
     times = pd.DatetimeIndex(trades["created_time"])
-    if times.hasnans or not all(isinstance(x, str) for x in ids):
+    if times.hasnans or pd.api.types.infer_dtype(ids, skipna=False) != "string":
         return trades.sort_values(["created_time", "trade_id"], kind="stable")
     t = times.asi8
     order = np.argsort(t, kind="stable")
