@@ -207,8 +207,9 @@ class WalkForward:
         cities = sorted(s["city"].unique().tolist())
         city_index = pd.Index(cities).get_indexer(s["city"]) if len(s) else np.zeros(0, int)
         day = pd.to_datetime(s["climate_day"]).to_numpy("datetime64[D]") if len(s) else np.zeros(0, "datetime64[D]")
-        self._learn_from(cities, city_index, day, {c: s[c].to_numpy(float) if c in s else np.full(len(s), np.nan)
-                                                   for c in _FEATURES}, cfg, prior)
+        if "yesterday_high_f" not in s:
+            s = s.assign(yesterday_high_f=np.nan)
+        self._learn_from(cities, city_index, day, {c: s[c].to_numpy(float) for c in _FEATURES}, cfg, prior)
 
     @classmethod
     def of_one_city(cls, city: str, day: np.ndarray, columns: dict[str, np.ndarray], cfg: EmosConfig = EmosConfig(),

@@ -184,15 +184,23 @@ def _yesterday(city: City, day: dt.date, seed: int, insight: float) -> tuple[np.
     return out
 
 
+# ``_run_features``' arrays, in its order, as EMOS sample columns
+RUN_FEATURES = ("lead_h", "forecast_high_f", "previous_high_f", "before_previous_high_f", "forecast_low_f",
+                "observed_high_f", "lag_error_f", "yesterday_high_f")
+
+
+def _joined_features(features: list[tuple[np.ndarray, ...]]) -> dict[str, np.ndarray]:
+    """Several days' ``_run_features`` as one array per sample column."""
+    return {name: np.concatenate([f[i] for f in features]) for i, name in enumerate(RUN_FEATURES)}
+
+
 def _samples_frame(parts) -> pd.DataFrame:
     if not parts:
         return emos.empty_samples()
     n = [len(f[0]) for _, _, f in parts]
-    cols = [np.concatenate([f[i] for _, _, f in parts]) for i in range(8)]
+    cols = _joined_features([f for _, _, f in parts])
     return pd.DataFrame({"city": np.repeat([c for c, _, _ in parts], n), "climate_day": np.repeat([d for _, d, _ in parts], n),
-                         "lead_h": cols[0], "forecast_high_f": cols[1], "previous_high_f": cols[2],
-                         "before_previous_high_f": cols[3], "forecast_low_f": cols[4], "lag_error_f": cols[6],
-                         "yesterday_high_f": cols[7], "observed_high_f": cols[5]})
+                         **{c: cols[c] for c in emos.SAMPLE_COLUMNS[2:]}})
 
 
 def _run_features(w: WeatherDay, insight: float, seed: int) -> tuple[np.ndarray, ...]:
@@ -233,11 +241,9 @@ def agent_emos(city: City, day: dt.date, seed: int = 7, insight: float = 0.0) ->
     ``AGENT_EMOS``. The market knows at least what the pipeline can learn."""
     days = [day - dt.timedelta(days=AGENT_HISTORY_DAYS - k) for k in range(AGENT_HISTORY_DAYS)]
     features = [_day_features(city, d, seed, insight) for d in days]
-    cols = [np.concatenate([f[i] for f in features]) for i in range(len(features[0]))]
     on = np.repeat(np.array(days, dtype="datetime64[D]"), [len(f[0]) for f in features])
-    samples = dict(zip(("lead_h", "forecast_high_f", "previous_high_f", "before_previous_high_f", "forecast_low_f",
-                        "observed_high_f", "lag_error_f", "yesterday_high_f"), cols))  # ``_run_features``' order
-    return emos.WalkForward.of_one_city(city.key, on, samples, prior=AGENT_EMOS).fit(day).coefficients(city.key)
+    return (emos.WalkForward.of_one_city(city.key, on, _joined_features(features), prior=AGENT_EMOS)
+            .fit(day).coefficients(city.key))
 
 
 def _rng(seed: int, city: City, day: dt.date, stream: int) -> np.random.Generator:
