@@ -54,6 +54,7 @@ class RecorderStats:
     reconnects: int = 0
     errors: int = 0
     markets: int = 0
+    after_drop: int = 0  # messages for a market already dropped (in flight when the unsubscription was sent)
 
     def line(self, window_messages: int, window_s: float) -> str:
         rate = window_messages / window_s if window_s > 0 else 0.0
@@ -83,6 +84,7 @@ class Recorder:
         self.stats = RecorderStats()
         self.connection = 0
         self.tickers: dict[str, Key] = {}  # subscribed market -> (city, climate day)
+        self.dropped: set[str] = set()  # markets whose event a listing saw closed: never written again
         self._sids: dict[str, int] = {}
         self._seq: dict[int, int] = {}
         self._cmd = 0
@@ -176,6 +178,10 @@ class Recorder:
             if code in TERMINAL_ERRORS:
                 self.mark("gap", f"terminal error {code}: {body.get('msg')}")
                 raise Resubscribe(f"terminal error {code}", marked=True)
+        if ticker in self.dropped:
+            # sent before the exchange took the unsubscription: writing it would reopen a finished city-day
+            self.stats.after_drop += 1
+            return
         self.stats.messages += 1
         key = self._key_of(ticker) if ticker else None
         row = self._row(kind, text, **fields)
@@ -265,6 +271,7 @@ class Recorder:
                 await self._send(ws, "update_subscription", {"sids": [self._sids[channel]], "market_tickers": gone,
                                                              "action": "delete_markets"})
         old_keys = set(self.tickers.values())
+        self.dropped = (self.dropped | set(gone)) - set(current)
         self.tickers = {**{t: k for t, k in self.tickers.items() if t not in gone}, **current}
         for key in old_keys - set(self.tickers.values()):
             self.writer.close(key)

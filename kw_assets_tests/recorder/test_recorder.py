@@ -193,6 +193,38 @@ def test_a_message_it_cannot_parse_is_a_gap_and_a_fresh_subscription_not_a_crash
     assert rows["kind"].tolist() == ["orderbook_snapshot", "gap"] and rows["raw"].iloc[-1].startswith("unparseable message")
 
 
+def test_a_message_in_flight_for_a_dropped_market_does_not_reopen_its_finished_day(tmp_path):
+    class Sent:
+        def __init__(self):
+            self.commands = []
+
+        async def send(self, text):
+            self.commands.append(text)
+
+    old, new = "KXHIGHNY-25JUL01-B83.5", "KXHIGHNY-25JUL02-B85.5"
+    recorder = Recorder([get_city("ny")], rest=None, writer=SegmentWriter(tmp_path), clock=Clock())
+    recorder.tickers = {old: ("ny", DAYS[0]), new: ("ny", DAYS[1])}
+    recorder._sids = {"orderbook_delta": 1, "trade": 2, "ticker": 3}
+    recorder.record(f'{{"type": "orderbook_snapshot", "sid": 1, "seq": 1, "msg": {{"market_ticker": "{old}"}}}}')
+    ws = Sent()
+    asyncio.run(recorder._refresh(ws, {new: ("ny", DAYS[1])}))  # a listing sees the 1 July event closed
+    assert sum('"delete_markets"' in c and old in c for c in ws.commands) == 3  # one per channel
+    assert ("ny", DAYS[0]) not in recorder.writer.open_keys
+    # the exchange sent these before it took the unsubscription
+    recorder.record(f'{{"type": "orderbook_delta", "sid": 1, "seq": 2, "msg": {{"market_ticker": "{old}", '
+                    '"price_dollars": "0.41", "delta_fp": "5.00", "side": "yes", "ts_ms": 1}}')
+    recorder.record(f'{{"type": "ticker", "sid": 3, "msg": {{"market_ticker": "{old}", "ts_ms": 2}}}}')
+    recorder.mark("heartbeat", "pong")
+    assert recorder.writer.open_keys == [("ny", DAYS[1])] and recorder.stats.after_drop == 2
+    # the sequence still counts the dropped market's message: the next one on the sid is no gap
+    recorder.record(f'{{"type": "orderbook_delta", "sid": 1, "seq": 3, "msg": {{"market_ticker": "{new}", '
+                    '"price_dollars": "0.52", "delta_fp": "1.00", "side": "no", "ts_ms": 3}}')
+    assert recorder.stats.gaps == 0
+    recorder.writer.close_all()
+    assert read_segments(tmp_path, "ny", DAYS[0])["kind"].tolist() == ["orderbook_snapshot"]
+    assert read_segments(tmp_path, "ny", DAYS[1])["kind"].tolist() == ["heartbeat", "orderbook_delta"]
+
+
 def test_a_newly_listed_event_is_added_and_a_closed_one_dropped_without_reconnecting(tmp_path, key):
     start = dt.datetime(2025, 7, 2, 4, 50, tzinfo=dt.timezone.utc)  # the 1 July event closes at 04:59
     # the listed days' worlds, built before the clock runs: a listing then loads them (~1 ms each) instead of
