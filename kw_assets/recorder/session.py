@@ -59,7 +59,8 @@ class RecorderStats:
     def line(self, window_messages: int, window_s: float) -> str:
         rate = window_messages / window_s if window_s > 0 else 0.0
         return (f"recorder: {rate:.1f} msg/s, {self.messages} messages, {self.markets} markets, {self.gaps} gaps, "
-                f"{self.reconnects} reconnects, {self.duplicates} duplicates dropped, {self.errors} errors")
+                f"{self.reconnects} reconnects, {self.duplicates} duplicates dropped, {self.after_drop} after a market's drop, "
+                f"{self.errors} errors")
 
 
 @dataclass
