@@ -1,9 +1,12 @@
 import os
 import uuid
 import warnings
+from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from kw_assets.defs.resources import MarketDataResource, WarehouseResource
 from kw_assets.warehouse import Warehouse, open_warehouse
@@ -26,9 +29,22 @@ def resources(warehouse_path):
             "warehouse": WarehouseResource(path=warehouse_path)}
 
 
+LOCAL_INSTANCE = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.local.yaml").read_text())
+
+
+@contextmanager
+def local_test_instance(runs_dir, **overrides):
+    """A throwaway instance with the local instance's event log (``dagster.local.yaml``), its files in
+    ``runs_dir``: what users run, which writes a ranged run's partition events in one transaction a batch
+    (``test_batched_event_log`` holds it to the stock log's rows)."""
+    storage = {**LOCAL_INSTANCE["event_log_storage"], "config": {"base_dir": str(runs_dir)}}
+    with dg.instance_for_test(overrides={"event_log_storage": storage, **overrides}) as inst:
+        yield inst
+
+
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
+def instance(tmp_path_factory):
+    with local_test_instance(tmp_path_factory.mktemp("dagster_runs")) as inst:
         yield inst
 
 

@@ -20,7 +20,7 @@ from kw_assets.errors import DataError
 from kw_assets.schemas import TableInvalid
 from kw_assets.sources.http import ApiError, RetriesExhausted
 from kw_assets.warehouse import Warehouse
-from kw_assets_tests.conftest import SIM_NOW
+from kw_assets_tests.conftest import SIM_NOW, local_test_instance
 
 pytestmark = pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="needs fork")
 
@@ -104,7 +104,7 @@ def test_two_workers_write_what_one_process_writes(tmp_path):
     tables = {}
     for workers in (1, 2):
         path = str(tmp_path / f"w{workers}.duckdb")
-        with dg.instance_for_test() as instance:
+        with local_test_instance(tmp_path / f"runs{workers}") as instance:
             result = dg.materialize([*raw_assets, minute_panel], instance=instance, tags=tags, resources={
                 "market_data": MarketDataResource(simulated_now=SIM_NOW), "warehouse": WarehouseResource(path=path, workers=workers)})
             assert result.success

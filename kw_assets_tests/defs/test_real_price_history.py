@@ -11,6 +11,7 @@ from kw_assets.definitions import defs
 from kw_assets.defs.resources import MarketDataResource, WarehouseResource
 from kw_assets.partitions import partition_key
 from kw_assets.warehouse import Warehouse
+from kw_assets_tests.conftest import local_test_instance
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kalshi-price-history"
 DAYS = [dt.date(2026, 4, 20), dt.date(2026, 4, 21), dt.date(2026, 4, 22)]
@@ -40,7 +41,7 @@ def test_market_pmf_rps_at_08_12_15_lst_matches_the_raw_csv(tmp_path):
            "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb"), workers=1)}
     assets = [defs.get_assets_def(k) for k in ("kalshi_markets", "kalshi_candles", "kalshi_trades", "weather_obs",
                                                "settlement", "minute_panel")]
-    with dg.instance_for_test() as instance:
+    with local_test_instance(tmp_path / "runs") as instance:
         for day in DAYS:
             assert dg.materialize(assets, partition_key=str(partition_key("mia", day)), resources=res, instance=instance).success
     wh = Warehouse(tmp_path / "w.duckdb")

@@ -23,7 +23,7 @@ from kw_assets.sources.simulator.exchange import SimulatedExchange
 from kw_assets.sources.simulator.weather_feed import SimulatedWeatherFeed
 from kw_assets.sources.visual_crossing import VisualCrossingClient
 from kw_assets.warehouse import Warehouse
-from kw_assets_tests.conftest import SIM_NOW
+from kw_assets_tests.conftest import SIM_NOW, local_test_instance
 
 KEY = "ny|2025-06-10"
 LOGS = {"python_logs": {"managed_python_loggers": ["kw_assets"], "python_log_level": "INFO"}}
@@ -52,7 +52,7 @@ FAULTS = dict(fault_rate_429=0.20, fault_rate_5xx=0.05, fault_rate_timeout=0.02,
 def test_a_backfill_through_faults_equals_a_fault_free_one(tmp_path):
     tags = {"dagster/asset_partition_range_start": "ny|2025-06-01", "dagster/asset_partition_range_end": "mia|2025-06-14"}
     clean, faulty = str(tmp_path / "clean.duckdb"), str(tmp_path / "faulty.duckdb")
-    with dg.instance_for_test(overrides=LOGS) as instance:
+    with local_test_instance(tmp_path / "runs", **LOGS) as instance:
         assert dg.materialize(raw_assets, instance=instance, tags=tags, resources={
             "market_data": MarketDataResource(simulated_now=SIM_NOW), "warehouse": WarehouseResource(path=clean)}).success
         result = dg.materialize(raw_assets, instance=instance, tags=tags, resources={
@@ -143,7 +143,7 @@ class Tampered(MarketDataResource):
 @pytest.fixture(scope="module")
 def clean_warehouse(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("clean") / "w.duckdb")
-    with dg.instance_for_test() as instance:
+    with local_test_instance(tmp_path_factory.mktemp("clean_runs")) as instance:
         assert dg.materialize(raw_assets, partition_key=KEY, instance=instance, resources={
             "market_data": MarketDataResource(simulated_now=SIM_NOW), "warehouse": WarehouseResource(path=path)}).success
     return path
@@ -253,7 +253,7 @@ def test_no_secret_or_signature_reaches_logs_metadata_or_warehouse(tmp_path):
     res = {"market_data": Recording(simulated_now=SIM_NOW, kalshi_key_id=key_id, kalshi_private_key=pem,
                                     visual_crossing_api_key=vc_key),
            "warehouse": WarehouseResource(path=path)}
-    with dg.instance_for_test(overrides=LOGS) as instance:
+    with local_test_instance(tmp_path / "runs", **LOGS) as instance:
         result = dg.materialize(raw_assets, partition_key=KEY, resources=res, instance=instance)
         assert result.success
         records = instance.all_logs(result.run_id)
