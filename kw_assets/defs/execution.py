@@ -1,6 +1,8 @@
 """Where a run's steps execute, chosen by the deployment: ``KW_EXECUTOR``.
 
-- unset or ``multiprocess``: Dagster's default, every step a process on the run's own machine (the laptop);
+- unset or ``multiprocess``: Dagster's default executor, every step a process on the run's own machine (the
+  laptop), started from a fork server that has imported the code location once (``forkserver``; Dagster
+  spawns a fresh interpreter per step by default, which imports Dagster and the project again: ~4 s a step);
 - ``celery``: every step a task on a Redis (or any Celery) broker, executed by `dagster-celery` workers that
   share nothing with the run but the instance's and the warehouse's PostgreSQL. The broker and result
   backend come from ``KW_CELERY_BROKER`` and ``KW_CELERY_BACKEND``; a worker must load the code with the same
@@ -17,6 +19,7 @@ import dagster as dg
 from kw_assets.defs.resources import warehouse_kind
 
 EXECUTORS = ("multiprocess", "celery")
+CODE_LOCATION = "kw_assets.definitions"
 
 # A step of a year's backfill runs for many minutes: a worker reserves one task at a time, and a task is
 # acknowledged when a worker takes it (not late), so a slow step is never handed to a second worker.
@@ -25,13 +28,28 @@ CELERY_SETTINGS = {"worker_prefetch_multiplier": 1, "task_acks_late": False,
                    "broker_connection_retry_on_startup": True}
 
 
-def executor_from_env(env: Mapping[str, str] = os.environ) -> dg.ExecutorDefinition | None:
-    """The executor named by ``KW_EXECUTOR`` (None: Dagster's default)."""
+def _forkserver_unless_told(config: dict) -> dict:
+    if "in_process" in config:
+        return config
+    steps = (config or {}).get("multiprocess") or {}
+    return {"multiprocess": {"start_method": {"forkserver": {"preload_modules": [CODE_LOCATION]}}, **steps}}
+
+
+# Dagster's default executor with its run config (``multiprocess``: ``max_concurrent``, ``start_method``, ...,
+# or ``in_process``), whose steps start from a fork server unless the run config names a ``start_method``
+default_executor = dg.multi_or_in_process_executor.configured(
+    _forkserver_unless_told, name="multi_or_in_process_executor", config_schema=dg.Permissive(),
+    description="Every step in its own process, forked from a server that imported the code location once "
+                "(or every step in the run's process: in_process).")
+
+
+def executor_from_env(env: Mapping[str, str] = os.environ) -> dg.ExecutorDefinition:
+    """The executor named by ``KW_EXECUTOR`` (unset: ``multiprocess``, Dagster's default executor)."""
     kind = env.get("KW_EXECUTOR", "").strip() or "multiprocess"
     if kind not in EXECUTORS:
         raise ValueError(f"KW_EXECUTOR={kind!r}: expected one of {', '.join(EXECUTORS)}")
     if kind == "multiprocess":
-        return None
+        return default_executor
     if warehouse_kind(env) != "postgres":
         raise ValueError("KW_EXECUTOR=celery needs the PostgreSQL warehouse (KW_WAREHOUSE=postgresql://...): "
                          "workers on other machines cannot open this machine's DuckDB file")

@@ -1,13 +1,65 @@
-"""The executor follows KW_EXECUTOR: Dagster's default on a laptop, Celery when a deployment says so."""
+"""The executor follows KW_EXECUTOR: Dagster's default on a laptop (steps forked from a server that imported the
+code location once), Celery when a deployment says so."""
 
+import multiprocessing.forkserver
+
+import dagster as dg
 import pytest
 
-from kw_assets.defs.execution import executor_from_env
+from kw_assets.defs.execution import CODE_LOCATION, default_executor, executor_from_env
+from kw_assets.warehouse import Warehouse
+from kw_assets_tests.conftest import SIM_NOW
 
 
-def test_unset_or_multiprocess_keeps_dagsters_default():
-    assert executor_from_env({}) is None
-    assert executor_from_env({"KW_EXECUTOR": "multiprocess"}) is None
+def test_unset_or_multiprocess_is_dagsters_default_executor_started_from_a_fork_server():
+    assert executor_from_env({}) is default_executor
+    assert executor_from_env({"KW_EXECUTOR": "multiprocess"}) is default_executor
+    assert default_executor.name == dg.multi_or_in_process_executor.name  # the same run config as Dagster's default
+
+    def resolve(config):
+        return default_executor.config_schema.resolve_config({"config": config}).value["config"]
+
+    forkserver = {"forkserver": {"preload_modules": [CODE_LOCATION]}}
+    assert resolve({})["multiprocess"]["start_method"] == forkserver
+    steps = resolve({"multiprocess": {"max_concurrent": 1}})["multiprocess"]
+    assert steps["max_concurrent"] == 1 and steps["start_method"] == forkserver
+    told = resolve({"multiprocess": {"start_method": {"spawn": {}}}})["multiprocess"]  # the run config still decides
+    assert told["start_method"] == {"spawn": {}}
+    assert "multiprocess" not in resolve({"in_process": {}})
+    assert not default_executor.config_schema.resolve_config({"config": {"multiprocess": {"max_concurent": 1}}}).success
+
+
+def raw_job():
+    """The code location's ``raw_job``, for a run that rebuilds it in other processes."""
+    from kw_assets.definitions import defs
+    return defs.resolve_job_def("raw_job")
+
+
+def test_a_launched_run_forks_its_steps_from_a_server_that_imported_the_code_location_once(tmp_path, instance):
+    """What the daemon launches (a run whose steps are processes) writes what an in-process run writes; its steps
+    came from the fork server, which had imported the project before the first step (spawn imported it per step)."""
+    key, assets = "ny|2025-06-10", ("kalshi_markets", "weather_obs", "settlement")
+    paths = {how: str(tmp_path / f"{how}.duckdb") for how in ("launched", "in_process")}
+    resources = {"market_data": {"config": {"simulated_now": SIM_NOW, "retry_sleep": False}},
+                 "warehouse": {"config": {"path": paths["launched"]}}}
+    job = dg.build_reconstructable_job(__name__, "raw_job")
+    with dg.execute_job(job, instance, run_config={"resources": resources}, tags={"dagster/partition": key},
+                        asset_selection=[dg.AssetKey(a) for a in assets]) as result:
+        assert result.success
+        started = [e for e in result.all_events if e.event_type_value == "STEP_WORKER_STARTED"]
+    assert len(started) == len(assets)
+    server = multiprocessing.forkserver._forkserver
+    assert server._forkserver_pid is not None and CODE_LOCATION in server._preload_modules
+
+    from kw_assets.definitions import defs
+    from kw_assets.defs.resources import MarketDataResource, WarehouseResource
+    assert dg.materialize([defs.get_assets_def(a) for a in assets], partition_key=key, instance=instance, resources={
+        "market_data": MarketDataResource(simulated_now=SIM_NOW, retry_sleep=False),
+        "warehouse": WarehouseResource(path=paths["in_process"])}).success
+    for table in assets:
+        launched, in_process = (Warehouse(paths[how]).read(table) for how in ("launched", "in_process"))
+        assert len(launched) > 0
+        assert launched.equals(in_process), table
 
 
 PG = {"KW_WAREHOUSE": "postgresql://kw@db:5432/warehouse"}
