@@ -46,7 +46,7 @@ def return_large_frees_to_os(threshold: int = 128 * 1024) -> bool:
     own mmap, returned to the OS when freed, and trim the heap's free top beyond it. By default glibc raises
     that threshold after each such free (up to 32 MiB), and the arrays of a long backfill then come from the
     heap, whose freed holes the process keeps: setting it fixes it. The year x 7 backfill's memory depends on
-    it (README, Benchmarks). False where there is no glibc (nothing changes)."""
+    it (bench/HISTORY.md, session 12). False where there is no glibc (nothing changes)."""
     return _mallopt(mmap_threshold=threshold, trim_threshold=threshold)
 
 

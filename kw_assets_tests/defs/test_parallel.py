@@ -172,7 +172,7 @@ print(faults, frozen)
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm") or not parallel.return_large_frees_to_os(), reason="glibc on Linux")
 def test_a_worker_reuses_the_memory_it_frees_instead_of_faulting_it_in_again():
     """Why a worker keeps its freed memory: each page the OS hands over is a fault the kernel zeroes, and a worker
-    that returned every column to the OS spent a third of its CPU time on them (README, session 15)."""
+    that returned every column to the OS spent a third of its CPU time on them (bench/HISTORY.md, session 15)."""
     import subprocess
     import sys
     got = {}
