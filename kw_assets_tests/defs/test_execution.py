@@ -6,27 +6,30 @@ import multiprocessing.forkserver
 import dagster as dg
 import pytest
 
-from kw_assets.defs.execution import CODE_LOCATION, default_executor, executor_from_env
+from kw_assets.defs.execution import CODE_LOCATION, executor_from_env
 from kw_assets.warehouse import Warehouse
 from kw_assets_tests.conftest import SIM_NOW
 
 
-def test_unset_or_multiprocess_is_dagsters_default_executor_started_from_a_fork_server():
-    assert executor_from_env({}) is default_executor
-    assert executor_from_env({"KW_EXECUTOR": "multiprocess"}) is default_executor
-    assert default_executor.name == dg.multi_or_in_process_executor.name  # the same run config as Dagster's default
+PG = {"KW_WAREHOUSE": "postgresql://kw@db:5432/warehouse"}
+FORKSERVER = {"forkserver": {"preload_modules": [CODE_LOCATION]}}
 
-    def resolve(config):
-        return default_executor.config_schema.resolve_config({"config": config}).value["config"]
 
-    forkserver = {"forkserver": {"preload_modules": [CODE_LOCATION]}}
-    assert resolve({})["multiprocess"]["start_method"] == forkserver
-    steps = resolve({"multiprocess": {"max_concurrent": 1}})["multiprocess"]
-    assert steps["max_concurrent"] == 1 and steps["start_method"] == forkserver
-    told = resolve({"multiprocess": {"start_method": {"spawn": {}}}})["multiprocess"]  # the run config still decides
-    assert told["start_method"] == {"spawn": {}}
-    assert "multiprocess" not in resolve({"in_process": {}})
-    assert not default_executor.config_schema.resolve_config({"config": {"multiprocess": {"max_concurent": 1}}}).success
+def _resolved(env, config):
+    return executor_from_env(env).config_schema.resolve_config({"config": config})
+
+
+def test_unset_or_multiprocess_is_dagsters_default_executor_forking_its_steps():
+    for env in ({}, {"KW_EXECUTOR": "multiprocess"}, PG):
+        assert executor_from_env(env).name == dg.multi_or_in_process_executor.name  # the same run config
+    duckdb = _resolved({}, {}).value["config"]["multiprocess"]
+    assert duckdb["start_method"] == FORKSERVER and duckdb["max_concurrent"] == 1  # one writer, one step at a time
+    postgres = _resolved(PG, {}).value["config"]["multiprocess"]
+    assert postgres["start_method"] == FORKSERVER and postgres["max_concurrent"] is None  # the pool's limit decides
+    told = _resolved({}, {"multiprocess": {"max_concurrent": 2, "start_method": {"spawn": {}}}}).value["config"]
+    assert told["multiprocess"]["max_concurrent"] == 2 and told["multiprocess"]["start_method"] == {"spawn": {}}
+    assert "multiprocess" not in _resolved({}, {"in_process": {}}).value["config"]
+    assert not _resolved({}, {"multiprocess": {"max_concurent": 1}}).success  # Dagster's schema still checks it
 
 
 def raw_job():
@@ -37,7 +40,8 @@ def raw_job():
 
 def test_a_launched_run_forks_its_steps_from_a_server_that_imported_the_code_location_once(tmp_path, instance):
     """What the daemon launches (a run whose steps are processes) writes what an in-process run writes; its steps
-    came from the fork server, which had imported the project before the first step (spawn imported it per step)."""
+    came from the fork server, which had imported the project before the first step (spawn imported it per step),
+    one at a time (this instance has no pools: the executor alone keeps the two independent steps apart)."""
     key, assets = "ny|2025-06-10", ("kalshi_markets", "weather_obs", "settlement")
     paths = {how: str(tmp_path / f"{how}.duckdb") for how in ("launched", "in_process")}
     resources = {"market_data": {"config": {"simulated_now": SIM_NOW, "retry_sleep": False}},
@@ -47,7 +51,10 @@ def test_a_launched_run_forks_its_steps_from_a_server_that_imported_the_code_loc
                         asset_selection=[dg.AssetKey(a) for a in assets]) as result:
         assert result.success
         started = [e for e in result.all_events if e.event_type_value == "STEP_WORKER_STARTED"]
+        ran = sorted((e.timestamp, e.step_key, e.dagster_event.event_type_value) for e in instance.all_logs(result.run_id)
+                     if e.dagster_event and e.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS"))
     assert len(started) == len(assets)
+    assert [kind for _, _, kind in ran] == ["STEP_START", "STEP_SUCCESS"] * len(assets)  # never two at once
     server = multiprocessing.forkserver._forkserver
     assert server._forkserver_pid is not None and CODE_LOCATION in server._preload_modules
 
@@ -60,9 +67,6 @@ def test_a_launched_run_forks_its_steps_from_a_server_that_imported_the_code_loc
         launched, in_process = (Warehouse(paths[how]).read(table) for how in ("launched", "in_process"))
         assert len(launched) > 0
         assert launched.equals(in_process), table
-
-
-PG = {"KW_WAREHOUSE": "postgresql://kw@db:5432/warehouse"}
 
 
 def test_celery_takes_its_broker_and_backend_from_the_environment():
