@@ -32,6 +32,12 @@ def test_unset_or_multiprocess_is_dagsters_default_executor_forking_its_steps():
     assert not _resolved({}, {"multiprocess": {"max_concurent": 1}}).success  # Dagster's schema still checks it
 
 
+def test_the_minutes_live_tail_ticks_in_the_runs_own_process():
+    from kw_assets.definitions import defs
+    assert defs.resolve_job_def("live_tail_job").executor_def.name == dg.in_process_executor.name
+    assert defs.resolve_job_def("all_assets_job").executor_def.name == dg.multi_or_in_process_executor.name
+
+
 def raw_job():
     """The code location's ``raw_job``, for a run that rebuilds it in other processes."""
     from kw_assets.definitions import defs
