@@ -63,7 +63,7 @@ def test_the_step_server_preloads_what_a_steps_instance_is_built_from(tmp_path):
                          capture_output=True, text=True, check=True).stdout.split()
     heavy = [m for m in out if m.startswith(("alembic", "sqlalchemy", "dagster._core.storage", "kw_assets"))]
     assert not heavy, heavy
-    bare = subprocess.run([sys.executable, "-c", PRELOADED_THEN_INSTANCE, CODE_LOCATION], env=env,
+    bare = subprocess.run([sys.executable, "-c", PRELOADED_THEN_INSTANCE], env=env,
                           capture_output=True, text=True, check=True).stdout.split()
     assert any(m.startswith("alembic") for m in bare)  # without it, the step imported them itself
 
