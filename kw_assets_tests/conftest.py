@@ -114,3 +114,14 @@ def pytest_terminal_summary(terminalreporter):
     count = lambda key: sum(1 for r in stats.get(key, []) if "postgres" in getattr(r, "keywords", {}))  # noqa: E731
     terminalreporter.write_line(f"postgres tests (warehouse, instance, Celery workers): {count('passed')} passed, "
                                 f"{count('skipped')} skipped, {count('failed')} failed")
+
+
+MAX_TEST_WORKERS = 4  # ``-n auto``: each heavy test forks its own pools and wants ~1.5 GB
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``./run test`` runs the suite on one test process per core this process may use, at most
+    ``MAX_TEST_WORKERS`` (many tests keep two cores busy themselves)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_TEST_WORKERS))
+

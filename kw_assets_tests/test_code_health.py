@@ -18,6 +18,7 @@ USED_OUTSIDE_VULTURES_SIGHT = {
     "get_orderbook": "REST order-book snapshot of the live client; the order-book recorder (issue 14) starts from it",
     "pytestmark": "pytest reads a module's marks from it",
     "pytest_terminal_summary": "a pytest hook (conftest): the count of postgres tests run",
+    "pytest_xdist_auto_num_workers": "a pytest-xdist hook (conftest): how many test processes -n auto starts",
     "setup_for_execution": "Dagster calls a ConfigurableResource's setup hook when a run initializes it",
     "config_type": "Dagster reads a ConfigurableClass's config schema (the instance's event log storage)",
     "from_config_value": "Dagster builds a ConfigurableClass from dagster.yaml with it",

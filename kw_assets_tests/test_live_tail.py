@@ -130,6 +130,7 @@ def check_paper_is_the_backtest(batch: Warehouse, wh: Warehouse, city_key: str, 
     return backtest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("city_key, day, delay, backtest", [
     ("ny", dt.date(2025, 6, 3), 360.0, EDGE_ONLY),  # the planted edge: it trades
     ("ny", dt.date(2025, 6, 5), 0.0, {}),  # the fair market, the default strategy (maker orders, rule exits)
@@ -142,6 +143,7 @@ def test_the_tail_and_the_paper_book_replay_the_batch_and_the_backtest(tmp_path,
     assert (fills["action"] == "buy").sum() >= 1 and (fills["contracts"] > 0).any(), "the day must trade"
 
 
+@pytest.mark.slow
 def test_an_outage_fails_the_tail_loudly_holds_the_paper_book_and_is_caught_up(tmp_path, instance, caplog):
     """The simulated exchange answers 503 for ten minutes of the clock: each tail tick in it fails and says
     so (nothing written), the paper book holds once its inputs are older than ``stale_min`` and says why, and

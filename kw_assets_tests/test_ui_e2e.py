@@ -73,6 +73,7 @@ def _record_a_day(root: Path, city: str, day: str) -> None:
     pq.write_table(pa.Table.from_pandas(rows, schema=SEGMENT_SCHEMA, preserve_index=False), folder / "000001.parquet")
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_ui_runs_a_partition_over_graphql_and_shows_the_lineage(tmp_path):
     chromium = _chromium()

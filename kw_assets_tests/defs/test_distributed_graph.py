@@ -78,6 +78,7 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+@pytest.mark.slow
 def test_the_graph_on_celery_workers_and_postgres_equals_the_embedded_run(
         postgres_url, postgres_database, redis_url, tmp_path, instance, monkeypatch):
     # the embedded run: DuckDB, Dagster's default executor, in this process

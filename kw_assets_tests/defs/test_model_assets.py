@@ -13,6 +13,7 @@ RUN_CONFIG = {"ops": {"weather_pmf": {"config": {"n_paths": 400}},
                       "calibrated_pmf": {"config": {"method": "temperature", "min_samples": 100}}}}
 
 
+@pytest.mark.slow
 def test_the_whole_graph_runs_walk_forward_scores_and_reports(resources, warehouse_path, instance, tmp_path, monkeypatch):
     job = defs.resolve_job_def("all_assets_job")
     run_config = {"ops": {**RUN_CONFIG["ops"], "backtest_report": {"config": {"folder": str(tmp_path / "reports")}}}}

@@ -4,6 +4,7 @@ import datetime as dt
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from kw_assets.definitions import defs
 from kw_assets.defs.resources import MarketDataResource, WarehouseResource
@@ -14,6 +15,7 @@ from kw_assets_tests.conftest import SIM_NOW
 from kw_assets_tests.defs.test_model_assets import RUN_CONFIG
 
 
+@pytest.mark.slow
 def test_a_range_run_writes_what_day_by_day_runs_write(tmp_path, instance):
     """Every table, row for row, whether one run took five days or five runs took one each (a user re-running a
     day after a backfill): the walk-forward fits depend on the days' data, not on which days the run covered.

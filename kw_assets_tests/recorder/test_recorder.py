@@ -33,6 +33,7 @@ from kw_assets.sources.simulator.ws_exchange import ExchangeServer, SimulatedMar
 START = dt.datetime(2025, 7, 1, 15, tzinfo=dt.timezone.utc)
 DAYS = (dt.date(2025, 7, 1), dt.date(2025, 7, 2))  # the current and the next event at 15:00 UTC
 SPEED = 480.0
+FAULT_SPEED = 240.0
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -47,8 +48,8 @@ def key():
     return k, pem
 
 
-def exchange(key, faults=None):
-    clock = Clock.simulated(START, speed=SPEED)
+def exchange(key, faults=None, speed=SPEED):
+    clock = Clock.simulated(START, speed=speed)
     return SimulatedMarketServer(SimulatedExchange(seed=7, now=clock.now), clock, faults=faults, verify_key=key[0].public_key())
 
 
@@ -69,7 +70,7 @@ def compare(server: SimulatedMarketServer, root: Path, ends: pd.DatetimeIndex) -
 
 def test_a_simulated_hour_with_faults_rebuilds_the_exchanges_book_at_every_minute_outside_gaps(tmp_path, key):
     faults = WsFaults(drop_at=(at(12),), skip_seq_at=(at(24),), duplicate_at=(at(36),), overflow_at=(at(48),))
-    server = exchange(key, faults)
+    server = exchange(key, faults, FAULT_SPEED)
     writer = SegmentWriter(tmp_path, max_minutes=5)
     with ExchangeServer(server) as running, KalshiClient(running.rest_url, requests_per_second=None) as rest:
         recorder = Recorder([get_city("ny")], rest, writer, RecorderConfig(ws_url=running.ws_url, backoff_s=0.02, backoff_max_s=0.1),
@@ -77,7 +78,7 @@ def test_a_simulated_hour_with_faults_rebuilds_the_exchanges_book_at_every_minut
 
         async def one_hour():
             stop = asyncio.Event()
-            asyncio.get_running_loop().call_later(3600 / SPEED, stop.set)
+            asyncio.get_running_loop().call_later(3600 / FAULT_SPEED, stop.set)
             await recorder.run(stop)
 
         asyncio.run(one_hour())
