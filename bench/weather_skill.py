@@ -1,7 +1,7 @@
 """Skill of the project's weather model on real forecasts, walk-forward.
 
     python bench/weather_skill.py --nws-csv FILE [--score-from YYYY-MM-DD] [--json OUT] [--cities all]
-    python bench/weather_skill.py --nws-csv FILE --validate 6 [--seed 0]   # 6 groups of 7 non-Kalshi cities
+    python bench/weather_skill.py --nws-csv FILE --validate 6 [--seed 0] [--empirical-shape]   # 6 groups of 7 non-Kalshi cities
 
 FILE has the columns of the NWS forecast-vs-observed CSVs (``date``, ``city``, ``forecast_hi_2_prev_PM``,
 ``forecast_hi_prev_AM``, ``forecast_lo_prev_PM``, ``forecast_hi_prev_PM``, ``forecast_lo_current_AM``,
@@ -157,10 +157,12 @@ def project_pmfs(df: pd.DataFrame, cfg: WeatherModelConfig, emos_cfg: emos.EmosC
     return out, walk.cities
 
 
-def gaussian_pmfs(df: pd.DataFrame, emos_cfg: emos.EmosConfig, prior: np.ndarray = emos.PRIOR) -> np.ndarray:
+def gaussian_pmfs(df: pd.DataFrame, emos_cfg: emos.EmosConfig, prior: np.ndarray = emos.PRIOR,
+                  shape: "ErrorShape | None" = None) -> np.ndarray:
     """``project_pmfs`` from the EMOS's Gaussian instead of the Monte Carlo: P(round(X) <= c + j) with X of
     the fit's mean and SD less rounding's 1/12 F^2 (the Monte Carlo's PMF before any obs, to ~1e-4 RPS).
-    Fast enough to score dozens of cities: what ``--validate`` uses."""
+    Fast enough to score dozens of cities: what ``--validate`` uses. With ``shape``, P(high <= c + j) is the
+    shape's CDF at (c + j + 0.5 - mean) / SD instead (an experiment: the pipeline's model is Gaussian)."""
     samples = training_samples(df)  # the prev_evening rows, then the morning_of rows, each in df's order
     walk = emos.WalkForward(samples, emos_cfg, prior)
     xm, xs = emos.design(samples["forecast_high_f"], samples["previous_high_f"], samples["before_previous_high_f"],
@@ -177,14 +179,60 @@ def gaussian_pmfs(df: pd.DataFrame, emos_cfg: emos.EmosConfig, prior: np.ndarray
                 if not np.isfinite(samples["forecast_high_f"].iat[j]):
                     continue
                 mu, sd = emos.predict(fit.coefficients(df["city"].iat[i]), xm[j:j + 1], xs[j:j + 1])
+                if shape is not None:
+                    out[i, k] = shape.cdf((c[i] + ks + 0.5 - mu) / sd)
+                    continue
                 sd_c = np.sqrt(np.maximum(sd**2 - 1 / 12, 1e-6))
                 out[i, k] = ndtr((c[i] + ks + 0.5 - mu) / sd_c)
     out[:, :, -1] = np.where(np.isfinite(out[:, :, -1]), 1.0, np.nan)
     return out
 
 
+class ErrorShape:
+    """The distribution of standardized errors (observed high - EMOS mean) / EMOS SD of a sample table under
+    one set of coefficients, as a kernel-smoothed CDF on a grid: what the observed highs look like in units of
+    the Gaussian the EMOS fits (a Gaussian's errors give back N(0, 1) widened by the kernel and the rounding)."""
+
+    GRID = np.linspace(-10.0, 10.0, 2001)
+    BANDWIDTH = 0.15
+
+    def __init__(self, samples: pd.DataFrame, coefficients: np.ndarray):
+        s = samples.dropna(subset=["forecast_high_f", "observed_high_f"])
+        xm, xs = emos.design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"], s["forecast_low_f"],
+                             s["lead_h"], s["lag_error_f"], s["yesterday_high_f"])
+        mu, sd = emos.predict(coefficients, xm, xs)
+        self.errors = np.sort((s["observed_high_f"].to_numpy(float) - mu) / sd)
+        cdf = np.empty(len(self.GRID))
+        for lo in range(0, len(self.GRID), 100):  # (grid chunk x errors) at a time
+            g = self.GRID[lo:lo + 100]
+            cdf[lo:lo + 100] = ndtr((g[:, None] - self.errors[None, :]) / self.BANDWIDTH).mean(axis=1)
+        self._cdf = cdf
+
+    def cdf(self, z: np.ndarray) -> np.ndarray:
+        return np.interp(z, self.GRID, self._cdf, left=0.0, right=1.0)
+
+
+def pit_misses(df: pd.DataFrame, cdf: np.ndarray, score_from: dt.date | None) -> dict[str, tuple[float, float]]:
+    """Per horizon, the share of scored rows whose mid-PIT falls below 0.05 and above 0.95 (a 90% interval's
+    misses, low and high)."""
+    c = np.floor(df["forecast_hi_prev_PM"].to_numpy(float) + 0.5)
+    y = df["actual_hi_current_PM"].to_numpy(float)
+    out = {}
+    for k, h in enumerate(HORIZONS):
+        ok = np.isfinite(cdf[:, k, 0]) & np.isfinite(y)
+        if score_from is not None:
+            ok &= (df["day"] >= score_from).to_numpy()
+        idx = np.nonzero(ok)[0]
+        full = cdf[idx, k]
+        rel = np.clip(y[idx] - c[idx], -SPAN, SPAN).astype(int) + SPAN
+        below = np.where(rel > 0, full[np.arange(len(idx)), np.maximum(rel - 1, 0)], 0.0)
+        pit = (below + full[np.arange(len(idx)), rel]) / 2
+        out[h] = (float((pit < 0.05).mean()), float((pit > 0.95).mean()))
+    return out
+
+
 def validation(df: pd.DataFrame, groups: int, seed: int, emos_cfg: emos.EmosConfig,
-               score_from: dt.date | None) -> pd.DataFrame:
+               score_from: dt.date | None, empirical_shape: bool = False) -> pd.DataFrame:
     """How the model is chosen without the Kalshi cities: ``groups`` groups of 7 of the file's other cities
     (drawn with ``seed``), each scored walk-forward like the Kalshi table (``gaussian_pmfs``), with the prior
     refitted on the other cities that are in no group. Per group and horizon: the RPS, its ratio to the
@@ -193,18 +241,22 @@ def validation(df: pd.DataFrame, groups: int, seed: int, emos_cfg: emos.EmosConf
     picked = [str(c) for c in np.random.default_rng(seed).permutation(others)[: 7 * groups]]
     if len(picked) < 7 * groups:
         raise SystemExit(f"--validate {groups} needs {7 * groups} cities besides the Kalshi ones; the file has {len(others)}")
-    prior = emos.fit_pooled(training_samples(df[df["city"].isin(set(others) - set(picked))].reset_index(drop=True)))
+    prior_samples = training_samples(df[df["city"].isin(set(others) - set(picked))].reset_index(drop=True))
+    prior = emos.fit_pooled(prior_samples)
+    shape = ErrorShape(prior_samples, prior) if empirical_shape else None
     rows = []
     for g in range(groups):
         part = df[df["city"].isin(picked[7 * g: 7 * g + 7])].reset_index(drop=True)
-        result = score(part, gaussian_pmfs(part, emos_cfg, prior), score_from, emos_cfg.embargo_days)
+        cdf = gaussian_pmfs(part, emos_cfg, prior, shape)
+        result, misses = score(part, cdf, score_from, emos_cfg.embargo_days), pit_misses(part, cdf, score_from)
         for h, block in result.items():
             o = block["overall"]
             better = sum(s["project"] < min(s["gauss_2_6"], s["per_city_gauss"]) for s in block["cities"].values())
             rows.append({"group": g + 1, "cities": ",".join(sorted(block["cities"])), "horizon": h, "n": o["n"],
                          "project": o["project"],
                          "per_city_gauss": o["per_city_gauss"], "ratio": o["project"] / o["per_city_gauss"],
-                         "cities_better_than_both": better, "cover_90": o["cover_90"]})
+                         "cities_better_than_both": better, "cover_90": o["cover_90"], "cover_50": o["cover_50"],
+                         "miss_low_90": misses[h][0], "miss_high_90": misses[h][1]})
     return pd.DataFrame(rows)
 
 
@@ -287,9 +339,14 @@ def main(argv: list[str] | None = None) -> dict:
                     help="score GROUPS groups of 7 cities Kalshi does not list instead (Gaussian EMOS, prior refitted "
                          "on the rest): how model changes are chosen without looking at the Kalshi cities")
     ap.add_argument("--seed", type=int, default=0, help="the draw of the --validate groups")
+    ap.add_argument("--empirical-shape", action="store_true",
+                    help="with --validate: the PMFs from the empirical shape of the prior cities' standardized errors "
+                         "instead of the Gaussian (an experiment: the pipeline's model is Gaussian)")
     ap.add_argument("--fit-prior", action="store_true",
                     help="print emos.PRIOR refitted on the file's cities that Kalshi does not list, and stop")
     a = ap.parse_args(argv)
+    if a.empirical_shape and not a.validate:
+        ap.error("--empirical-shape is an experiment on the validation cities: use it with --validate")
     if a.fit_prior:
         df, _ = load(a.nws_csv, None)
         samples = training_samples(df[~df["city"].isin(KALSHI_CITIES)].reset_index(drop=True))
@@ -299,12 +356,12 @@ def main(argv: list[str] | None = None) -> dict:
         return {"prior": prior.tolist()}
     emos_cfg = emos.EmosConfig(use_lag_error=a.lag_error, use_jump=a.jump)
     if a.validate:
-        table = validation(load(a.nws_csv, None)[0], a.validate, a.seed, emos_cfg, a.score_from)
+        table = validation(load(a.nws_csv, None)[0], a.validate, a.seed, emos_cfg, a.score_from, a.empirical_shape)
         print(table.drop(columns="cities").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         for g, cities in table.groupby("group", sort=True)["cities"].first().items():
             print(f"group {g}: {cities}")
         mean = table.groupby("horizon", sort=False)[["project", "per_city_gauss", "ratio", "cities_better_than_both",
-                                                      "cover_90"]].mean()
+                                                      "cover_90", "cover_50", "miss_low_90", "miss_high_90"]].mean()
         print("\nmean over the groups:\n" + mean.to_string(float_format=lambda v: f"{v:.4f}"))
         return {"validation": table.to_dict("records")}
     df, skipped = load(a.nws_csv, KALSHI_CITIES if a.cities == "kalshi" else None)
