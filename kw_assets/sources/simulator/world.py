@@ -232,6 +232,9 @@ def fit_agent_emos(cities, first: dt.date, days: int, seed: int = 7) -> np.ndarr
 
 
 AGENT_HISTORY_DAYS = 90
+# the traders' walk-forward settings, fixed here: the world was calibrated with them, and a change of the
+# pipeline's defaults (``emos.EmosConfig``) must not change the simulated market
+AGENT_FIT = emos.EmosConfig(half_life_days=25.0, city_shrinkage=30.0, prior_weight=5.0)
 
 
 @lru_cache(maxsize=4096)
@@ -242,7 +245,7 @@ def agent_emos(city: City, day: dt.date, seed: int = 7, insight: float = 0.0) ->
     days = [day - dt.timedelta(days=AGENT_HISTORY_DAYS - k) for k in range(AGENT_HISTORY_DAYS)]
     features = [_day_features(city, d, seed, insight) for d in days]
     on = np.repeat(np.array(days, dtype="datetime64[D]"), [len(f[0]) for f in features])
-    return (emos.WalkForward.of_one_city(city.key, on, _joined_features(features), prior=AGENT_EMOS)
+    return (emos.WalkForward.of_one_city(city.key, on, _joined_features(features), AGENT_FIT, prior=AGENT_EMOS)
             .fit(day).coefficients(city.key))
 
 
