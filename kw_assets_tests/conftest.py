@@ -124,4 +124,3 @@ def pytest_xdist_auto_num_workers(config):
     ``MAX_TEST_WORKERS`` (many tests keep two cores busy themselves)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(cores, MAX_TEST_WORKERS))
-

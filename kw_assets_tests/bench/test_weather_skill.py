@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 from scipy.stats import norm
 
 SPEC = importlib.util.spec_from_file_location("weather_skill", Path(__file__).resolve().parents[2] / "bench" / "weather_skill.py")
