@@ -212,21 +212,32 @@ class ErrorShape:
         return np.interp(z, self.GRID, self._cdf, left=0.0, right=1.0)
 
 
+def scored_rows(df: pd.DataFrame, cdf: np.ndarray, k: int, score_from: dt.date | None) -> np.ndarray:
+    """The rows horizon ``k`` scores: a PMF, the horizon's forecast and the observed high, on or after ``score_from``."""
+    f = df["forecast_hi_prev_PM" if HORIZONS[k] == "prev_evening" else "forecast_hi_current_AM"].to_numpy(float)
+    ok = np.isfinite(cdf[:, k, 0]) & np.isfinite(f) & np.isfinite(df["actual_hi_current_PM"].to_numpy(float))
+    if score_from is not None:
+        ok &= (df["day"] >= score_from).to_numpy()
+    return np.nonzero(ok)[0]
+
+
+def mid_pit(full: np.ndarray, observed: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(F(y - 1) + F(y)) / 2 of each row's integer-high CDF ``full`` (at c-SPAN..c+SPAN) at its observed high y."""
+    rel = np.clip(observed - c, -SPAN, SPAN).astype(int) + SPAN
+    rows = np.arange(len(full))
+    below = np.where(rel > 0, full[rows, np.maximum(rel - 1, 0)], 0.0)
+    return (below + full[rows, rel]) / 2
+
+
 def pit_misses(df: pd.DataFrame, cdf: np.ndarray, score_from: dt.date | None) -> dict[str, tuple[float, float]]:
-    """Per horizon, the share of scored rows whose mid-PIT falls below 0.05 and above 0.95 (a 90% interval's
-    misses, low and high)."""
+    """Per horizon, the share of the rows ``score`` scores whose mid-PIT falls below 0.05 and above 0.95 (a 90%
+    interval's misses, low and high)."""
     c = np.floor(df["forecast_hi_prev_PM"].to_numpy(float) + 0.5)
     y = df["actual_hi_current_PM"].to_numpy(float)
     out = {}
     for k, h in enumerate(HORIZONS):
-        ok = np.isfinite(cdf[:, k, 0]) & np.isfinite(y)
-        if score_from is not None:
-            ok &= (df["day"] >= score_from).to_numpy()
-        idx = np.nonzero(ok)[0]
-        full = cdf[idx, k]
-        rel = np.clip(y[idx] - c[idx], -SPAN, SPAN).astype(int) + SPAN
-        below = np.where(rel > 0, full[np.arange(len(idx)), np.maximum(rel - 1, 0)], 0.0)
-        pit = (below + full[np.arange(len(idx)), rel]) / 2
+        idx = scored_rows(df, cdf, k, score_from)
+        pit = mid_pit(cdf[idx, k], y[idx], c[idx])
         out[h] = (float((pit < 0.05).mean()), float((pit > 0.95).mean()))
     return out
 
@@ -284,18 +295,13 @@ def score(df: pd.DataFrame, cdf: np.ndarray, score_from: dt.date | None, embargo
     result = {}
     for k, h in enumerate(HORIZONS):
         f = df["forecast_hi_prev_PM" if h == "prev_evening" else "forecast_hi_current_AM"].to_numpy(float)
-        ok = np.isfinite(cdf[:, k, 0]) & np.isfinite(f) & np.isfinite(y)
-        if score_from is not None:
-            ok &= (df["day"] >= score_from).to_numpy()
         mu_g, sd_g = per_city_gaussian(df, f, embargo_days)
-        idx = np.nonzero(ok)[0]
+        idx = scored_rows(df, cdf, k, score_from)
         cc, yy = c[idx], y[idx]
         full = cdf[idx, k]  # P(high <= c + j) for j in ks
         at_t = full[:, THRESHOLDS + SPAN]
         pmf = np.diff(np.concatenate([np.zeros((len(idx), 1)), full], axis=1), axis=1)
-        rel = np.clip(yy - cc, -SPAN, SPAN).astype(int) + SPAN
-        below = np.where(rel > 0, full[np.arange(len(idx)), np.maximum(rel - 1, 0)], 0.0)
-        pit = (below + full[np.arange(len(idx)), rel]) / 2
+        pit = mid_pit(full, yy, cc)
         expected = (pmf * (cc[:, None] + ks[None, :])).sum(axis=1)
         rows = pd.DataFrame({
             "city": df["city"].to_numpy()[idx],
