@@ -1,7 +1,7 @@
 """Skill of the project's weather model on real forecasts, walk-forward.
 
     python bench/weather_skill.py --nws-csv FILE [--score-from YYYY-MM-DD] [--json OUT] [--cities all]
-    python bench/weather_skill.py --nws-csv FILE --validate 6 [--seed 0] [--empirical-shape]   # 6 groups of 7 non-Kalshi cities
+    python bench/weather_skill.py --nws-csv FILE --validate 6 [--seed 0] [--no-shape]   # 6 groups of 7 non-Kalshi cities
 
 FILE has the columns of the NWS forecast-vs-observed CSVs (``date``, ``city``, ``forecast_hi_2_prev_PM``,
 ``forecast_hi_prev_AM``, ``forecast_lo_prev_PM``, ``forecast_hi_prev_PM``, ``forecast_lo_current_AM``,
@@ -149,7 +149,7 @@ def project_pmfs(df: pd.DataFrame, cfg: WeatherModelConfig, emos_cfg: emos.EmosC
                   "obs_max_f": df.at[y, "actual_hi_current_PM"]} for hi, _, h in RUNS if np.isfinite(df.at[y, hi])])
             decisions = pd.DatetimeIndex([day_start + pd.Timedelta(hours=DECISION_HOUR[h]) for h in HORIZONS])
             res = simulate_weather_pmf(day_start, decisions, empty_obs, forecasts, lows, highs, rng, cfg,
-                                       params=fit.coefficients(r["city"]), yesterday=yesterday)
+                                       params=fit.coefficients(r["city"]), yesterday=yesterday, shape=fit.shape)
             for k, h in enumerate(HORIZONS):
                 if h == "morning_of" and not np.isfinite(r["forecast_hi_current_AM"]):
                     continue
@@ -158,13 +158,12 @@ def project_pmfs(df: pd.DataFrame, cfg: WeatherModelConfig, emos_cfg: emos.EmosC
 
 
 def gaussian_pmfs(df: pd.DataFrame, emos_cfg: emos.EmosConfig, prior: np.ndarray = emos.PRIOR,
-                  shape: "ErrorShape | None" = None) -> np.ndarray:
-    """``project_pmfs`` from the EMOS's Gaussian instead of the Monte Carlo: P(round(X) <= c + j) with X of
-    the fit's mean and SD less rounding's 1/12 F^2 (the Monte Carlo's PMF before any obs, to ~1e-4 RPS).
-    Fast enough to score dozens of cities: what ``--validate`` uses. With ``shape``, P(high <= c + j) is the
-    shape's CDF at (c + j + 0.5 - mean) / SD instead (an experiment: the pipeline's model is Gaussian)."""
+                  prior_shape: np.ndarray = emos.PRIOR_SHAPE) -> np.ndarray:
+    """``project_pmfs`` from the EMOS's closed form instead of the Monte Carlo: P(round(X) <= c + j) with
+    X = mean + SD' g(Z), SD' the fit's SD less rounding's 1/12 F^2 and g its error shape (the Monte Carlo's PMF
+    before any obs, to ~1e-4 RPS). Fast enough to score dozens of cities: what ``--validate`` uses."""
     samples = training_samples(df)  # the prev_evening rows, then the morning_of rows, each in df's order
-    walk = emos.WalkForward(samples, emos_cfg, prior)
+    walk = emos.WalkForward(samples, emos_cfg, prior, prior_shape)
     xm, xs = emos.design(samples["forecast_high_f"], samples["previous_high_f"], samples["before_previous_high_f"],
                          samples["forecast_low_f"], samples["lead_h"], samples["lag_error_f"], samples["yesterday_high_f"])
     c = np.floor(df["forecast_hi_prev_PM"].to_numpy(float) + 0.5)
@@ -179,37 +178,10 @@ def gaussian_pmfs(df: pd.DataFrame, emos_cfg: emos.EmosConfig, prior: np.ndarray
                 if not np.isfinite(samples["forecast_high_f"].iat[j]):
                     continue
                 mu, sd = emos.predict(fit.coefficients(df["city"].iat[i]), xm[j:j + 1], xs[j:j + 1])
-                if shape is not None:
-                    out[i, k] = shape.cdf((c[i] + ks + 0.5 - mu) / sd)
-                    continue
                 sd_c = np.sqrt(np.maximum(sd**2 - 1 / 12, 1e-6))
-                out[i, k] = ndtr((c[i] + ks + 0.5 - mu) / sd_c)
+                out[i, k] = emos.shape_cdf(fit.shape, (c[i] + ks + 0.5 - mu) / sd_c)
     out[:, :, -1] = np.where(np.isfinite(out[:, :, -1]), 1.0, np.nan)
     return out
-
-
-class ErrorShape:
-    """The distribution of standardized errors (observed high - EMOS mean) / EMOS SD of a sample table under
-    one set of coefficients, as a kernel-smoothed CDF on a grid: what the observed highs look like in units of
-    the Gaussian the EMOS fits (a Gaussian's errors give back N(0, 1) widened by the kernel and the rounding)."""
-
-    GRID = np.linspace(-10.0, 10.0, 2001)
-    BANDWIDTH = 0.15
-
-    def __init__(self, samples: pd.DataFrame, coefficients: np.ndarray):
-        s = samples.dropna(subset=["forecast_high_f", "observed_high_f"])
-        xm, xs = emos.design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"], s["forecast_low_f"],
-                             s["lead_h"], s["lag_error_f"], s["yesterday_high_f"])
-        mu, sd = emos.predict(coefficients, xm, xs)
-        self.errors = np.sort((s["observed_high_f"].to_numpy(float) - mu) / sd)
-        cdf = np.empty(len(self.GRID))
-        for lo in range(0, len(self.GRID), 100):  # (grid chunk x errors) at a time
-            g = self.GRID[lo:lo + 100]
-            cdf[lo:lo + 100] = ndtr((g[:, None] - self.errors[None, :]) / self.BANDWIDTH).mean(axis=1)
-        self._cdf = cdf
-
-    def cdf(self, z: np.ndarray) -> np.ndarray:
-        return np.interp(z, self.GRID, self._cdf, left=0.0, right=1.0)
 
 
 def scored_rows(df: pd.DataFrame, cdf: np.ndarray, k: int, score_from: dt.date | None) -> np.ndarray:
@@ -243,10 +215,10 @@ def pit_misses(df: pd.DataFrame, cdf: np.ndarray, score_from: dt.date | None) ->
 
 
 def validation(df: pd.DataFrame, groups: int, seed: int, emos_cfg: emos.EmosConfig,
-               score_from: dt.date | None, empirical_shape: bool = False) -> pd.DataFrame:
+               score_from: dt.date | None) -> pd.DataFrame:
     """How the model is chosen without the Kalshi cities: ``groups`` groups of 7 of the file's other cities
     (drawn with ``seed``), each scored walk-forward like the Kalshi table (``gaussian_pmfs``), with the prior
-    refitted on the other cities that are in no group. Per group and horizon: the RPS, its ratio to the
+    and its error shape refitted on the other cities that are in no group. Per group and horizon: the RPS, its ratio to the
     per-city Gaussian's, and the cities better than both Gaussians."""
     others = sorted(set(df["city"]) - set(KALSHI_CITIES))
     picked = [str(c) for c in np.random.default_rng(seed).permutation(others)[: 7 * groups]]
@@ -254,11 +226,11 @@ def validation(df: pd.DataFrame, groups: int, seed: int, emos_cfg: emos.EmosConf
         raise SystemExit(f"--validate {groups} needs {7 * groups} cities besides the Kalshi ones; the file has {len(others)}")
     prior_samples = training_samples(df[df["city"].isin(set(others) - set(picked))].reset_index(drop=True))
     prior = emos.fit_pooled(prior_samples)
-    shape = ErrorShape(prior_samples, prior) if empirical_shape else None
+    prior_shape = emos.pooled_shape(prior_samples, prior)
     rows = []
     for g in range(groups):
         part = df[df["city"].isin(picked[7 * g: 7 * g + 7])].reset_index(drop=True)
-        cdf = gaussian_pmfs(part, emos_cfg, prior, shape)
+        cdf = gaussian_pmfs(part, emos_cfg, prior, prior_shape)
         result, misses = score(part, cdf, score_from, emos_cfg.embargo_days), pit_misses(part, cdf, score_from)
         for h, block in result.items():
             o = block["overall"]
@@ -342,27 +314,27 @@ def main(argv: list[str] | None = None) -> dict:
                     help="EmosConfig(use_jump=False): without the jump from yesterday's observed high in the mean and "
                          "the spread (the pipeline's default has it)")
     ap.add_argument("--validate", type=int, default=0, metavar="GROUPS",
-                    help="score GROUPS groups of 7 cities Kalshi does not list instead (Gaussian EMOS, prior refitted "
+                    help="score GROUPS groups of 7 cities Kalshi does not list instead (the EMOS closed form, prior refitted "
                          "on the rest): how model changes are chosen without looking at the Kalshi cities")
     ap.add_argument("--seed", type=int, default=0, help="the draw of the --validate groups")
-    ap.add_argument("--empirical-shape", action="store_true",
-                    help="with --validate: the PMFs from the empirical shape of the prior cities' standardized errors "
-                         "instead of the Gaussian (an experiment: the pipeline's model is Gaussian)")
+    ap.add_argument("--no-shape", dest="shape", action="store_false",
+                    help="EmosConfig(use_shape=False): Gaussian errors instead of the learned error shape (the "
+                         "pipeline's default learns it)")
     ap.add_argument("--fit-prior", action="store_true",
                     help="print emos.PRIOR refitted on the file's cities that Kalshi does not list, and stop")
     a = ap.parse_args(argv)
-    if a.empirical_shape and not a.validate:
-        ap.error("--empirical-shape is an experiment on the validation cities: use it with --validate")
     if a.fit_prior:
         df, _ = load(a.nws_csv, None)
         samples = training_samples(df[~df["city"].isin(KALSHI_CITIES)].reset_index(drop=True))
         prior = emos.fit_pooled(samples)
+        shape = emos.pooled_shape(samples, prior)
         print(f"{len(samples.dropna(subset=['forecast_high_f', 'observed_high_f']))} samples")
         print("PRIOR = np.array([" + ", ".join(f"{v:.4f}" for v in prior) + "])")
-        return {"prior": prior.tolist()}
-    emos_cfg = emos.EmosConfig(use_lag_error=a.lag_error, use_jump=a.jump)
+        print("PRIOR_SHAPE = np.array([" + ", ".join(f"{v:.4f}" for v in shape) + "])")
+        return {"prior": prior.tolist(), "prior_shape": shape.tolist()}
+    emos_cfg = emos.EmosConfig(use_lag_error=a.lag_error, use_jump=a.jump, use_shape=a.shape)
     if a.validate:
-        table = validation(load(a.nws_csv, None)[0], a.validate, a.seed, emos_cfg, a.score_from, a.empirical_shape)
+        table = validation(load(a.nws_csv, None)[0], a.validate, a.seed, emos_cfg, a.score_from)
         print(table.drop(columns="cities").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         for g, cities in table.groupby("group", sort=True)["cities"].first().items():
             print(f"group {g}: {cities}")

@@ -67,10 +67,12 @@ def _weather_pmf(wh: Warehouse, days: list[dt.date], cfg: WeatherModelConfig = W
     def produce(city, day, data):
         rng = np.random.default_rng([seed, zlib.crc32(city.key.encode()), day.toordinal()])
         start = pd.Timestamp(city.climate_day_window(day)[0])
-        theta = data["weather_model_params"][list(emos.PARAM_COLUMNS)].to_numpy(float)[0]
+        params = data["weather_model_params"]
+        theta = params[list(emos.PARAM_COLUMNS)].to_numpy(float)[0]
+        shape = emos.stored_shape(params)
         yesterday = previous_by_day.get((city.key, day - dt.timedelta(days=1)))
         return weather_pmf_frame(data["kalshi_markets"], data["weather_obs"], data["weather_forecasts"], start, rng, cfg,
-                                 theta, yesterday)
+                                 theta, yesterday, shape)
     return produce
 
 

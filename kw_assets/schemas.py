@@ -22,6 +22,7 @@ from pandera.typing import Series
 from kw_assets.cities import city_keys
 from kw_assets.convert import numbers
 from kw_assets.model.brackets import STRIKE_TYPES, tiling_problems
+from kw_assets.model import emos
 from kw_assets.model.embargo import EMBARGO_DAYS, last_known_day
 from kw_assets.sources import SOURCES
 
@@ -518,9 +519,28 @@ class WeatherModelParams(_Partitioned):
     log_sd_narrow_range: Series[float]
     log_sd_lead: Series[float]
     log_sd_abs_jump: Series[float]
+    # the error shape: the standardized error at the normal quantiles -2.5, -2, ..., 2.5 (emos.SHAPE_COLUMNS);
+    # nullable: a table written before the shape was learned (session 28) has none, and its days are Gaussian
+    shape_m2_5: Series[float] = pa.Field(nullable=True)
+    shape_m2_0: Series[float] = pa.Field(nullable=True)
+    shape_m1_5: Series[float] = pa.Field(nullable=True)
+    shape_m1_0: Series[float] = pa.Field(nullable=True)
+    shape_m0_5: Series[float] = pa.Field(nullable=True)
+    shape_p0_0: Series[float] = pa.Field(nullable=True)
+    shape_p0_5: Series[float] = pa.Field(nullable=True)
+    shape_p1_0: Series[float] = pa.Field(nullable=True)
+    shape_p1_5: Series[float] = pa.Field(nullable=True)
+    shape_p2_0: Series[float] = pa.Field(nullable=True)
+    shape_p2_5: Series[float] = pa.Field(nullable=True)
+    shape_samples: Series[float] = pa.Field(ge=0, nullable=True)
 
     class Config:
         unique = ["city", "climate_day"]
+
+    @row_check(error="shape_*: the error shape's quantiles must increase from shape_m2_5 to shape_p2_5 (or all be null)")
+    def shape_increases(cls, df: pd.DataFrame) -> Series[bool]:
+        q = df[list(emos.SHAPE_COLUMNS)].to_numpy(float)
+        return pd.Series((np.diff(q, axis=1) > 0).all(axis=1) | np.isnan(q).all(axis=1), index=df.index)
 
     @row_check(error=f"fit_end: weather model parameters for day D are fit only on days settled before D's "
                               f"market opened (<= D-{EMBARGO_DAYS + 1})")

@@ -29,12 +29,21 @@ settlement was public before D's market opened (the calibrators' rule).
 The prior is the pooled fit on the NWS forecasts of the 153 US cities of the reference data
 (2021-01-30..2021-09-30) that Kalshi does not list: it matters only while a city has few settled days,
 and it has never seen a Kalshi city's errors.
+
+**The error shape.** Real errors are not Gaussian: standardized by the fit's mean and SD they are skewed
+(a cold bust is likelier than a warm one) with heavy tails, so a Gaussian's 90% interval misses low more
+often than high. Each fit therefore also carries a shape: the quantiles ``g`` of its standardized in-sample
+residuals (y - mean) / SD at the normal quantiles ``SHAPE_Z`` (pooled over cities, weighted like the fit),
+averaged with ``PRIOR_SHAPE`` (the same quantiles of the 153 other cities under ``PRIOR``) in proportion
+of effective sample counts, ``shape_prior_samples`` for the prior. The high is then mean + SD x g(Z) with
+Z standard normal (``shape_quantile``; ``shape_cdf`` its CDF); g the identity is the Gaussian
+(``use_shape=False``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -60,6 +69,11 @@ _LAG = MEAN_TERMS.index("lag_error")
 _YESTERDAY = (_LAG, MEAN_TERMS.index("jump"), _NM + SPREAD_TERMS.index("abs_jump"))  # the terms that need D-1's obs
 _TYPICAL_LOG_JUMP = 1.5  # mean log1p|forecast - yesterday's high| of the non-Kalshi cities of the NWS file (1.49, as PRIOR)
 _INV_SQRT_PI = 1 / np.sqrt(np.pi)
+# the error shape: g(z) at these normal quantiles (piecewise linear between, its end slopes beyond)
+SHAPE_Z = np.linspace(-2.5, 2.5, 11)
+SHAPE_COLUMNS = tuple(f"shape_{'m' if z < 0 else 'p'}{abs(z):.1f}".replace(".", "_") for z in SHAPE_Z)
+# ``residual_shape`` of the 153 non-Kalshi cities' samples under PRIOR (printed with it by ``--fit-prior``)
+PRIOR_SHAPE = np.array([-3.5872, -2.4894, -1.6365, -0.9897, -0.4680, 0.0118, 0.4758, 0.9676, 1.4910, 2.0921, 2.8593])
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,11 @@ class EmosConfig:
     use_lag_error: bool = True
     # the jump from yesterday's observed high in the mean and the spread; False holds both at 0
     use_jump: bool = True
+    # the error shape learned with the fit (README: 90% intervals cover ~91% instead of ~89% on real forecasts);
+    # False: Gaussian
+    use_shape: bool = True
+    # the prior shape's weight, in effective samples (a year of 7 cities' runs at half-life 25 d is ~1,000)
+    shape_prior_samples: float = 2000.0
 
 
 def design(forecast_high: np.ndarray, previous_high: np.ndarray, before_previous_high: np.ndarray,
@@ -161,9 +180,63 @@ def _crps(mu, sd, y):
     return sd * (z * (2 * cdf - 1) + 2 * pdf - _INV_SQRT_PI), -(2 * cdf - 1), 2 * pdf - _INV_SQRT_PI
 
 
+def weighted_quantiles(x: np.ndarray, w: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Quantiles of ``x`` weighted by ``w`` at probabilities ``p`` (each sample at the middle of its weight)."""
+    order = np.argsort(x, kind="stable")
+    x, w = np.asarray(x, float)[order], np.asarray(w, float)[order]
+    cum = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return np.interp(p, cum, x)
+
+
+def residual_shape(y: np.ndarray, mu: np.ndarray, sd: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """The shape of the standardized errors (y - mu) / sd: their (weighted) quantiles at ``ndtr(SHAPE_Z)``, with
+    the effective sample count (sum w)^2 / sum w^2."""
+    w = np.ones(len(y)) if w is None else np.asarray(w, float)
+    return weighted_quantiles((np.asarray(y, float) - mu) / sd, w, ndtr(SHAPE_Z)), float(w.sum() ** 2 / (w**2).sum())
+
+
+def shape_quantile(shape: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """g(z): the shape's standardized error at the normal quantile z (piecewise linear through the knots,
+    continued with the end segments' slopes)."""
+    z = np.asarray(z)
+    lo = (shape[1] - shape[0]) / (SHAPE_Z[1] - SHAPE_Z[0])
+    hi = (shape[-1] - shape[-2]) / (SHAPE_Z[-1] - SHAPE_Z[-2])
+    g = np.interp(z, SHAPE_Z, shape)
+    g = np.where(z < SHAPE_Z[0], shape[0] + (z - SHAPE_Z[0]) * lo, g)
+    return np.where(z > SHAPE_Z[-1], shape[-1] + (z - SHAPE_Z[-1]) * hi, g)
+
+
+def shape_cdf(shape: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """P(g(Z) <= u), Z standard normal: the inverse of ``shape_quantile`` through ndtr."""
+    u = np.asarray(u, float)
+    lo = (SHAPE_Z[1] - SHAPE_Z[0]) / (shape[1] - shape[0])
+    hi = (SHAPE_Z[-1] - SHAPE_Z[-2]) / (shape[-1] - shape[-2])
+    z = np.interp(u, shape, SHAPE_Z)
+    z = np.where(u < shape[0], SHAPE_Z[0] + (u - shape[0]) * lo, z)
+    return ndtr(np.where(u > shape[-1], SHAPE_Z[-1] + (u - shape[-1]) * hi, z))
+
+
+def is_gaussian(shape: np.ndarray | None) -> bool:
+    """Whether ``shape`` (None: no shape) is the identity, the Gaussian."""
+    return shape is None or bool(np.array_equal(np.asarray(shape, float), SHAPE_Z))
+
+
+def stored_shape(params: pd.DataFrame) -> np.ndarray | None:
+    """The error shape of a ``weather_model_params`` row (its first); None, the Gaussian, for a row stored before
+    the shape was learned (no shape columns, or nulls)."""
+    shape = params.reindex(columns=list(SHAPE_COLUMNS)).to_numpy(float)[0]
+    return shape if np.isfinite(shape).all() else None
+
+
+def _strictly_increasing(g: np.ndarray) -> np.ndarray:
+    """``g`` with each knot at least 1e-3 above the one before (a shape must be invertible)."""
+    return np.maximum.accumulate(g - 1e-3 * np.arange(len(g))) + 1e-3 * np.arange(len(g))
+
+
 @dataclass(frozen=True)
 class EmosFit:
-    """Coefficients per city (pooled plus the city's shrunk deviation) and the fit's lineage."""
+    """Coefficients per city (pooled plus the city's shrunk deviation), the error shape (pooled) and the fit's
+    lineage."""
 
     pooled: np.ndarray
     by_city: dict[str, np.ndarray]
@@ -171,6 +244,8 @@ class EmosFit:
     fit_end: dt.date | None
     fit_days: int
     samples: dict[str, int]
+    shape: np.ndarray = field(default_factory=SHAPE_Z.copy)
+    shape_samples: float = 0.0  # the learned part's effective sample count (0: the prior shape, or Gaussian)
 
     def coefficients(self, city: str) -> np.ndarray:
         return self.by_city.get(city, self.pooled)
@@ -180,6 +255,7 @@ class EmosFit:
         row = {"fit_start": self.fit_start, "fit_end": self.fit_end, "fit_days": self.fit_days,
                "fit_samples": int(self.samples.get(city, 0)), "pooled_samples": int(sum(self.samples.values()))}
         row.update(dict(zip(PARAM_COLUMNS, map(float, self.coefficients(city)))))
+        row.update(dict(zip(SHAPE_COLUMNS, map(float, self.shape))), shape_samples=float(self.shape_samples))
         return row
 
 
@@ -204,14 +280,15 @@ class WalkForward:
     optimum, a day fitted in a year's run and the same day fitted alone differed by up to 1e-3 (the optimizer's
     tolerance), and so did every table downstream. The fits are independent, so a run computes them in parallel."""
 
-    def __init__(self, samples: pd.DataFrame, cfg: EmosConfig = EmosConfig(), prior: np.ndarray = PRIOR):
+    def __init__(self, samples: pd.DataFrame, cfg: EmosConfig = EmosConfig(), prior: np.ndarray = PRIOR,
+                 prior_shape: np.ndarray = PRIOR_SHAPE):
         s = samples.dropna(subset=["forecast_high_f", "observed_high_f"]).reset_index(drop=True)
         cities = sorted(s["city"].unique().tolist())
         city_index = pd.Index(cities).get_indexer(s["city"]) if len(s) else np.zeros(0, int)
         day = pd.to_datetime(s["climate_day"]).to_numpy("datetime64[D]") if len(s) else np.zeros(0, "datetime64[D]")
         if "yesterday_high_f" not in s:
             s = s.assign(yesterday_high_f=np.nan)
-        self._learn_from(cities, city_index, day, {c: s[c].to_numpy(float) for c in _FEATURES}, cfg, prior)
+        self._learn_from(cities, city_index, day, {c: s[c].to_numpy(float) for c in _FEATURES}, cfg, prior, prior_shape)
 
     @classmethod
     def of_one_city(cls, city: str, day: np.ndarray, columns: dict[str, np.ndarray], cfg: EmosConfig = EmosConfig(),
@@ -222,11 +299,11 @@ class WalkForward:
         keep = ~(np.isnan(columns["forecast_high_f"]) | np.isnan(columns["observed_high_f"]))
         self = cls.__new__(cls)
         self._learn_from([city], np.zeros(int(keep.sum()), np.intp), day[keep],
-                         {c: np.asarray(columns[c], float)[keep] for c in _FEATURES}, cfg, prior)
+                         {c: np.asarray(columns[c], float)[keep] for c in _FEATURES}, cfg, prior, PRIOR_SHAPE)
         return self
 
     def _learn_from(self, cities: list[str], city_index: np.ndarray, day: np.ndarray, col: dict[str, np.ndarray],
-                    cfg: EmosConfig, prior: np.ndarray) -> None:
+                    cfg: EmosConfig, prior: np.ndarray, prior_shape: np.ndarray) -> None:
         held = []  # terms held at 0: no column, no prior pull away from 0
         if not cfg.use_lag_error:
             col, held = col | {"lag_error_f": np.full(len(day), np.nan)}, held + [_LAG]
@@ -234,6 +311,7 @@ class WalkForward:
             col, held = col | {"yesterday_high_f": np.full(len(day), np.nan)}, held + list(_YESTERDAY[1:])
         prior = np.where(np.isin(np.arange(len(PARAM_COLUMNS)), held), 0.0, prior)
         self.cfg, self.prior = cfg, np.asarray(prior, float)
+        self.prior_shape = np.asarray(prior_shape, float) if cfg.use_shape else SHAPE_Z
         self.cities, self.city_index, self.day = cities, city_index, day
         self.y = col["observed_high_f"]
         self.xm, self.xs = design(col["forecast_high_f"], col["previous_high_f"], col["before_previous_high_f"],
@@ -245,7 +323,7 @@ class WalkForward:
         use = self.day <= end
         n_city = len(self.cities)
         if not use.any():
-            return EmosFit(self.prior.copy(), {}, None, None, 0, {})
+            return EmosFit(self.prior.copy(), {}, None, None, 0, {}, self.prior_shape.copy())
         ci, y, xm, xs = self.city_index[use], self.y[use], self.xm[use], self.xs[use]
         age = (end - self.day[use]).astype(float)
         w = 0.5 ** (age / self.cfg.half_life_days)
@@ -255,9 +333,22 @@ class WalkForward:
         pooled, delta = x[:p], x[p:].reshape(n_city, p)
         days = self.day[use]
         counts = np.bincount(ci, minlength=n_city)
+        shape, shape_samples = self._shape(pooled + delta, ci, y, xm, xs, w)
         return EmosFit(pooled, {c: pooled + delta[k] for k, c in enumerate(self.cities)},
                        pd.Timestamp(days.min()).date(), pd.Timestamp(days.max()).date(), int(len(np.unique(days))),
-                       {c: int(counts[k]) for k, c in enumerate(self.cities)})
+                       {c: int(counts[k]) for k, c in enumerate(self.cities)}, shape, shape_samples)
+
+    def _shape(self, theta, ci, y, xm, xs, w) -> tuple[np.ndarray, float]:
+        """The fit's error shape: its samples' standardized residuals under their city's coefficients, weighted
+        like the fit, averaged with the prior shape (``EmosConfig.shape_prior_samples``)."""
+        if not self.cfg.use_shape:
+            return SHAPE_Z.copy(), 0.0
+        rows = theta[ci]
+        mu = xm_forecast(xm) + np.einsum("ij,ij->i", xm, rows[:, :_NM])
+        sd = np.maximum(np.exp(np.clip(np.einsum("ij,ij->i", xs, rows[:, _NM:]), -3, 3)), 0.5)
+        learned, n = residual_shape(y, mu, sd, w)
+        n0 = self.cfg.shape_prior_samples
+        return _strictly_increasing((n * learned + n0 * self.prior_shape) / (n + n0)), n
 
 
 def fit_pooled(samples: pd.DataFrame) -> np.ndarray:
@@ -271,6 +362,16 @@ def fit_pooled(samples: pd.DataFrame) -> np.ndarray:
     x = _fit(xm, xs, np.zeros(len(s), int), s["observed_high_f"].to_numpy(float), np.ones(len(s)), 1, x0, cfg,
              np.concatenate([x0, np.zeros(len(x0))]))
     return x[: len(x0)] + x[len(x0):]  # unpenalized: only the sum of pooled and the one city's part is defined
+
+
+def pooled_shape(samples: pd.DataFrame, coefficients: np.ndarray) -> np.ndarray:
+    """The error shape of all of ``samples`` under one set of coefficients (unweighted): how ``PRIOR_SHAPE`` is
+    made, from ``fit_pooled``'s coefficients."""
+    s = samples.dropna(subset=["forecast_high_f", "observed_high_f"])
+    xm, xs = design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"], s["forecast_low_f"],
+                    s["lead_h"], s["lag_error_f"], s.get("yesterday_high_f", np.nan))
+    mu, sd = predict(coefficients, xm, xs)
+    return _strictly_increasing(residual_shape(s["observed_high_f"].to_numpy(float), mu, sd)[0])
 
 
 def _fit(xm, xs, ci, y, w, n_city, prior, cfg: EmosConfig, x0) -> np.ndarray:

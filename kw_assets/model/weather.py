@@ -10,8 +10,9 @@ Model, at decision time tau (all inputs stamped <= tau):
 - The future path is X_k = F(t_k) + b + L + R_k, where:
   - b = kappa x (latest obs - F at that time) is the current error, persisting;
   - R is a stationary AR(1) residual (sd r_sd, e-folding r_tau_h hours);
-  - L ~ N(0, s_L^2) is the day-level error, with s_L^2 = v_run x remaining/24 once obs have arrived,
-    so it shrinks as the day runs out (v_run before the first obs).
+  - L = s_L g(Z), Z ~ N(0, 1), is the day-level error, with s_L^2 = v_run x remaining/24 once obs have
+    arrived, so it shrinks as the day runs out (v_run before the first obs); g is the EMOS fit's error
+    shape (``emos.shape_quantile``: skewed, heavy-tailed on real forecasts), the identity when Gaussian.
 - The run's offset and v_run come from the daily-high EMOS (``model/emos.py``, learned walk-forward
   from settled days): with mu and sd its mean and SD for the run's official high, and m0, v0 the mean
   and variance over paths of max_k(F_k + R_k) for the whole day, offset = mu - m0 and
@@ -112,11 +113,13 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
                          forecasts: pd.DataFrame, lows: np.ndarray, highs: np.ndarray,
                          rng: np.random.Generator, cfg: WeatherModelConfig = WeatherModelConfig(),
                          params: np.ndarray | None = None, obs_delay: pd.Timedelta = pd.Timedelta(0),
-                         yesterday: pd.DataFrame | None = None, _inputs_only: bool = False) -> dict[str, np.ndarray]:
+                         yesterday: pd.DataFrame | None = None, shape: np.ndarray | None = None,
+                         _inputs_only: bool = False) -> dict[str, np.ndarray]:
     """Arrays per decision time: pmf (D x brackets), hazard, expected_high, high_sd, obs_max, run issued_at.
     ``params`` are the city's EMOS coefficients for the day (``emos.PARAM_COLUMNS``; None: the prior).
     ``yesterday``: the previous climate day's runs (issued_at, forecast_high_f) with its obs max through
     18:00 LST (obs_max_f), for the lag term; None or empty: unknown all day.
+    ``shape``: the fit's error shape (``emos.SHAPE_COLUMNS``) for the day-level error; None: Gaussian.
     ``obs_delay``: an obs is known only that long after its valid time (the simulator's slow traders).
     (``_inputs_only`` returns the shared random inputs instead: the naive benchmark replays them.)"""
     n, k_steps = cfg.n_paths, STEPS_PER_DAY
@@ -170,6 +173,8 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     # common random numbers, float32 and steps-major: (steps, paths)
     f32 = np.float32
     z = rng.standard_normal(n, dtype=f32)
+    if not emos.is_gaussian(shape):
+        z = emos.shape_quantile(np.asarray(shape, float), z).astype(f32)
     gap = np.clip(cfg.gap_mean + cfg.gap_sd * rng.standard_normal(n, dtype=f32), -0.9, 2.5).astype(f32)
     if cfg.shared_residuals:
         resid = shared_residuals(n, cfg.residual_tau_h, cfg.residual_sd)
@@ -308,7 +313,8 @@ def _new_high_threshold(m: np.ndarray) -> np.ndarray:
 
 def weather_pmf_frame(markets: pd.DataFrame, obs: pd.DataFrame, forecasts: pd.DataFrame, day_start: pd.Timestamp,
                       rng: np.random.Generator, cfg: WeatherModelConfig = WeatherModelConfig(),
-                      params: np.ndarray | None = None, yesterday: pd.DataFrame | None = None) -> pd.DataFrame:
+                      params: np.ndarray | None = None, yesterday: pd.DataFrame | None = None,
+                      shape: np.ndarray | None = None) -> pd.DataFrame:
     """Long frame: one row per decision time x bracket. Empty when there is no weather data."""
     if obs.empty and forecasts.empty:
         return pd.DataFrame()
@@ -316,7 +322,8 @@ def weather_pmf_frame(markets: pd.DataFrame, obs: pd.DataFrame, forecasts: pd.Da
     first = max(markets["open_time"].min(), day_start - pd.Timedelta(days=1))
     decisions = decision_times(day_start, first, cfg.decision_every_min)
     out = simulate_weather_pmf(day_start, decisions, obs, forecasts, markets["bracket_low_f"].to_numpy(float),
-                               markets["bracket_high_f"].to_numpy(float), rng, cfg, params, yesterday=yesterday)
+                               markets["bracket_high_f"].to_numpy(float), rng, cfg, params, yesterday=yesterday,
+                               shape=shape)
     keep = out["valid"]
     n_br = len(markets)
     d = decisions[keep]

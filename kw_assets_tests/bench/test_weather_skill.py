@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from scipy.stats import norm
 
 SPEC = importlib.util.spec_from_file_location("weather_skill", Path(__file__).resolve().parents[2] / "bench" / "weather_skill.py")
@@ -93,35 +92,15 @@ def test_validation_scores_groups_of_cities_kalshi_does_not_list_with_the_emos_g
         assert abs(fast[h]["overall"]["project"] - slow[h]["overall"]["project"]) < 0.003
 
 
-def test_the_error_shape_is_the_gaussian_for_gaussian_errors_and_keeps_a_cold_tail(tmp_path, capsys):
-    """``--empirical-shape``: the PMFs from the standardized errors' own distribution. Errors drawn from the
-    EMOS's Gaussian give back that Gaussian (widened only by the kernel and the rounding); errors with a
-    cold tail keep it (more mass below the Gaussian's 5% point, less above its 95%)."""
-    rng = np.random.default_rng(5)
-    n = 20_000
-    f = rng.normal(75, 8, n)
-    samples = pd.DataFrame({"city": "X", "climate_day": None, "lead_h": 20.0, "forecast_high_f": f,
-                            "previous_high_f": f, "before_previous_high_f": f, "forecast_low_f": f - 18,
-                            "lag_error_f": np.nan, "yesterday_high_f": np.nan})
-    theta = np.zeros(len(ws.emos.PARAM_COLUMNS))
-    theta[len(ws.emos.MEAN_TERMS)] = np.log(2.5)  # N(forecast, 2.5 F)
-    z = np.array([-2.5, -1.645, -1.0, 0.0, 1.0, 1.645, 2.5])
-    gaussian = ws.ErrorShape(samples.assign(observed_high_f=f + rng.normal(0, 2.5, n)), theta)
-    spread = np.sqrt(1 + ws.ErrorShape.BANDWIDTH**2)  # the kernel's width adds to the unit SD
-    assert np.abs(gaussian.cdf(z) - norm.cdf(z / spread)).max() < 0.01
-    busts = np.where(rng.random(n) < 0.06, -rng.exponential(5.0, n), 0.0)  # a cloudy day well below the forecast
-    skewed = ws.ErrorShape(samples.assign(observed_high_f=f + rng.normal(0, 2.5, n) + busts), theta)
-    low, high = skewed.cdf(np.array([-1.645]))[0], 1 - skewed.cdf(np.array([1.645]))[0]
-    assert low > 0.07 and high < 0.055  # a Gaussian: ~0.052 each
-    # the validation with it: same cities and rows, its own scores
+def test_no_shape_scores_the_gaussian_on_the_same_rows(tmp_path, capsys):
+    """``--no-shape``: the EMOS's Gaussian instead of its learned error shape; the same cities and rows, its own
+    scores; a 90% interval's misses and coverage add up."""
     csv = tmp_path / "nws.csv"
     write_csv(csv, cities=tuple((f"CITY_{k}", 0.5 * (k % 3), 1.5 + 0.3 * k) for k in range(9)))
-    plain = ws.main(["--nws-csv", str(csv), "--validate", "1", "--score-from", "2021-03-11"])["validation"]
-    shaped = ws.main(["--nws-csv", str(csv), "--validate", "1", "--score-from", "2021-03-11", "--empirical-shape"])["validation"]
+    shaped = ws.main(["--nws-csv", str(csv), "--validate", "1", "--score-from", "2021-03-11"])["validation"]
+    plain = ws.main(["--nws-csv", str(csv), "--validate", "1", "--score-from", "2021-03-11", "--no-shape"])["validation"]
     capsys.readouterr()
     for a, b in zip(plain, shaped):
         assert (a["cities"], a["horizon"], a["n"]) == (b["cities"], b["horizon"], b["n"])
         assert a["project"] != b["project"] and abs(a["project"] - b["project"]) < 0.01
         assert abs(a["miss_low_90"] + a["miss_high_90"] + a["cover_90"] - 1) < 1e-12
-    with pytest.raises(SystemExit):
-        ws.main(["--nws-csv", str(csv), "--empirical-shape"])

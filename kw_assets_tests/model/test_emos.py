@@ -2,6 +2,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from kw_assets.model import emos
 
@@ -49,6 +50,7 @@ def test_fit_for_day_d_uses_only_days_settled_before_its_market_opened():
     changed = s.assign(observed_high_f=np.where(later, s["observed_high_f"] + 30, s["observed_high_f"]))
     again = emos.WalkForward(changed, emos.EmosConfig()).fit(day)
     np.testing.assert_allclose(again.coefficients("A"), fit.coefficients("A"))
+    np.testing.assert_array_equal(again.shape, fit.shape)
 
 
 def test_a_city_with_few_days_is_shrunk_toward_the_pooled_fit():
@@ -166,3 +168,51 @@ def test_one_citys_arrays_fit_as_its_frame_does():
             assert np.array_equal(got.coefficients("A"), want.coefficients("A"))
             assert (got.fit_start, got.fit_end, got.fit_days, got.samples) == (want.fit_start, want.fit_end, want.fit_days,
                                                                               want.samples)
+
+
+def test_the_error_shape_is_learned_from_the_fits_residuals_and_shrunk_to_the_prior_shape():
+    """Gaussian errors give back the identity (the Gaussian); errors with cold busts give a shape whose 90%
+    interval sits lower; at the default the learned quantiles are averaged with the prior shape in proportion of
+    effective samples; with no settled days the shape is the prior's, and ``use_shape=False`` is the Gaussian."""
+    day = D0 + dt.timedelta(days=403)
+    plain = samples(400, cities=(("A", 1.0, 2.0), ("B", -1.0, 2.5), ("C", 0.0, 3.0)))
+    learned = emos.WalkForward(plain, emos.EmosConfig(half_life_days=1e6, shape_prior_samples=0.0)).fit(day)
+    inner = np.abs(emos.SHAPE_Z) <= 1.5
+    assert np.abs(learned.shape - emos.SHAPE_Z)[inner].max() < 0.1
+    assert 2300 < learned.shape_samples <= 2400  # 400 days x 3 cities x 2 runs, unweighted
+    cfg = emos.EmosConfig(half_life_days=1e6)
+    default = emos.WalkForward(plain, cfg).fit(day)
+    n, n0 = learned.shape_samples, cfg.shape_prior_samples
+    np.testing.assert_allclose(default.shape, (n * learned.shape + n0 * emos.PRIOR_SHAPE) / (n + n0), atol=1e-12)
+
+    rng = np.random.default_rng(3)
+    bust = plain.drop_duplicates(["city", "climate_day"])[["city", "climate_day"]]
+    bust = bust.assign(b=np.where(rng.random(len(bust)) < 0.06, -np.round(rng.exponential(6.0, len(bust))), 0.0))
+    cold = plain.merge(bust, on=["city", "climate_day"])
+    cold = cold.assign(observed_high_f=cold["observed_high_f"] + cold.pop("b"))
+    skewed = emos.WalkForward(cold, emos.EmosConfig(half_life_days=1e6, shape_prior_samples=0.0)).fit(day)
+    low, high = emos.shape_cdf(skewed.shape, -1.645), 1 - emos.shape_cdf(skewed.shape, 1.645)
+    assert low > 0.06 and high < 0.045  # the Gaussian's: 0.05 each
+
+    cold_start = emos.WalkForward(emos.empty_samples()).fit(D0)
+    np.testing.assert_array_equal(cold_start.shape, emos.PRIOR_SHAPE)
+    row = cold_start.describe("A")
+    assert [row[c] for c in emos.SHAPE_COLUMNS] == emos.PRIOR_SHAPE.tolist() and row["shape_samples"] == 0.0
+    off = emos.WalkForward(plain, emos.EmosConfig(use_shape=False)).fit(day)
+    assert emos.is_gaussian(off.shape) and off.shape_samples == 0.0
+
+
+def test_the_shapes_cdf_inverts_its_quantile_function_beyond_the_knots_too():
+    z = np.linspace(-4.0, 4.0, 81)
+    for shape in (emos.PRIOR_SHAPE, emos.SHAPE_Z):
+        np.testing.assert_allclose(emos.shape_cdf(shape, emos.shape_quantile(shape, z)), norm.cdf(z), atol=1e-12)
+    np.testing.assert_allclose(emos.shape_quantile(emos.SHAPE_Z, z), z, atol=1e-12)  # the identity: the Gaussian
+    assert emos.shape_quantile(emos.PRIOR_SHAPE, np.array([-3.0]))[0] < -4.0  # the cold tail continues beyond -2.5
+
+
+def test_a_params_row_stored_before_the_shape_was_learned_is_gaussian():
+    row = emos.WalkForward(emos.empty_samples()).fit(D0).describe("A")
+    stored = pd.DataFrame([row])
+    np.testing.assert_array_equal(emos.stored_shape(stored), emos.PRIOR_SHAPE)
+    assert emos.stored_shape(stored.drop(columns=list(emos.SHAPE_COLUMNS))) is None  # an older table, read
+    assert emos.stored_shape(stored.assign(shape_p0_0=np.nan)) is None  # an older table, written to since

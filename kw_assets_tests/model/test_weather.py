@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from kw_assets.model import emos
 from kw_assets.model.weather import WeatherModelConfig, simulate_weather_pmf, weather_pmf_frame
 
 DAY0 = pd.Timestamp("2025-06-03T05:00:00Z")
@@ -41,6 +42,30 @@ def test_before_any_obs_the_pmf_has_the_emos_mean_and_spread():
     cdf = np.cumsum(out["pmf"][0])
     k = np.searchsorted(highs, 79.0)  # P(high <= 79) = Phi((79.5 - 79) / sqrt(9 - 1/12))
     assert abs(cdf[k] - norm.cdf(0.5 / np.sqrt(9 - 1 / 12))) < 0.01
+
+
+def test_with_an_error_shape_the_pmf_before_any_obs_is_the_shapes_closed_form():
+    """The day-level error drawn through the fit's error shape: before any obs the PMF of the high is
+    P(round(X) <= k) with X = mean + SD' g(Z) (SD' the EMOS SD less rounding's 1/12), the closed form the skill
+    bench's validation scores; a cold-tailed shape puts more on the cold brackets than the Gaussian does."""
+    cfg = WeatherModelConfig(n_paths=100_000)
+    theta = np.array([0.0, -1.0, 0.0, 0.0, 0, 0, 0, np.log(3.0), 0, 0, 0, 0, 0])  # mean forecast - 1, SD 3
+    lows, highs = np.concatenate([[-np.inf], np.arange(60.0, 101.0)]), np.concatenate([np.arange(59.0, 100.0), [np.inf]])
+    run = flat_run(80.0, DAY0 - pd.Timedelta(hours=20))
+    decision = pd.DatetimeIndex([DAY0 - pd.Timedelta(hours=3)])
+    shaped = simulate_weather_pmf(DAY0, decision, obs_path([]), run, lows, highs, np.random.default_rng(1), cfg, theta,
+                                  shape=emos.PRIOR_SHAPE)
+    gaussian = simulate_weather_pmf(DAY0, decision, obs_path([]), run, lows, highs, np.random.default_rng(1), cfg, theta)
+    k = np.arange(70, 90)
+    closed = emos.shape_cdf(emos.PRIOR_SHAPE, (k + 0.5 - 79.0) / np.sqrt(9 - 1 / 12))
+    mc = np.cumsum(shaped["pmf"][0])[np.searchsorted(highs, k)]
+    assert np.abs(mc - closed).max() < 0.01
+    below = np.searchsorted(highs, 73.0)  # P(high <= 73): two SDs below the mean
+    assert np.cumsum(shaped["pmf"][0])[below] > np.cumsum(gaussian["pmf"][0])[below] + 0.01
+    # the identity shape is the Gaussian, draw for draw
+    same = simulate_weather_pmf(DAY0, decision, obs_path([]), run, lows, highs, np.random.default_rng(1), cfg, theta,
+                                shape=emos.SHAPE_Z.copy())
+    assert np.array_equal(same["pmf"], gaussian["pmf"])
 
 
 def test_yesterdays_error_and_jump_move_the_pmf_only_from_18_lst_the_day_before():
