@@ -434,14 +434,15 @@ class Warehouse(HeldConnection):
                 for table, frame in frames.items():
                     names = ", ".join(f'"{n}"' for n, _ in sql_columns(table))
                     con.register("incoming_rows", frame)
-                    try:
-                        con.execute(*deletes[table])
-                        con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming_rows")
-                    finally:
-                        con.unregister("incoming_rows")
+                    con.execute(*deletes[table])
+                    con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming_rows")
+                    con.unregister("incoming_rows")
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                # the rollback first: any other statement in a failed transaction (an unregister too) raises
+                # "Current transaction is aborted" and hides the error that aborted it
+                with contextlib.suppress(duckdb.Error):  # a failed COMMIT has rolled back already
+                    con.execute("ROLLBACK")
                 raise
         return {t: len(f) for t, f in frames.items()}
 

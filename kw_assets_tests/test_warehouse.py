@@ -355,6 +355,18 @@ def test_four_writer_processes_and_a_reader_never_see_half_a_partition(any_wareh
     assert (final["temp_f"].round() == 65.0).all() and reads >= 1  # every partition's last round, nothing lost
 
 
+def test_a_failed_swap_raises_the_error_that_failed_it_and_keeps_the_old_rows(tmp_path):
+    """A statement failing inside the write's transaction: the caller sees that statement's error (not DuckDB's
+    "transaction is aborted" from a later statement), and the table keeps the rows it had."""
+    import duckdb
+    wh = Warehouse(tmp_path / "w.duckdb")
+    day = dt.date(2025, 6, 1)
+    wh.replace_partitions("weather_obs", obs("ny", day, [70.0]), [("ny", day)])
+    with pytest.raises(duckdb.CatalogException, match="no_such_table"):
+        wh._swap({"weather_obs": obs("ny", day, [71.0, 72.0])}, {"weather_obs": ("DELETE FROM no_such_table", [])})
+    assert wh.read("weather_obs")["temp_f"].tolist() == [70.0]
+
+
 def test_the_assets_pool_follows_the_warehouse():
     """On the DuckDB file every writing asset (and the live tail's op) is in pool ``duckdb`` (limit 1: one
     writing process per file); with a PostgreSQL warehouse they are in pool ``postgres``, which an instance
