@@ -149,7 +149,8 @@ def project_pmfs(df: pd.DataFrame, cfg: WeatherModelConfig, emos_cfg: emos.EmosC
                   "obs_max_f": df.at[y, "actual_hi_current_PM"]} for hi, _, h in RUNS if np.isfinite(df.at[y, hi])])
             decisions = pd.DatetimeIndex([day_start + pd.Timedelta(hours=DECISION_HOUR[h]) for h in HORIZONS])
             res = simulate_weather_pmf(day_start, decisions, empty_obs, forecasts, lows, highs, rng, cfg,
-                                       params=fit.coefficients(r["city"]), yesterday=yesterday, shape=fit.shape)
+                                       params=fit.coefficients(r["city"]), yesterday=yesterday,
+                                       shape=fit.shape_of(r["city"]))
             for k, h in enumerate(HORIZONS):
                 if h == "morning_of" and not np.isfinite(r["forecast_hi_current_AM"]):
                     continue
@@ -179,7 +180,7 @@ def gaussian_pmfs(df: pd.DataFrame, emos_cfg: emos.EmosConfig, prior: np.ndarray
                     continue
                 mu, sd = emos.predict(fit.coefficients(df["city"].iat[i]), xm[j:j + 1], xs[j:j + 1])
                 sd_c = np.sqrt(np.maximum(sd**2 - 1 / 12, 1e-6))
-                out[i, k] = emos.shape_cdf(fit.shape, (c[i] + ks + 0.5 - mu) / sd_c)
+                out[i, k] = emos.shape_cdf(fit.shape_of(df["city"].iat[i]), (c[i] + ks + 0.5 - mu) / sd_c)
     out[:, :, -1] = np.where(np.isfinite(out[:, :, -1]), 1.0, np.nan)
     return out
 

@@ -532,7 +532,7 @@ class WeatherModelParams(_Partitioned):
     shape_p1_5: Series[float] = pa.Field(nullable=True)
     shape_p2_0: Series[float] = pa.Field(nullable=True)
     shape_p2_5: Series[float] = pa.Field(nullable=True)
-    shape_samples: Series[float] = pa.Field(ge=0, nullable=True)
+    shape_days: Series[float] = pa.Field(ge=0, nullable=True)
 
     class Config:
         unique = ["city", "climate_day"]

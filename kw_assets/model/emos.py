@@ -33,11 +33,13 @@ and it has never seen a Kalshi city's errors.
 **The error shape.** Real errors are not Gaussian: standardized by the fit's mean and SD they are skewed
 (a cold bust is likelier than a warm one) with heavy tails, so a Gaussian's 90% interval misses low more
 often than high. Each fit therefore also carries a shape: the quantiles ``g`` of its standardized in-sample
-residuals (y - mean) / SD at the normal quantiles ``SHAPE_Z`` (pooled over cities, weighted like the fit),
-averaged with ``PRIOR_SHAPE`` (the same quantiles of the 153 other cities under ``PRIOR``) in proportion
-of effective sample counts, ``shape_prior_samples`` for the prior. The high is then mean + SD x g(Z) with
-Z standard normal (``shape_quantile``; ``shape_cdf`` its CDF); g the identity is the Gaussian
-(``use_shape=False``).
+residuals (y - mean) / SD at the normal quantiles ``SHAPE_Z`` (weighted like the fit): pooled over cities
+and averaged with ``PRIOR_SHAPE`` (the same quantiles of the 153 other cities under ``PRIOR``) in proportion
+of effective city-days (``shape_prior_days`` for the prior), then each city's own averaged with that pooled
+shape (``city_shape_days`` for the pool): a marine-layer city's busts widen its own tail only. The counts are of
+city-days, not samples: a day's runs share most of their error, and a source with hourly runs must not count 24
+samples where the NWS file has two. The high is then mean + SD x g(Z) with Z standard normal (``shape_quantile``;
+``shape_cdf`` its CDF); g the identity is the Gaussian (``use_shape=False``).
 """
 
 from __future__ import annotations
@@ -91,8 +93,11 @@ class EmosConfig:
     # the error shape learned with the fit (README: 90% intervals cover ~91% instead of ~89% on real forecasts);
     # False: Gaussian
     use_shape: bool = True
-    # the prior shape's weight, in effective samples (a year of 7 cities' runs at half-life 25 d is ~1,000)
-    shape_prior_samples: float = 2000.0
+    # the prior shape's weight against the pooled residuals', in effective city-days (7 cities at half-life 25 d:
+    # ~500)
+    shape_prior_days: float = 1000.0
+    # the pooled shape's weight against a city's own residuals', in effective city-days (a city's: ~72)
+    city_shape_days: float = 500.0
 
 
 def design(forecast_high: np.ndarray, previous_high: np.ndarray, before_previous_high: np.ndarray,
@@ -188,11 +193,18 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, p: np.ndarray) -> np.ndarra
     return np.interp(p, cum, x)
 
 
-def residual_shape(y: np.ndarray, mu: np.ndarray, sd: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """The shape of the standardized errors (y - mu) / sd: their (weighted) quantiles at ``ndtr(SHAPE_Z)``, with
-    the effective sample count (sum w)^2 / sum w^2."""
+def residual_shape(y: np.ndarray, mu: np.ndarray, sd: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """The shape of the standardized errors (y - mu) / sd: their (weighted) quantiles at ``ndtr(SHAPE_Z)``."""
     w = np.ones(len(y)) if w is None else np.asarray(w, float)
-    return weighted_quantiles((np.asarray(y, float) - mu) / sd, w, ndtr(SHAPE_Z)), float(w.sum() ** 2 / (w**2).sum())
+    return weighted_quantiles((np.asarray(y, float) - mu) / sd, w, ndtr(SHAPE_Z))
+
+
+def effective_days(w: np.ndarray, group: np.ndarray) -> float:
+    """(sum W)^2 / sum W^2 over the groups' summed weights W: how many equally weighted city-days the samples are
+    worth when ``group`` numbers their city-days."""
+    _, inverse = np.unique(group, return_inverse=True)
+    per_day = np.bincount(inverse, weights=w)
+    return float(per_day.sum() ** 2 / (per_day**2).sum())
 
 
 def shape_quantile(shape: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -244,18 +256,23 @@ class EmosFit:
     fit_end: dt.date | None
     fit_days: int
     samples: dict[str, int]
-    shape: np.ndarray = field(default_factory=SHAPE_Z.copy)
-    shape_samples: float = 0.0  # the learned part's effective sample count (0: the prior shape, or Gaussian)
+    shape: np.ndarray = field(default_factory=SHAPE_Z.copy)  # pooled: a city with no samples of its own
+    city_shapes: dict[str, np.ndarray] = field(default_factory=dict)
+    shape_days: dict[str, float] = field(default_factory=dict)  # each city's own, effective (0: none, or Gaussian)
 
     def coefficients(self, city: str) -> np.ndarray:
         return self.by_city.get(city, self.pooled)
+
+    def shape_of(self, city: str) -> np.ndarray:
+        return self.city_shapes.get(city, self.shape)
 
     def describe(self, city: str) -> dict:
         """One row of lineage and coefficients for ``city``: what ``weather_model_params`` stores."""
         row = {"fit_start": self.fit_start, "fit_end": self.fit_end, "fit_days": self.fit_days,
                "fit_samples": int(self.samples.get(city, 0)), "pooled_samples": int(sum(self.samples.values()))}
         row.update(dict(zip(PARAM_COLUMNS, map(float, self.coefficients(city)))))
-        row.update(dict(zip(SHAPE_COLUMNS, map(float, self.shape))), shape_samples=float(self.shape_samples))
+        row.update(dict(zip(SHAPE_COLUMNS, map(float, self.shape_of(city)))),
+                   shape_days=float(self.shape_days.get(city, 0.0)))
         return row
 
 
@@ -333,22 +350,33 @@ class WalkForward:
         pooled, delta = x[:p], x[p:].reshape(n_city, p)
         days = self.day[use]
         counts = np.bincount(ci, minlength=n_city)
-        shape, shape_samples = self._shape(pooled + delta, ci, y, xm, xs, w)
+        pooled_shape, city_shapes, shape_days = self._shapes(pooled + delta, ci, days, y, xm, xs, w)
         return EmosFit(pooled, {c: pooled + delta[k] for k, c in enumerate(self.cities)},
                        pd.Timestamp(days.min()).date(), pd.Timestamp(days.max()).date(), int(len(np.unique(days))),
-                       {c: int(counts[k]) for k, c in enumerate(self.cities)}, shape, shape_samples)
+                       {c: int(counts[k]) for k, c in enumerate(self.cities)}, pooled_shape, city_shapes, shape_days)
 
-    def _shape(self, theta, ci, y, xm, xs, w) -> tuple[np.ndarray, float]:
-        """The fit's error shape: its samples' standardized residuals under their city's coefficients, weighted
-        like the fit, averaged with the prior shape (``EmosConfig.shape_prior_samples``)."""
+    def _shapes(self, theta, ci, days, y, xm, xs, w) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]:
+        """The fit's error shapes: its samples' standardized residuals under their city's coefficients, weighted like
+        the fit; pooled and averaged with the prior shape (``shape_prior_days``), then per city averaged with that
+        (``city_shape_days``); with each city's effective city-days."""
         if not self.cfg.use_shape:
-            return SHAPE_Z.copy(), 0.0
+            return SHAPE_Z.copy(), {}, {}
         rows = theta[ci]
         mu = xm_forecast(xm) + np.einsum("ij,ij->i", xm, rows[:, :_NM])
         sd = np.maximum(np.exp(np.clip(np.einsum("ij,ij->i", xs, rows[:, _NM:]), -3, 3)), 0.5)
-        learned, n = residual_shape(y, mu, sd, w)
-        n0 = self.cfg.shape_prior_samples
-        return _strictly_increasing((n * learned + n0 * self.prior_shape) / (n + n0)), n
+        z = (y - mu) / sd
+        city_day = ci.astype(np.int64) * (1 << 32) + days.astype(np.int64)
+        n = effective_days(w, city_day)
+        n0, m = self.cfg.shape_prior_days, self.cfg.city_shape_days
+        pooled = _strictly_increasing((n * residual_shape(z, 0.0, 1.0, w) + n0 * self.prior_shape) / (n + n0))
+        city_shapes, counts = {}, {}
+        for k, city in enumerate(self.cities):  # a handful of cities: one weighted quantile each
+            own = ci == k
+            if own.any():
+                n_city = effective_days(w[own], city_day[own])
+                g = residual_shape(z[own], 0.0, 1.0, w[own])
+                city_shapes[city], counts[city] = _strictly_increasing((n_city * g + m * pooled) / (n_city + m)), n_city
+        return pooled, city_shapes, counts
 
 
 def fit_pooled(samples: pd.DataFrame) -> np.ndarray:
@@ -371,7 +399,7 @@ def pooled_shape(samples: pd.DataFrame, coefficients: np.ndarray) -> np.ndarray:
     xm, xs = design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"], s["forecast_low_f"],
                     s["lead_h"], s["lag_error_f"], s.get("yesterday_high_f", np.nan))
     mu, sd = predict(coefficients, xm, xs)
-    return _strictly_increasing(residual_shape(s["observed_high_f"].to_numpy(float), mu, sd)[0])
+    return _strictly_increasing(residual_shape(s["observed_high_f"].to_numpy(float), mu, sd))
 
 
 def _fit(xm, xs, ci, y, w, n_city, prior, cfg: EmosConfig, x0) -> np.ndarray:

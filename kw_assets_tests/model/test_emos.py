@@ -50,7 +50,7 @@ def test_fit_for_day_d_uses_only_days_settled_before_its_market_opened():
     changed = s.assign(observed_high_f=np.where(later, s["observed_high_f"] + 30, s["observed_high_f"]))
     again = emos.WalkForward(changed, emos.EmosConfig()).fit(day)
     np.testing.assert_allclose(again.coefficients("A"), fit.coefficients("A"))
-    np.testing.assert_array_equal(again.shape, fit.shape)
+    np.testing.assert_array_equal(again.shape_of("A"), fit.shape_of("A"))
 
 
 def test_a_city_with_few_days_is_shrunk_toward_the_pooled_fit():
@@ -171,35 +171,46 @@ def test_one_citys_arrays_fit_as_its_frame_does():
 
 
 def test_the_error_shape_is_learned_from_the_fits_residuals_and_shrunk_to_the_prior_shape():
-    """Gaussian errors give back the identity (the Gaussian); errors with cold busts give a shape whose 90%
-    interval sits lower; at the default the learned quantiles are averaged with the prior shape in proportion of
-    effective samples; with no settled days the shape is the prior's, and ``use_shape=False`` is the Gaussian."""
+    """Gaussian errors give back the identity (the Gaussian); a city with cold busts gets a shape whose 90% interval
+    sits lower, and the others do not; at the defaults the pooled quantiles are averaged with the prior shape, and each
+    city's with the pooled shape, in proportion of effective city-days; with no settled days the shape is the prior's,
+    and ``use_shape=False`` is the Gaussian."""
     day = D0 + dt.timedelta(days=403)
     plain = samples(400, cities=(("A", 1.0, 2.0), ("B", -1.0, 2.5), ("C", 0.0, 3.0)))
-    learned = emos.WalkForward(plain, emos.EmosConfig(half_life_days=1e6, shape_prior_samples=0.0)).fit(day)
+    unweighted = dict(half_life_days=np.inf)  # every sample's weight 1: 400 city-days a city (two runs each)
+    own = emos.WalkForward(plain, emos.EmosConfig(**unweighted, shape_prior_days=0.0, city_shape_days=0.0)).fit(day)
     inner = np.abs(emos.SHAPE_Z) <= 1.5
-    assert np.abs(learned.shape - emos.SHAPE_Z)[inner].max() < 0.1
-    assert 2300 < learned.shape_samples <= 2400  # 400 days x 3 cities x 2 runs, unweighted
-    cfg = emos.EmosConfig(half_life_days=1e6)
+    assert np.abs(own.shape - emos.SHAPE_Z)[inner].max() < 0.1
+    assert max(np.abs(own.shape_of(c) - emos.SHAPE_Z)[inner].max() for c in "ABC") < 0.25  # 400 errors a city
+    assert own.shape_days == {"A": 400.0, "B": 400.0, "C": 400.0}
+    cfg = emos.EmosConfig(**unweighted)
     default = emos.WalkForward(plain, cfg).fit(day)
-    n, n0 = learned.shape_samples, cfg.shape_prior_samples
-    np.testing.assert_allclose(default.shape, (n * learned.shape + n0 * emos.PRIOR_SHAPE) / (n + n0), atol=1e-12)
+    pooled = (1200 * own.shape + cfg.shape_prior_days * emos.PRIOR_SHAPE) / (1200 + cfg.shape_prior_days)
+    np.testing.assert_allclose(default.shape, pooled, atol=1e-12)
+    for c in "ABC":
+        want = (400 * own.shape_of(c) + cfg.city_shape_days * pooled) / (400 + cfg.city_shape_days)
+        np.testing.assert_allclose(default.shape_of(c), want, atol=1e-12)
+        assert default.describe(c)["shape_days"] == 400.0
 
     rng = np.random.default_rng(3)
     bust = plain.drop_duplicates(["city", "climate_day"])[["city", "climate_day"]]
-    bust = bust.assign(b=np.where(rng.random(len(bust)) < 0.06, -np.round(rng.exponential(6.0, len(bust))), 0.0))
+    bust = bust.assign(b=np.where((bust["city"] == "C") & (rng.random(len(bust)) < 0.1),
+                                  -np.round(rng.exponential(8.0, len(bust))), 0.0))
     cold = plain.merge(bust, on=["city", "climate_day"])
     cold = cold.assign(observed_high_f=cold["observed_high_f"] + cold.pop("b"))
-    skewed = emos.WalkForward(cold, emos.EmosConfig(half_life_days=1e6, shape_prior_samples=0.0)).fit(day)
-    low, high = emos.shape_cdf(skewed.shape, -1.645), 1 - emos.shape_cdf(skewed.shape, 1.645)
-    assert low > 0.06 and high < 0.045  # the Gaussian's: 0.05 each
+    skewed = emos.WalkForward(cold, emos.EmosConfig(**unweighted, shape_prior_days=0.0, city_shape_days=0.0)).fit(day)
+    low = {c: emos.shape_cdf(skewed.shape_of(c), -1.645) for c in "ABC"}
+    high_c = 1 - emos.shape_cdf(skewed.shape_of("C"), 1.645)
+    assert low["C"] > 0.07 and high_c < 0.045 and low["C"] > max(low["A"], low["B"])  # the Gaussian's: 0.05 each
+    shrunk = emos.WalkForward(cold, cfg).fit(day)
+    assert low["C"] > emos.shape_cdf(shrunk.shape_of("C"), -1.645) > emos.shape_cdf(shrunk.shape_of("A"), -1.645)
 
     cold_start = emos.WalkForward(emos.empty_samples()).fit(D0)
-    np.testing.assert_array_equal(cold_start.shape, emos.PRIOR_SHAPE)
+    np.testing.assert_array_equal(cold_start.shape_of("A"), emos.PRIOR_SHAPE)
     row = cold_start.describe("A")
-    assert [row[c] for c in emos.SHAPE_COLUMNS] == emos.PRIOR_SHAPE.tolist() and row["shape_samples"] == 0.0
+    assert [row[c] for c in emos.SHAPE_COLUMNS] == emos.PRIOR_SHAPE.tolist() and row["shape_days"] == 0.0
     off = emos.WalkForward(plain, emos.EmosConfig(use_shape=False)).fit(day)
-    assert emos.is_gaussian(off.shape) and off.shape_samples == 0.0
+    assert emos.is_gaussian(off.shape_of("A")) and off.describe("A")["shape_days"] == 0.0
 
 
 def test_the_shapes_cdf_inverts_its_quantile_function_beyond_the_knots_too():
@@ -216,3 +227,12 @@ def test_a_params_row_stored_before_the_shape_was_learned_is_gaussian():
     np.testing.assert_array_equal(emos.stored_shape(stored), emos.PRIOR_SHAPE)
     assert emos.stored_shape(stored.drop(columns=list(emos.SHAPE_COLUMNS))) is None  # an older table, read
     assert emos.stored_shape(stored.assign(shape_p0_0=np.nan)) is None  # an older table, written to since
+
+
+def test_a_days_runs_count_as_one_city_day_however_many_there_are():
+    """Four runs of one city-day share its error: the shape's sample count is of city-days, so a source with many
+    runs a day does not outweigh the prior by its run count; unequal days count less than equal ones."""
+    w = np.ones(8)
+    assert emos.effective_days(w, np.array([1, 1, 1, 1, 2, 2, 2, 2])) == 2.0
+    assert emos.effective_days(w, np.arange(8)) == 8.0
+    assert emos.effective_days(np.array([1.0, 1.0, 0.5, 0.5]), np.array([1, 2, 3, 4])) == 9 / 2.5
