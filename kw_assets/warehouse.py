@@ -440,7 +440,8 @@ class Warehouse(HeldConnection):
                 con.execute("COMMIT")
             except BaseException:
                 # the rollback first: any other statement in a failed transaction (an unregister too) raises
-                # "Current transaction is aborted" and hides the error that aborted it
+                # "Current transaction is aborted" and hides the error that aborted it; the rollback also undoes
+                # the registration made inside the transaction
                 with contextlib.suppress(duckdb.Error):  # a failed COMMIT has rolled back already
                     con.execute("ROLLBACK")
                 raise

@@ -365,6 +365,13 @@ def test_a_failed_swap_raises_the_error_that_failed_it_and_keeps_the_old_rows(tm
     with pytest.raises(duckdb.CatalogException, match="no_such_table"):
         wh._swap({"weather_obs": obs("ny", day, [71.0, 72.0])}, {"weather_obs": ("DELETE FROM no_such_table", [])})
     assert wh.read("weather_obs")["temp_f"].tolist() == [70.0]
+    with wh.held():  # a step's connection outlives the failed write: the rollback unregisters the incoming rows
+        with pytest.raises(duckdb.CatalogException):
+            wh._swap({"weather_obs": obs("ny", day, [71.0])}, {"weather_obs": ("DELETE FROM no_such_table", [])})
+        with wh.connect() as con:
+            assert con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'incoming_rows'").fetchone() == (0,)
+            wh.replace_partitions("weather_obs", obs("ny", day, [72.0]), [("ny", day)])
+    assert wh.read("weather_obs")["temp_f"].tolist() == [72.0]
 
 
 def test_the_assets_pool_follows_the_warehouse():

@@ -74,7 +74,7 @@ _INV_SQRT_PI = 1 / np.sqrt(np.pi)
 # the error shape: g(z) at these normal quantiles (piecewise linear between, its end slopes beyond)
 SHAPE_Z = np.linspace(-2.5, 2.5, 11)
 SHAPE_COLUMNS = tuple(f"shape_{'m' if z < 0 else 'p'}{abs(z):.1f}".replace(".", "_") for z in SHAPE_Z)
-# ``residual_shape`` of the 153 non-Kalshi cities' samples under PRIOR (printed with it by ``--fit-prior``)
+# ``pooled_shape`` of the 153 non-Kalshi cities' samples under PRIOR (printed with it by ``--fit-prior``)
 PRIOR_SHAPE = np.array([-3.5872, -2.4894, -1.6365, -0.9897, -0.4680, 0.0118, 0.4758, 0.9676, 1.4910, 2.0921, 2.8593])
 
 
@@ -185,18 +185,13 @@ def _crps(mu, sd, y):
     return sd * (z * (2 * cdf - 1) + 2 * pdf - _INV_SQRT_PI), -(2 * cdf - 1), 2 * pdf - _INV_SQRT_PI
 
 
-def weighted_quantiles(x: np.ndarray, w: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Quantiles of ``x`` weighted by ``w`` at probabilities ``p`` (each sample at the middle of its weight)."""
-    order = np.argsort(x, kind="stable")
-    x, w = np.asarray(x, float)[order], np.asarray(w, float)[order]
-    cum = (np.cumsum(w) - 0.5 * w) / w.sum()
-    return np.interp(p, cum, x)
-
-
-def residual_shape(y: np.ndarray, mu: np.ndarray, sd: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-    """The shape of the standardized errors (y - mu) / sd: their (weighted) quantiles at ``ndtr(SHAPE_Z)``."""
-    w = np.ones(len(y)) if w is None else np.asarray(w, float)
-    return weighted_quantiles((np.asarray(y, float) - mu) / sd, w, ndtr(SHAPE_Z))
+def shape_quantiles(z: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """The shape of standardized errors ``z``: their quantiles at ``ndtr(SHAPE_Z)``, weighted by ``w`` (each
+    sample at the middle of its weight)."""
+    order = np.argsort(z, kind="stable")
+    z = np.asarray(z, float)[order]
+    w = np.ones(len(z)) if w is None else np.asarray(w, float)[order]
+    return np.interp(ndtr(SHAPE_Z), (np.cumsum(w) - 0.5 * w) / w.sum(), z)
 
 
 def effective_days(w: np.ndarray, group: np.ndarray) -> float:
@@ -368,22 +363,27 @@ class WalkForward:
         city_day = ci.astype(np.int64) * (1 << 32) + days.astype(np.int64)
         n = effective_days(w, city_day)
         n0, m = self.cfg.shape_prior_days, self.cfg.city_shape_days
-        pooled = _strictly_increasing((n * residual_shape(z, 0.0, 1.0, w) + n0 * self.prior_shape) / (n + n0))
+        pooled = _strictly_increasing((n * shape_quantiles(z, w) + n0 * self.prior_shape) / (n + n0))
         city_shapes, counts = {}, {}
         for k, city in enumerate(self.cities):  # a handful of cities: one weighted quantile each
             own = ci == k
             if own.any():
                 n_city = effective_days(w[own], city_day[own])
-                g = residual_shape(z[own], 0.0, 1.0, w[own])
+                g = shape_quantiles(z[own], w[own])
                 city_shapes[city], counts[city] = _strictly_increasing((n_city * g + m * pooled) / (n_city + m)), n_city
         return pooled, city_shapes, counts
 
 
+def _known_design(samples: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The samples with a forecast and an observed high, and their design matrices."""
+    s = samples.dropna(subset=["forecast_high_f", "observed_high_f"])
+    return s, *design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"], s["forecast_low_f"],
+                      s["lead_h"], s["lag_error_f"], s.get("yesterday_high_f", np.nan))
+
+
 def fit_pooled(samples: pd.DataFrame) -> np.ndarray:
     """One set of coefficients for all of ``samples`` (no recency weighting, no prior): how ``PRIOR`` is made."""
-    s = samples.dropna(subset=["forecast_high_f", "observed_high_f"])
-    xm, xs = design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"], s["forecast_low_f"],
-                    s["lead_h"], s["lag_error_f"], s.get("yesterday_high_f", np.nan))
+    s, xm, xs = _known_design(samples)
     x0 = np.zeros(len(PARAM_COLUMNS))
     x0[_NM] = 1.0  # log-SD intercept: e^1 = 2.7 F, a typical day-ahead error
     cfg = EmosConfig(city_shrinkage=0.0, prior_weight=0.0)
@@ -395,11 +395,9 @@ def fit_pooled(samples: pd.DataFrame) -> np.ndarray:
 def pooled_shape(samples: pd.DataFrame, coefficients: np.ndarray) -> np.ndarray:
     """The error shape of all of ``samples`` under one set of coefficients (unweighted): how ``PRIOR_SHAPE`` is
     made, from ``fit_pooled``'s coefficients."""
-    s = samples.dropna(subset=["forecast_high_f", "observed_high_f"])
-    xm, xs = design(s["forecast_high_f"], s["previous_high_f"], s["before_previous_high_f"], s["forecast_low_f"],
-                    s["lead_h"], s["lag_error_f"], s.get("yesterday_high_f", np.nan))
+    s, xm, xs = _known_design(samples)
     mu, sd = predict(coefficients, xm, xs)
-    return _strictly_increasing(residual_shape(s["observed_high_f"].to_numpy(float), mu, sd))
+    return _strictly_increasing(shape_quantiles((s["observed_high_f"].to_numpy(float) - mu) / sd))
 
 
 def _fit(xm, xs, ci, y, w, n_city, prior, cfg: EmosConfig, x0) -> np.ndarray:
