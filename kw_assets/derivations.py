@@ -70,9 +70,10 @@ def _weather_pmf(wh: Warehouse, days: list[dt.date], cfg: WeatherModelConfig = W
         params = data["weather_model_params"]
         theta = params[list(emos.PARAM_COLUMNS)].to_numpy(float)[0]
         shape = emos.stored_shape(params)
+        long_bias, long_bias_weight = emos.stored_long_bias(params)
         yesterday = previous_by_day.get((city.key, day - dt.timedelta(days=1)))
         return weather_pmf_frame(data["kalshi_markets"], data["weather_obs"], data["weather_forecasts"], start, rng, cfg,
-                                 theta, yesterday, shape)
+                                 theta, yesterday, shape, long_bias, long_bias_weight)
     return produce
 
 

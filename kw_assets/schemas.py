@@ -533,6 +533,13 @@ class WeatherModelParams(_Partitioned):
     shape_p2_0: Series[float] = pa.Field(nullable=True)
     shape_p2_5: Series[float] = pa.Field(nullable=True)
     shape_days: Series[float] = pa.Field(ge=0, nullable=True)
+    # the city's long-run bias per lead bucket (emos.LONG_BIAS_COLUMNS; null: too few settled days at that lead) and
+    # the share of the way the mean moves to it; nullable: a table written before them (session 29) has none
+    long_bias_lead_0: Series[float] = pa.Field(nullable=True)
+    long_bias_lead_12: Series[float] = pa.Field(nullable=True)
+    long_bias_lead_24: Series[float] = pa.Field(nullable=True)
+    long_bias_lead_36: Series[float] = pa.Field(nullable=True)
+    long_bias_weight: Series[float] = pa.Field(ge=0, le=1, nullable=True)
 
     class Config:
         unique = ["city", "climate_day"]

@@ -19,7 +19,9 @@ EmosRunConfig = run_config_from("EmosRunConfig", emos.EmosConfig)
                description="Daily-high EMOS per city x climate day: mean and log-SD coefficients learned walk-forward "
                            "from (forecast run, settled high) pairs of days <= D-3 (settled before D's market opened), "
                            "recency-weighted, per city shrunk to the pooled fit; the error shape (standardized "
-                           "residual quantiles, averaged with a prior shape); with the fit window and sample counts.")
+                           "residual quantiles, averaged with a prior shape); each city's long-run bias per lead bucket "
+                           "(plain mean error over its settled days) toward which the mean moves a fifth of the way; "
+                           "with the fit window and sample counts.")
 def weather_model_params(context, wh, config):
     return d.WEATHER_MODEL_PARAMS.prepare(wh, partition_days(context), build(emos.EmosConfig, config))
 

@@ -40,6 +40,12 @@ shape (``city_shape_days`` for the pool): a marine-layer city's busts widen its 
 city-days, not samples: a day's runs share most of their error, and a source with hourly runs must not count 24
 samples where the NWS file has two. The high is then mean + SD x g(Z) with Z standard normal (``shape_quantile``;
 ``shape_cdf`` its CDF); g the identity is the Gaussian (``use_shape=False``).
+
+**The long-run bias.** The mean then moves ``long_bias_weight`` of the way to the run's forecast plus the city's
+long-run bias at its lead: the plain mean of (observed - forecast high) over every settled day of the fit in the lead's
+bucket (``LONG_BIAS_LEADS``; ``blend_long_bias``). The fit's own city bias is recency-weighted and shrunk to the pool;
+the plain mean is steadier where a city's bias lasts (a held-out file scored cold loses to a per-city Gaussian in fewer
+cities).
 """
 
 from __future__ import annotations
@@ -74,6 +80,10 @@ _INV_SQRT_PI = 1 / np.sqrt(np.pi)
 # the error shape: g(z) at these normal quantiles (piecewise linear between, its end slopes beyond)
 SHAPE_Z = np.linspace(-2.5, 2.5, 11)
 SHAPE_COLUMNS = tuple(f"shape_{'m' if z < 0 else 'p'}{abs(z):.1f}".replace(".", "_") for z in SHAPE_Z)
+# the long-run bias: a city's plain mean error (observed - forecast high) per lead bucket (hours before the peak,
+# these lower edges), over every settled day of the fit
+LONG_BIAS_LEADS = np.array([0.0, 12.0, 24.0, 36.0])
+LONG_BIAS_COLUMNS = tuple(f"long_bias_lead_{int(h)}" for h in LONG_BIAS_LEADS)
 # ``pooled_shape`` of the 153 non-Kalshi cities' samples under PRIOR (printed with it by ``--fit-prior``)
 PRIOR_SHAPE = np.array([-3.5872, -2.4894, -1.6365, -0.9897, -0.4680, 0.0118, 0.4758, 0.9676, 1.4910, 2.0921, 2.8593])
 
@@ -98,6 +108,10 @@ class EmosConfig:
     shape_prior_days: float = 1000.0
     # the pooled shape's weight against a city's own residuals', in effective city-days (a city's: ~72)
     city_shape_days: float = 500.0
+    # the mean moved this share of the way to the run's forecast plus the city's long-run bias at its lead (README:
+    # a held-out file of a few months loses to a per-city Gaussian in fewer cities); 0: the EMOS mean alone
+    long_bias_weight: float = 0.2
+    long_bias_min_days: int = 10  # settled days of the city at the lead before its long-run bias counts
 
 
 def design(forecast_high: np.ndarray, previous_high: np.ndarray, before_previous_high: np.ndarray,
@@ -254,12 +268,17 @@ class EmosFit:
     shape: np.ndarray = field(default_factory=SHAPE_Z.copy)  # pooled: a city with no samples of its own
     city_shapes: dict[str, np.ndarray] = field(default_factory=dict)
     shape_days: dict[str, float] = field(default_factory=dict)  # each city's own, effective (0: none, or Gaussian)
+    long_bias: dict[str, np.ndarray] = field(default_factory=dict)  # per LONG_BIAS_LEADS bucket; NaN: too few days
+    long_bias_weight: float = 0.0
 
     def coefficients(self, city: str) -> np.ndarray:
         return self.by_city.get(city, self.pooled)
 
     def shape_of(self, city: str) -> np.ndarray:
         return self.city_shapes.get(city, self.shape)
+
+    def long_bias_of(self, city: str) -> np.ndarray:
+        return self.long_bias.get(city, np.full(len(LONG_BIAS_LEADS), np.nan))
 
     def describe(self, city: str) -> dict:
         """One row of lineage and coefficients for ``city``: what ``weather_model_params`` stores."""
@@ -268,6 +287,8 @@ class EmosFit:
         row.update(dict(zip(PARAM_COLUMNS, map(float, self.coefficients(city)))))
         row.update(dict(zip(SHAPE_COLUMNS, map(float, self.shape_of(city)))),
                    shape_days=float(self.shape_days.get(city, 0.0)))
+        row.update(dict(zip(LONG_BIAS_COLUMNS, map(float, self.long_bias_of(city)))),
+                   long_bias_weight=float(self.long_bias_weight))
         return row
 
 
@@ -280,6 +301,28 @@ def predict(theta: np.ndarray, xm: np.ndarray, xs: np.ndarray, min_sd: float = 0
 def xm_forecast(xm: np.ndarray) -> np.ndarray:
     """The forecast high itself, recovered from the design's slope column."""
     return xm[:, 0] * 10 + 65
+
+
+def blend_long_bias(mu: np.ndarray, forecast_high: np.ndarray, lead_h: np.ndarray, long_bias: np.ndarray | None,
+                    weight: float) -> np.ndarray:
+    """The EMOS mean moved ``weight`` of the way to the forecast plus the city's long-run bias at the run's lead
+    (``LONG_BIAS_LEADS`` buckets); unchanged where that bias is unknown. The EMOS learns a city's bias recency-weighted
+    and shrunk to the pool; a plain mean over every settled day is the steadier estimate where a city's bias lasts, and
+    a forecaster hedges between the two."""
+    mu = np.asarray(mu, float)
+    if long_bias is None or weight == 0:
+        return mu
+    bucket = np.clip(np.searchsorted(LONG_BIAS_LEADS, np.asarray(lead_h, float), side="right") - 1, 0, len(LONG_BIAS_LEADS) - 1)
+    b = np.asarray(long_bias, float)[bucket]
+    return np.where(np.isfinite(b), mu + weight * (np.asarray(forecast_high, float) + b - mu), mu)
+
+
+def stored_long_bias(params: pd.DataFrame) -> tuple[np.ndarray | None, float]:
+    """The long-run biases and their weight of a ``weather_model_params`` row (its first); (None, 0) for a row stored
+    before they were learned."""
+    if "long_bias_weight" not in params or not np.isfinite(params["long_bias_weight"].to_numpy(float)[0]):
+        return None, 0.0
+    return params.reindex(columns=list(LONG_BIAS_COLUMNS)).to_numpy(float)[0], float(params["long_bias_weight"].iloc[0])
 
 
 def empty_samples() -> pd.DataFrame:
@@ -325,7 +368,7 @@ class WalkForward:
         self.cfg, self.prior = cfg, np.asarray(prior, float)
         self.prior_shape = np.asarray(prior_shape, float) if cfg.use_shape else SHAPE_Z
         self.cities, self.city_index, self.day = cities, city_index, day
-        self.y = col["observed_high_f"]
+        self.y, self.forecast, self.lead = col["observed_high_f"], col["forecast_high_f"], col["lead_h"]
         self.xm, self.xs = design(col["forecast_high_f"], col["previous_high_f"], col["before_previous_high_f"],
                                   col["forecast_low_f"], col["lead_h"], col["lag_error_f"], col["yesterday_high_f"])
 
@@ -335,7 +378,8 @@ class WalkForward:
         use = self.day <= end
         n_city = len(self.cities)
         if not use.any():
-            return EmosFit(self.prior.copy(), {}, None, None, 0, {}, self.prior_shape.copy())
+            return EmosFit(self.prior.copy(), {}, None, None, 0, {}, self.prior_shape.copy(),
+                           long_bias_weight=self.cfg.long_bias_weight)
         ci, y, xm, xs = self.city_index[use], self.y[use], self.xm[use], self.xs[use]
         age = (end - self.day[use]).astype(float)
         w = 0.5 ** (age / self.cfg.half_life_days)
@@ -348,7 +392,24 @@ class WalkForward:
         pooled_shape, city_shapes, shape_days = self._shapes(pooled + delta, ci, days, y, xm, xs, w)
         return EmosFit(pooled, {c: pooled + delta[k] for k, c in enumerate(self.cities)},
                        pd.Timestamp(days.min()).date(), pd.Timestamp(days.max()).date(), int(len(np.unique(days))),
-                       {c: int(counts[k]) for k, c in enumerate(self.cities)}, pooled_shape, city_shapes, shape_days)
+                       {c: int(counts[k]) for k, c in enumerate(self.cities)}, pooled_shape, city_shapes, shape_days,
+                       self._long_bias(use), self.cfg.long_bias_weight)
+
+    def _long_bias(self, use: np.ndarray) -> dict[str, np.ndarray]:
+        """Per city and lead bucket, the plain mean of (observed - forecast high) over the fit's samples, where the
+        city has ``long_bias_min_days`` settled days at that lead (NaN otherwise). Unweighted: every day counts alike."""
+        if self.cfg.long_bias_weight == 0:
+            return {}
+        nb = len(LONG_BIAS_LEADS)
+        bucket = np.clip(np.searchsorted(LONG_BIAS_LEADS, self.lead[use], side="right") - 1, 0, nb - 1)
+        key = self.city_index[use] * nb + bucket
+        err = self.y[use] - self.forecast[use]
+        n = len(self.cities) * nb
+        total, count = np.bincount(key, err, minlength=n), np.bincount(key, minlength=n)
+        pairs = np.unique(key * (1 << 20) + (self.day[use] - self.day[use].min()).astype(np.int64))
+        days = np.bincount(pairs >> 20, minlength=n)
+        mean = np.where(days >= self.cfg.long_bias_min_days, total / np.maximum(count, 1), np.nan).reshape(-1, nb)
+        return {c: mean[k] for k, c in enumerate(self.cities)}
 
     def _shapes(self, theta, ci, days, y, xm, xs, w) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]:
         """The fit's error shapes: its samples' standardized residuals under their city's coefficients, weighted like

@@ -114,12 +114,15 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
                          rng: np.random.Generator, cfg: WeatherModelConfig = WeatherModelConfig(),
                          params: np.ndarray | None = None, obs_delay: pd.Timedelta = pd.Timedelta(0),
                          yesterday: pd.DataFrame | None = None, shape: np.ndarray | None = None,
+                         long_bias: np.ndarray | None = None, long_bias_weight: float = 0.0,
                          _inputs_only: bool = False) -> dict[str, np.ndarray]:
     """Arrays per decision time: pmf (D x brackets), hazard, expected_high, high_sd, obs_max, run issued_at.
     ``params`` are the city's EMOS coefficients for the day (``emos.PARAM_COLUMNS``; None: the prior).
     ``yesterday``: the previous climate day's runs (issued_at, forecast_high_f) with its obs max through
     18:00 LST (obs_max_f), for the lag term; None or empty: unknown all day.
     ``shape``: the fit's error shape (``emos.SHAPE_COLUMNS``) for the day-level error; None: Gaussian.
+    ``long_bias``, ``long_bias_weight``: the city's long-run bias per lead bucket and the share of the way the EMOS
+    mean moves to it (``emos.blend_long_bias``); None: the EMOS mean alone.
     ``obs_delay``: an obs is known only that long after its valid time (the simulator's slow traders).
     (``_inputs_only`` returns the shared random inputs instead: the naive benchmark replays them.)"""
     n, k_steps = cfg.n_paths, STEPS_PER_DAY
@@ -160,7 +163,8 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
     if not emos.uses_yesterday(params):  # the terms are off: one state per run, not two with equal moments
         lag_run[:], yesterday_high[:] = np.nan, np.nan
     unknown = np.full(len(run_ids), np.nan)
-    moments = [run_high_distribution(run_ids, run_high, run_low, t0, cfg.peak_hour_lst, params, lag, high)
+    moments = [run_high_distribution(run_ids, run_high, run_low, t0, cfg.peak_hour_lst, params, lag, high,
+                                     long_bias, long_bias_weight)
                for lag, high in ((unknown, unknown), (lag_run, yesterday_high))]
     mu_run = np.column_stack([moments[0][0], moments[1][0]]).ravel()
     sd_run = np.column_stack([moments[0][1], moments[1][1]]).ravel()
@@ -263,15 +267,18 @@ def simulate_weather_pmf(day_start: pd.Timestamp, decisions: pd.DatetimeIndex, o
 
 def run_high_distribution(run_ids: np.ndarray, run_high: np.ndarray, run_low: np.ndarray, t0: int,
                           peak_hour_lst: float, params: np.ndarray | None,
-                          lag_error: np.ndarray | float = np.nan, yesterday_high: np.ndarray | float = np.nan
+                          lag_error: np.ndarray | float = np.nan, yesterday_high: np.ndarray | float = np.nan,
+                          long_bias: np.ndarray | None = None, long_bias_weight: float = 0.0
                           ) -> tuple[np.ndarray, np.ndarray]:
     """EMOS mean and SD of the official high given each forecast run (issued in order), the two before it,
-    yesterday's error at the run's lead and yesterday's observed high (NaN: unknown)."""
+    yesterday's error at the run's lead and yesterday's observed high (NaN: unknown); the mean moved toward the
+    run's forecast plus the city's long-run bias (``emos.blend_long_bias``)."""
     prev1 = np.concatenate([[np.nan], run_high[:-1]])[: len(run_high)]
     prev2 = np.concatenate([[np.nan, np.nan], run_high[:-2]])[: len(run_high)]
     lead_h = np.maximum((t0 + peak_hour_lst * 3600e9 - run_ids.astype(float)) / 3600e9, 0)
     xm, xs = emos.design(run_high, prev1, prev2, run_low, lead_h, lag_error, yesterday_high)
-    return emos.predict(emos.PRIOR if params is None else params, xm, xs)
+    mu, sd = emos.predict(emos.PRIOR if params is None else params, xm, xs)
+    return emos.blend_long_bias(mu, run_high, lead_h, long_bias, long_bias_weight), sd
 
 
 def _suffix_max(y: np.ndarray, beyond: np.ndarray | None) -> np.ndarray:
@@ -314,7 +321,8 @@ def _new_high_threshold(m: np.ndarray) -> np.ndarray:
 def weather_pmf_frame(markets: pd.DataFrame, obs: pd.DataFrame, forecasts: pd.DataFrame, day_start: pd.Timestamp,
                       rng: np.random.Generator, cfg: WeatherModelConfig = WeatherModelConfig(),
                       params: np.ndarray | None = None, yesterday: pd.DataFrame | None = None,
-                      shape: np.ndarray | None = None) -> pd.DataFrame:
+                      shape: np.ndarray | None = None, long_bias: np.ndarray | None = None,
+                      long_bias_weight: float = 0.0) -> pd.DataFrame:
     """Long frame: one row per decision time x bracket. Empty when there is no weather data."""
     if obs.empty and forecasts.empty:
         return pd.DataFrame()
@@ -323,7 +331,7 @@ def weather_pmf_frame(markets: pd.DataFrame, obs: pd.DataFrame, forecasts: pd.Da
     decisions = decision_times(day_start, first, cfg.decision_every_min)
     out = simulate_weather_pmf(day_start, decisions, obs, forecasts, markets["bracket_low_f"].to_numpy(float),
                                markets["bracket_high_f"].to_numpy(float), rng, cfg, params, yesterday=yesterday,
-                               shape=shape)
+                               shape=shape, long_bias=long_bias, long_bias_weight=long_bias_weight)
     keep = out["valid"]
     n_br = len(markets)
     d = decisions[keep]

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pandas as pd
 from scipy.stats import norm
 
@@ -104,3 +105,31 @@ def test_no_shape_scores_the_gaussian_on_the_same_rows(tmp_path, capsys):
         assert (a["cities"], a["horizon"], a["n"]) == (b["cities"], b["horizon"], b["n"])
         assert a["project"] != b["project"] and abs(a["project"] - b["project"]) < 0.01
         assert abs(a["miss_low_90"] + a["miss_high_90"] + a["cover_90"] - 1) < 1e-12
+
+
+def test_cold_windows_score_each_window_alone_from_a_prior_fitted_outside_it(tmp_path, capsys):
+    """``--validate --cold-windows 2``: what a held-out file of a few months meets. Each window's rows are all
+    scored (no days to learn from first), and nothing the group's cities did in the other window reaches them:
+    scrambling the first window's observed highs of every city of the group leaves the second window's scores as
+    they were. The summary counts the files where 6 of 7 cities beat both Gaussians at both horizons."""
+    csv, scrambled = tmp_path / "nws.csv", tmp_path / "scrambled.csv"
+    write_csv(csv, cities=tuple((f"CITY_{k}", 0.5 * (k % 3), 1.5 + 0.3 * k) for k in range(9)))
+    args = ["--validate", "1", "--cold-windows", "2"]
+    rows = pd.DataFrame(ws.main(["--nws-csv", str(csv), *args])["validation"])
+    printed = capsys.readouterr().out
+    assert list(rows["window"].unique()) == ["2021-03-01..2021-03-20", "2021-03-21..2021-04-09"]
+    assert (rows["n"] == 7 * 20).all()  # every row of the window, from its first day
+    met, files = ws.six_of_seven_at_both(rows)
+    assert files == 2 and f"at both horizons: {met} of 2" in printed
+    group = rows["cities"].iloc[0].split(",")
+    df = pd.read_csv(csv)
+    first = df["city"].isin(group) & (df["date"] <= "2021-03-20")
+    df.loc[first, "actual_hi_current_PM"] = df.loc[first, "actual_hi_current_PM"] + 9
+    df.to_csv(scrambled, index=False)
+    again = pd.DataFrame(ws.main(["--nws-csv", str(scrambled), *args])["validation"])
+    capsys.readouterr()
+    second = rows["window"] == "2021-03-21..2021-04-09"
+    pd.testing.assert_frame_equal(again[second].reset_index(drop=True), rows[second].reset_index(drop=True))
+    assert not np.allclose(again.loc[~second, "project"], rows.loc[~second, "project"])
+    with pytest.raises(SystemExit):
+        ws.main(["--nws-csv", str(csv), "--cold-windows", "2"])  # only with --validate

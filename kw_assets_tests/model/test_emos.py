@@ -236,3 +236,41 @@ def test_a_days_runs_count_as_one_city_day_however_many_there_are():
     assert emos.effective_days(w, np.array([1, 1, 1, 1, 2, 2, 2, 2])) == 2.0
     assert emos.effective_days(w, np.arange(8)) == 8.0
     assert emos.effective_days(np.array([1.0, 1.0, 0.5, 0.5]), np.array([1, 2, 3, 4])) == 9 / 2.5
+
+
+def test_the_long_run_bias_is_each_citys_plain_mean_error_per_lead_from_settled_days_only():
+    """Per city and lead bucket, the unweighted mean of (observed - forecast high) over the days <= D-3, once the
+    city has 10 such days at that lead; the runs at 8 h and 20 h before the peak fall in the 0-12 h and 12-24 h
+    buckets, and the buckets with no runs stay unknown."""
+    s = samples(40)
+    day = D0 + dt.timedelta(days=30)
+    fit = emos.WalkForward(s, emos.EmosConfig()).fit(day)
+    known = pd.to_datetime(s["climate_day"]).dt.date <= day - dt.timedelta(days=3)
+    for city in ("A", "B"):
+        for lead, bucket in ((8.0, 0), (20.0, 1)):
+            rows = s[known & (s["city"] == city) & (s["lead_h"] == lead)]
+            assert abs(fit.long_bias_of(city)[bucket] - (rows["observed_high_f"] - rows["forecast_high_f"]).mean()) < 1e-12
+        assert np.isnan(fit.long_bias_of(city)[2:]).all()
+    assert fit.long_bias_weight == 0.2 and np.isnan(fit.long_bias_of("C")).all()
+    # canary: the outcomes of D-2 and later move nothing
+    later = ~known
+    again = emos.WalkForward(s.assign(observed_high_f=np.where(later, s["observed_high_f"] + 30, s["observed_high_f"])),
+                             emos.EmosConfig()).fit(day)
+    np.testing.assert_array_equal(again.long_bias_of("A"), fit.long_bias_of("A"))
+    # ten settled days (D0..D0+9 for D0+12) count; nine do not
+    assert np.isfinite(emos.WalkForward(s).fit(D0 + dt.timedelta(days=12)).long_bias_of("A")[:2]).all()
+    assert np.isnan(emos.WalkForward(s).fit(D0 + dt.timedelta(days=11)).long_bias_of("A")).all()
+    assert emos.WalkForward(s, emos.EmosConfig(long_bias_weight=0.0)).fit(day).long_bias == {}
+
+
+def test_the_mean_moves_a_share_of_the_way_to_the_forecast_plus_the_long_run_bias():
+    mu, f, lead = np.array([70.0, 70.0, 70.0]), np.array([68.0, 68.0, 68.0]), np.array([8.0, 20.0, 30.0])
+    bias = np.array([1.0, 2.0, np.nan, np.nan])
+    # 0-12 h: 70 + 0.2 (68 + 1 - 70); 12-24 h: the forecast plus its bias is the mean; 24-36 h: unknown, unchanged
+    np.testing.assert_allclose(emos.blend_long_bias(mu, f, lead, bias, 0.2), [69.8, 70.0, 70.0])
+    np.testing.assert_array_equal(emos.blend_long_bias(mu, f, lead, bias, 0.0), mu)
+    np.testing.assert_array_equal(emos.blend_long_bias(mu, f, lead, None, 0.2), mu)
+    row = pd.DataFrame([emos.WalkForward(samples(40)).fit(D0 + dt.timedelta(days=30)).describe("A")])
+    stored, weight = emos.stored_long_bias(row)
+    assert weight == 0.2 and np.isfinite(stored[:2]).all() and np.isnan(stored[2:]).all()
+    assert emos.stored_long_bias(row.drop(columns=[*emos.LONG_BIAS_COLUMNS, "long_bias_weight"])) == (None, 0.0)  # older table

@@ -88,6 +88,25 @@ def test_yesterdays_error_and_jump_move_the_pmf_only_from_18_lst_the_day_before(
     np.testing.assert_allclose(with_lag["high_sd"][1:], 3 * np.exp(0.2 * (np.log(5) - 1.5)), atol=0.05)
 
 
+def test_the_long_run_bias_moves_the_pmfs_mean_a_share_of_the_way_at_the_runs_lead():
+    """The run issued 20 h before the day (34 h before the 14:00 LST peak: the 24-36 h bucket) forecasts 80 F and the
+    EMOS says 79; the city's long-run bias there is +3 F, so a fifth of the way to 83 is 79.8, with the same spread.
+    A bias known only at other leads leaves the PMF as it was, draw for draw."""
+    cfg = WeatherModelConfig(n_paths=50_000)
+    theta = np.array([0.0, -1.0, 0.0, 0.0, 0, 0, 0, np.log(3.0), 0, 0, 0, 0, 0])
+    lows, highs = np.concatenate([[-np.inf], np.arange(60.0, 101.0)]), np.concatenate([np.arange(59.0, 100.0), [np.inf]])
+    args = (DAY0, pd.DatetimeIndex([DAY0 - pd.Timedelta(hours=3)]), obs_path([]),
+            flat_run(80.0, DAY0 - pd.Timedelta(hours=20)), lows, highs)
+    plain = simulate_weather_pmf(*args, np.random.default_rng(1), cfg, theta)
+    moved = simulate_weather_pmf(*args, np.random.default_rng(1), cfg, theta, long_bias=np.array([np.nan, np.nan, 3.0, -5.0]),
+                                 long_bias_weight=0.2)
+    np.testing.assert_allclose([plain["expected_high"][0], moved["expected_high"][0]], [79.0, 79.8], atol=0.05)
+    np.testing.assert_allclose(moved["high_sd"], plain["high_sd"], atol=0.02)
+    elsewhere = simulate_weather_pmf(*args, np.random.default_rng(1), cfg, theta,
+                                     long_bias=np.array([3.0, 3.0, np.nan, 3.0]), long_bias_weight=0.2)
+    assert np.array_equal(elsewhere["pmf"], plain["pmf"])
+
+
 def test_deterministic_per_seed_and_pmfs_sum_to_one():
     markets = pd.DataFrame({"market_ticker": list("ABCDEF"), "bracket_index": range(6), "bracket_low_f": LOWS,
                             "bracket_high_f": HIGHS, "open_time": DAY0 - pd.Timedelta(hours=15),

@@ -227,14 +227,16 @@ def _day_features(city: City, day: dt.date, seed: int, insight: float) -> tuple[
 def fit_agent_emos(cities, first: dt.date, days: int, seed: int = 7) -> np.ndarray:
     """Pooled EMOS coefficients over ``days`` simulated days from ``first`` (no recency weighting)."""
     worlds = [build_weather(c, first + dt.timedelta(days=k), seed) for c in cities for k in range(days)]
-    cfg = emos.EmosConfig(half_life_days=1e9, city_shrinkage=1e9, prior_weight=0.0, embargo_days=0, use_shape=False)
+    cfg = emos.EmosConfig(half_life_days=1e9, city_shrinkage=1e9, prior_weight=0.0, embargo_days=0, use_shape=False,
+                          long_bias_weight=0.0)
     return emos.WalkForward(emos_samples(worlds, seed=seed), cfg).fit(first + dt.timedelta(days=days + 1)).pooled
 
 
 AGENT_HISTORY_DAYS = 90
 # the traders' walk-forward settings, fixed here: the world was calibrated with them, and a change of the
 # pipeline's defaults (``emos.EmosConfig``) must not change the simulated market
-AGENT_FIT = emos.EmosConfig(half_life_days=25.0, city_shrinkage=30.0, prior_weight=5.0, use_shape=False)  # Gaussian traders
+AGENT_FIT = emos.EmosConfig(half_life_days=25.0, city_shrinkage=30.0, prior_weight=5.0, use_shape=False,
+                            long_bias_weight=0.0)  # Gaussian traders, their EMOS mean alone
 
 
 @lru_cache(maxsize=4096)
