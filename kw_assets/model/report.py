@@ -99,9 +99,14 @@ def orders_per_city_day(fills: pd.DataFrame) -> pd.DataFrame:
     return out.fillna(0).astype(int).reset_index()
 
 
+def month_of(days) -> np.ndarray:
+    """"YYYY-MM" of each climate day (numpy's month unit: a Python strftime call per row took ~2% of a backfill)."""
+    return pd.to_datetime(pd.Series(days)).to_numpy("datetime64[M]").astype(str)
+
+
 def by_city_month(fills: pd.DataFrame) -> pd.DataFrame:
-    f = fills[fills["contracts"] > 0].assign(month=lambda d: pd.to_datetime(d["climate_day"]).dt.strftime("%Y-%m"))
-    orders = order_outcomes(fills).assign(month=lambda d: pd.to_datetime(d["climate_day"]).dt.strftime("%Y-%m"))
+    f = fills[fills["contracts"] > 0].assign(month=lambda d: month_of(d["climate_day"]))
+    orders = order_outcomes(fills).assign(month=lambda d: month_of(d["climate_day"]))
     pnl = f.groupby(["city", "month"]).agg(net_pnl=("cash_flow", "sum"), fees=("fee", "sum"))
     trades = orders.groupby(["city", "month"]).agg(trades=("order_id", "size"), hit_rate=("net", lambda s: (s > 0).mean()))
     return pnl.join(trades).fillna({"trades": 0}).reset_index()

@@ -21,7 +21,7 @@ import pandas as pd
 from kw_assets.model.backtest import FILL_COLUMNS, ExecutionConfig, backtest_records, run_backtest
 from kw_assets.model.embargo import last_known_day
 from kw_assets.model.fills import FillConfig, Tape
-from kw_assets.model.report import bootstrap_daily_ci
+from kw_assets.model.report import bootstrap_daily_ci, month_of
 from kw_assets.model.spreads import regime_half_spreads
 from kw_assets.model.strategy import SignalState, StrategyConfig, intents_from, signal_state
 
@@ -102,7 +102,7 @@ def walk_forward(results: pd.DataFrame, points: pd.DataFrame, window_months: int
     known yet), all of them or those of the last ``window_months``; ties go to the lower point. A month
     with no such day has no choice."""
     day = pd.to_datetime(results["climate_day"])
-    monthly = (results.assign(month=day.dt.strftime("%Y-%m"))
+    monthly = (results.assign(month=month_of(day))
                .groupby(["point", "month"], as_index=False)
                .agg(city_days=("climate_day", "size"), orders_sent=("orders_sent", "sum"),
                     orders_filled=("orders_filled", "sum"), net_pnl=("net_pnl", "sum"), fees=("fees", "sum"),
@@ -126,7 +126,7 @@ def summary(monthly: pd.DataFrame, results: pd.DataFrame) -> dict:
     that sent orders), beside the hindsight-best point's in-sample total over the same months."""
     path = monthly[monthly["chosen"]]
     oos_months = set(path["month"])
-    r = results.assign(month=pd.to_datetime(results["climate_day"]).dt.strftime("%Y-%m"))
+    r = results.assign(month=month_of(results["climate_day"]))
     picked = r.merge(path[["point", "month"]], on=["point", "month"])
     ci = bootstrap_daily_ci(picked[picked["orders_sent"] > 0].rename(columns={"net_pnl": "cash_flow"}))
     same = monthly[monthly["month"].isin(oos_months)].groupby("point")["net_pnl"].sum()
