@@ -303,6 +303,11 @@ def xm_forecast(xm: np.ndarray) -> np.ndarray:
     return xm[:, 0] * 10 + 65
 
 
+def lead_bucket(lead_h: np.ndarray) -> np.ndarray:
+    """The ``LONG_BIAS_LEADS`` bucket of each lead (hours before the peak; below 0 counts as the first)."""
+    return np.clip(np.searchsorted(LONG_BIAS_LEADS, np.asarray(lead_h, float), side="right") - 1, 0, len(LONG_BIAS_LEADS) - 1)
+
+
 def blend_long_bias(mu: np.ndarray, forecast_high: np.ndarray, lead_h: np.ndarray, long_bias: np.ndarray | None,
                     weight: float) -> np.ndarray:
     """The EMOS mean moved ``weight`` of the way to the forecast plus the city's long-run bias at the run's lead
@@ -312,8 +317,7 @@ def blend_long_bias(mu: np.ndarray, forecast_high: np.ndarray, lead_h: np.ndarra
     mu = np.asarray(mu, float)
     if long_bias is None or weight == 0:
         return mu
-    bucket = np.clip(np.searchsorted(LONG_BIAS_LEADS, np.asarray(lead_h, float), side="right") - 1, 0, len(LONG_BIAS_LEADS) - 1)
-    b = np.asarray(long_bias, float)[bucket]
+    b = np.asarray(long_bias, float)[lead_bucket(lead_h)]
     return np.where(np.isfinite(b), mu + weight * (np.asarray(forecast_high, float) + b - mu), mu)
 
 
@@ -401,8 +405,7 @@ class WalkForward:
         if self.cfg.long_bias_weight == 0:
             return {}
         nb = len(LONG_BIAS_LEADS)
-        bucket = np.clip(np.searchsorted(LONG_BIAS_LEADS, self.lead[use], side="right") - 1, 0, nb - 1)
-        key = self.city_index[use] * nb + bucket
+        key = self.city_index[use] * nb + lead_bucket(self.lead[use])
         err = self.y[use] - self.forecast[use]
         n = len(self.cities) * nb
         total, count = np.bincount(key, err, minlength=n), np.bincount(key, minlength=n)
